@@ -1,0 +1,32 @@
+"""nbjobs: run notebooks and notebook cells as durable background jobs.
+
+>>> import nbjobs
+>>> job = nbjobs.run_notebook("report.ipynb", parameters={"n": 7})  # doctest: +SKIP
+>>> job.wait().result()                                            # doctest: +SKIP
+
+``import nbjobs`` is light: papermill, pandas and ipywidgets load only when a job needs them.
+"""
+from __future__ import annotations
+
+from .errors import NbjobsError
+from .job import State
+from .outputs import record
+
+__version__ = "0.1.0"
+
+_API = ("Job", "submit", "run_notebook", "get", "jobs", "records", "wait", "result", "logs", "cancel",
+        "retry", "worker", "ensure_worker")
+
+__all__ = ["NbjobsError", "State", "record", "__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'nbjobs' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

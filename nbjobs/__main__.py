@@ -1,0 +1,6 @@
+"""``python -m nbjobs`` is the ``nbjobs`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,392 @@
+"""The Python API every front end uses: submit, look up, wait, read results, cancel, retry.
+
+>>> import nbjobs
+>>> job = nbjobs.submit("import nbjobs; nbjobs.record('answer', 6 * 7)", name="quick")  # doctest: +SKIP
+>>> job.wait(60).result()                                                               # doctest: +SKIP
+{'answer': 42}
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from . import config, params
+from .errors import BadInput, NbjobsError, WaitTimeout
+from .job import TERMINAL, JobRecord, State, code_hash, short_id
+from .store import Store, actor_name, open_store
+
+MAX_RETRIES = 100
+MAX_TIMEOUT = 30 * 24 * 3600.0
+MAX_PRIORITY = 1_000_000
+
+
+def _store(home: Path | str | None = None) -> Store:
+    return open_store(config.db_path(Path(home)) if home else None)
+
+
+# --- the handle ------------------------------------------------------------------------------------
+class Job:
+    """A handle on one job.  Every property reads SQLite afresh, so it is always current and
+    survives kernel restarts: ``nbjobs.get(job_id)`` gives an equal handle later.
+
+    >>> job = nbjobs.get("8f3a2c")      # doctest: +SKIP
+    >>> job.state, job.wait(60).result()  # doctest: +SKIP
+    """
+
+    def __init__(self, job_id: str, home: Path | str | None = None):
+        self.id = job_id
+        self.home = Path(home) if home else config.home()
+
+    @property
+    def _store(self) -> Store:
+        return _store(self.home)
+
+    @property
+    def record(self) -> JobRecord:
+        """A fresh snapshot of the job's row."""
+        return self._store.get(self.id)
+
+    @property
+    def state(self) -> State:
+        return self.record.state
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def short_id(self) -> str:
+        return short_id(self.id)
+
+    def wait(self, timeout: float | None = None) -> "Job":
+        """Block until the job ends (or raise `WaitTimeout`); returns the handle."""
+        wait([self], timeout=timeout)
+        return self
+
+    def result(self) -> dict[str, Any]:
+        """Recorded outputs by name, each as the same kind of object it was recorded as."""
+        return result(self.id, home=self.home)
+
+    def logs(self, attempt: int | None = None) -> str:
+        """Captured stdout/stderr of the latest (or the given) attempt."""
+        return logs(self.id, attempt=attempt, home=self.home)
+
+    def cancel(self) -> "Job":
+        return cancel(self.id, home=self.home)
+
+    def retry(self) -> "Job":
+        return retry(self.id, home=self.home)
+
+    def attempts(self) -> list[dict[str, Any]]:
+        return self._store.attempts(self.id)
+
+    def events(self) -> list[dict[str, Any]]:
+        return self._store.events(self.id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        try:
+            r = self.record
+        except NbjobsError:
+            return f"<Job {self.short_id} (unavailable)>"
+        return f"<Job {r.short_id} {r.name!r} {r.state.value} attempts={r.attempts}/{r.max_attempts}>"
+
+
+# --- validation --------------------------------------------------------------------------------------
+def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value)
+            else:
+                raise TypeError
+        except TypeError:
+            raise BadInput(f"{name} must be a whole number from {lo} to {hi}, not {value!r}") from None
+    if not lo <= value <= hi:
+        raise BadInput(f"{name} must be from {lo} to {hi}, not {value}")
+    return value
+
+
+def _check_seconds(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{name} must be a number of seconds, not {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TIMEOUT:
+        raise BadInput(f"{name} must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds (30 days), not {value}")
+    return seconds
+
+
+def _check_text(name: str, value: Any, limit: int = 200) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit \
+            or any(ord(c) < 32 for c in value):
+        raise BadInput(f"{name} must be a non-empty single-line string of at most {limit} characters, not {value!r}")
+    return value.strip()
+
+
+def _check_kernel(kernel: str | None) -> str | None:
+    if kernel is None:
+        return None
+    from .kernels import kernel_exists, kernel_names
+
+    kernel = _check_text("kernel", kernel, 100)
+    if not kernel_exists(kernel):
+        raise BadInput(f"kernel {kernel!r} is not installed (installed: {', '.join(kernel_names()) or 'none'}); "
+                       "pick one of those or install it with `python -m ipykernel install --user --name NAME`")
+    return kernel
+
+
+def _check_cwd(cwd: str | os.PathLike | None) -> str:
+    path = Path(cwd).expanduser().absolute() if cwd else Path.cwd()
+    if not path.is_dir():
+        raise BadInput(f"working directory {path} does not exist; give an existing folder")
+    return str(path)
+
+
+def _read_notebook(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """Check that ``path`` is a readable notebook; return its absolute path and its JSON."""
+    p = Path(path).expanduser().absolute()
+    if not p.exists():
+        raise BadInput(f"notebook {path} does not exist; check the path (relative to {Path.cwd()})")
+    if p.is_dir() or p.suffix != ".ipynb":
+        raise BadInput(f"{path} is not a notebook; give a .ipynb file")
+    try:
+        nb = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read notebook {path} ({exc}); check its permissions") from None
+    except ValueError as exc:
+        raise BadInput(f"notebook {path} is not valid JSON ({exc}); open and re-save it in Jupyter") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or nb.get("nbformat", 0) < 4:
+        raise BadInput(f"{path} is not a Jupyter notebook in format 4 (no 'cells' list); re-save it in Jupyter")
+    return str(p), nb
+
+
+def _common(name: Any, retries: Any, timeout: Any, priority: Any, tags: Iterable[str] | str | None,
+            key: Any, kernel: str | None, cwd: Any, parameters: Any) -> dict[str, Any]:
+    if isinstance(tags, str):
+        tags = [tags]
+    return {
+        "name": _check_text("name", name) if name is not None else None,
+        "retries": _check_int("retries", retries, 0, MAX_RETRIES),
+        "timeout": _check_seconds("timeout", timeout),
+        "priority": _check_int("priority", priority, -MAX_PRIORITY, MAX_PRIORITY),
+        "tags": [_check_text("tag", t, 64) for t in (tags or [])],
+        "idem_key": _check_text("key", key) if key is not None else None,
+        "kernel": _check_kernel(kernel),
+        "cwd": _check_cwd(cwd),
+        "parameters": params.check_json(dict(parameters or {})),
+    }
+
+
+# --- submit ------------------------------------------------------------------------------------------
+_last_spawn: dict[Path, float] = {}
+
+
+def ensure_worker(home: Path | str | None = None) -> bool:
+    """Start a background worker for ``home`` unless one is alive.  Returns True if it started one."""
+    home = Path(home) if home else config.home()
+    if _store(home).live_workers():
+        return False
+    if time.monotonic() - _last_spawn.get(home, -1e9) < 10:
+        return False  # we just started one; it is still importing
+    from .worker import start_background
+
+    start_background(home)
+    _last_spawn[home] = time.monotonic()
+    return True
+
+
+def _submit(spec: dict[str, Any], home: Path | str | None, start_worker: bool) -> Job:
+    store = _store(home)
+    rec, _created = store.insert_job(spec, actor_name("api"))
+    if start_worker:
+        ensure_worker(home)
+    return Job(rec.id, home)
+
+
+def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | None = None,
+           kernel: str | None = None, cwd: str | os.PathLike | None = None, retries: int = 0,
+           timeout: float | None = None, priority: int = 0, tags: Sequence[str] | str | None = None,
+           key: str | None = None, cell_timeout: float | None = None, home: Path | str | None = None,
+           start_worker: bool = True) -> Job:
+    """Submit Python source as a *cell job*; returns its `Job` handle at once.
+
+    The source runs in a fresh kernel (papermill) after a ``parameters`` cell, with ``cwd`` (default:
+    the current directory) as working directory.  Inside, ``nbjobs.record(name, value)`` records
+    outputs.  ``key`` makes the submit idempotent: a second submit with the same key returns the
+    first job.  A background worker is started if none is alive (``start_worker=False`` to skip).
+
+    >>> job = nbjobs.submit("import nbjobs; nbjobs.record('n', n * 2)", parameters={"n": 21})  # doctest: +SKIP
+    >>> job.wait().result()                                                                     # doctest: +SKIP
+    {'n': 42}
+    """
+    if not isinstance(code, str) or not code.strip():
+        raise BadInput("code must be a non-empty string of Python source")
+    spec = _common(name, retries, timeout, priority, tags, key, kernel, cwd, parameters)
+    spec.update(kind="cell", source=code, code_hash=code_hash("cell", source=code),
+                options={"cell_timeout": _check_seconds("cell_timeout", cell_timeout)})
+    spec["name"] = spec["name"] or _default_cell_name(code)
+    spec["kernel"] = spec["kernel"] or "python3"
+    return _submit(spec, home, start_worker)
+
+
+def _default_cell_name(code: str) -> str:
+    for line in code.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "%", "!", "import ", "from ")):
+            return line[:40]
+    return "cell"
+
+
+def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = None, *, name: str | None = None,
+                 kernel: str | None = None, cwd: str | os.PathLike | None = None, retries: int = 0,
+                 timeout: float | None = None, priority: int = 0, tags: Sequence[str] | str | None = None,
+                 key: str | None = None, cell_timeout: float | None = None, home: Path | str | None = None,
+                 start_worker: bool = True) -> Job:
+    """Submit a *notebook job*: ``path`` run by papermill with ``parameters``; returns its `Job`.
+
+    The kernel defaults to the notebook's own kernelspec; the working directory to the current
+    directory.  Each attempt writes its output notebook to ``$NBJOBS_HOME/runs/<id>/<attempt>/``.
+
+    >>> job = nbjobs.run_notebook("report.ipynb", parameters={"n": 7, "title": "Q3"})  # doctest: +SKIP
+    >>> job.wait().state                                                             # doctest: +SKIP
+    <State.SUCCEEDED: 'succeeded'>
+    """
+    nb_path, nb = _read_notebook(path)
+    spec = _common(name, retries, timeout, priority, tags, key, kernel, cwd, parameters)
+    if spec["kernel"] is None:
+        nb_kernel = (nb.get("metadata") or {}).get("kernelspec", {}).get("name") or "python3"
+        spec["kernel"] = _check_kernel(nb_kernel)
+    spec.update(kind="notebook", notebook=nb_path, code_hash=code_hash("notebook", notebook=nb_path),
+                options={"cell_timeout": _check_seconds("cell_timeout", cell_timeout)})
+    spec["name"] = spec["name"] or Path(nb_path).stem
+    return _submit(spec, home, start_worker)
+
+
+# --- reading ------------------------------------------------------------------------------------------
+def get(job_id: str, home: Path | str | None = None) -> Job:
+    """The job with this ID or unique ID prefix (as in git); a clear error if none or several match."""
+    return Job(_store(home).resolve(job_id), home)
+
+
+def jobs(state: str | Iterable[str] | None = None, name: str | None = None, tag: str | None = None,
+         limit: int | None = 20, home: Path | str | None = None) -> list[Job]:
+    """Recent jobs, newest first, optionally filtered by state(s), name (glob) and tag."""
+    if state is not None:
+        for s in [state] if isinstance(state, str) else state:
+            _check_state(s)
+    return [Job(r.id, home) for r in _store(home).list_jobs(state=state, name=name, tag=tag, limit=limit)]
+
+
+def records(state: str | Iterable[str] | None = None, name: str | None = None, tag: str | None = None,
+            limit: int | None = 20, home: Path | str | None = None) -> list[JobRecord]:
+    """Like `jobs` but returns row snapshots (one query, for tables)."""
+    if state is not None:
+        for s in [state] if isinstance(state, str) else state:
+            _check_state(s)
+    return _store(home).list_jobs(state=state, name=name, tag=tag, limit=limit)
+
+
+def _check_state(s: str) -> None:
+    try:
+        State(s)
+    except ValueError:
+        raise BadInput(f"unknown state {s!r}; use one of: {', '.join(x.value for x in State)}") from None
+
+
+def wait(id_or_ids: str | Job | Iterable[str | Job], timeout: float | None = None,
+         home: Path | str | None = None, poll: float = 0.05) -> Job | list[Job]:
+    """Block until the job(s) reach a final state; returns the Job (or the list of Jobs).
+
+    Raises `WaitTimeout` after ``timeout`` seconds, naming what is still running.
+    """
+    single = isinstance(id_or_ids, (str, Job))
+    items = [id_or_ids] if single else list(id_or_ids)
+    handles = [i if isinstance(i, Job) else get(i, home) for i in items]
+    deadline = None if timeout is None else time.monotonic() + float(timeout)
+    pending = list(handles)
+    while pending:
+        pending = [j for j in pending if j.state not in TERMINAL]
+        if not pending:
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            names = ", ".join(f"{j.short_id} ({j.state.value})" for j in pending[:5])
+            raise WaitTimeout(f"still not finished after {timeout:g} s: {names}; wait longer or check `nbjobs ls`")
+        time.sleep(poll)
+    return handles[0] if single else handles
+
+
+def result(job_id: str, home: Path | str | None = None) -> dict[str, Any]:
+    """Recorded outputs of a job as ``{name: value}``, each value the same kind of object it was
+    recorded as (DataFrames, arrays and other objects are read from the run folder)."""
+    from .outputs import load
+
+    store = _store(home)
+    full = store.resolve(job_id)
+    folder = config.run_dir(full, store.path.parent)
+    return {row["name"]: load(row, folder) for row in store.outputs(full)}
+
+
+def logs(job_id: str, attempt: int | None = None, home: Path | str | None = None) -> str:
+    """Captured output (stdout/stderr) of the latest attempt, or of attempt number ``attempt``."""
+    path = log_path(job_id, attempt, home)
+    if path is None or not path.exists():
+        return ""
+    return path.read_text(errors="replace")
+
+
+def log_path(job_id: str, attempt: int | None = None, home: Path | str | None = None) -> Path | None:
+    store = _store(home)
+    full = store.resolve(job_id)
+    rows = store.attempts(full)
+    if not rows:
+        return None
+    if attempt is None:
+        row = rows[-1]
+    else:
+        match = [r for r in rows if r["number"] == attempt]
+        if not match:
+            raise BadInput(f"job {short_id(full)} has no attempt {attempt} (it has {len(rows)})")
+        row = match[0]
+    return Path(row["log_path"]) if row["log_path"] else config.run_dir(full, store.path.parent) / str(
+        row["number"]) / "log.txt"
+
+
+# --- actions ----------------------------------------------------------------------------------------------
+def cancel(job_id: str, home: Path | str | None = None) -> Job:
+    """Cancel a job: at once if it has not started; a running job's kernel is stopped by its worker
+    within about a second.  Works from any process."""
+    store = _store(home)
+    full = store.resolve(job_id)
+    store.request_cancel(full, actor_name("api"))
+    return Job(full, home)
+
+
+def retry(job_id: str, home: Path | str | None = None, start_worker: bool = True) -> Job:
+    """Run a failed, timed-out or cancelled job again under the same ID (attempts continue)."""
+    store = _store(home)
+    full = store.resolve(job_id)
+    store.retry(full, actor_name("api"))
+    if start_worker:
+        ensure_worker(home)
+    return Job(full, home)
+
+
+def worker(concurrency: int = 1, executor: str = "local", idle_exit: float | None = None,
+           home: Path | str | None = None) -> int:
+    """Run a worker in this process until it is stopped (Ctrl-C) or idle for ``idle_exit`` seconds."""
+    from .worker import Worker
+
+    concurrency = _check_int("concurrency", concurrency, 1, 256)
+    return Worker(home, concurrency=concurrency, executor=executor, idle_exit=idle_exit).run()

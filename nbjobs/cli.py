@@ -1,0 +1,394 @@
+"""The ``nbjobs`` command: the same verbs as the ``%job`` magics.
+
+Exit codes: 0 ok, 1 a job did not succeed (``run --wait``, ``wait``), 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import api, params
+from .errors import NbjobsError, WaitTimeout
+from .job import JobRecord, State
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+# --- formatting -------------------------------------------------------------------------------------
+def fmt_time(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    t = time.localtime(ts)
+    if time.strftime("%Y-%m-%d", t) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M:%S", t)
+    return time.strftime("%Y-%m-%d %H:%M", t)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def elapsed(r: JobRecord) -> float | None:
+    if r.started_at is None:
+        return None
+    return (r.finished_at or time.time()) - r.started_at
+
+
+def table(records: Sequence[JobRecord]) -> str:
+    """The ``nbjobs ls`` table."""
+    head = ("ID", "NAME", "STATE", "ATTEMPTS", "QUEUED", "STARTED", "DURATION")
+    rows = [head]
+    for r in records:
+        state = r.state.value + (f" ({r.reason})" if r.reason and r.state.terminal and r.reason != r.state.value
+                                 and r.state != State.SUCCEEDED else "")
+        if r.state == State.RUNNING and r.progress_total:
+            state += f" {r.progress_done}/{r.progress_total}"
+        rows.append((r.short_id, r.name[:30], state, f"{r.attempts}/{r.max_attempts}", fmt_time(r.submitted_at),
+                     fmt_time(r.started_at), fmt_duration(elapsed(r))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def job_json(job_id: str, full: bool = False) -> dict[str, Any]:
+    """One job as a JSON object: ``id``, ``state``, ``attempts`` (a count) and ``error`` at least."""
+    job = api.get(job_id)
+    r = job.record
+    d = r.to_dict()
+    d["error"] = ({"type": r.error_type, "message": r.error_message, "cell": r.error_cell}
+                  if r.error_type else None)
+    for k in ("error_type", "error_message", "error_cell", "error_traceback", "source"):
+        d.pop(k, None)
+    d["progress"] = {"done": r.progress_done, "total": r.progress_total}
+    d.pop("progress_done"), d.pop("progress_total")
+    if full:
+        d["source"] = r.source
+        d["error_traceback"] = r.error_traceback
+        d["attempt_history"] = job.attempts()
+        d["events"] = job.events()
+        d["outputs"] = [o["name"] for o in job._store.outputs(r.id)]
+    return d
+
+
+def show_text(job_id: str) -> str:
+    job = api.get(job_id)
+    r = job.record
+    lines = [f"id:         {r.id}", f"name:       {r.name}",
+             f"state:      {r.state.value}" + (f" ({r.reason})" if r.reason else "")]
+    if r.cancel_requested and r.state == State.RUNNING:
+        lines[-1] += " - cancel requested"
+    what = r.notebook if r.kind == "notebook" else (r.source or "").strip().splitlines()[0][:70] + " ..."
+    lines += [f"kind:       {r.kind}: {what}", f"kernel:     {r.kernel}", f"cwd:        {r.cwd}"]
+    if r.parameters:
+        lines.append(f"parameters: {json.dumps(r.parameters)}")
+    if r.tags:
+        lines.append(f"tags:       {', '.join(r.tags)}")
+    lines += [f"priority:   {r.priority}", f"attempts:   {r.attempts} of {r.max_attempts}",
+              f"submitted:  {fmt_time(r.submitted_at)} by {r.submitted_by}",
+              f"started:    {fmt_time(r.started_at)}", f"finished:   {fmt_time(r.finished_at)}",
+              f"duration:   {fmt_duration(elapsed(r))}"]
+    if r.progress_total:
+        lines.append(f"progress:   {r.progress_done}/{r.progress_total} cells")
+    if r.idem_key:
+        lines.append(f"key:        {r.idem_key}")
+    if r.output_path:
+        lines.append(f"notebook:   {r.output_path}")
+    if r.error_type:
+        cell = f" (cell {r.error_cell})" if r.error_cell is not None else ""
+        lines.append(f"error:      {r.error_type}: {r.error_message}{cell}")
+    attempts = job.attempts()
+    if attempts:
+        lines.append("attempt history:")
+        for a in attempts:
+            dur = fmt_duration(a["finished_at"] - a["started_at"]) if a["finished_at"] else "-"
+            lines.append(f"  #{a['number']}  {a['outcome']:<12} {fmt_time(a['started_at'])}  {dur:>7}  "
+                         f"worker {a['worker_id']}")
+    outs = job._store.outputs(r.id)
+    if outs:
+        lines.append("outputs:    " + ", ".join(f"{o['name']} ({o['kind']})" for o in outs))
+    lines.append("events:")
+    for e in job.events():
+        lines.append(f"  {fmt_time(e['at'])}  {(e['from_state'] or '-'):>9} -> {e['to_state']:<9}  "
+                     f"{e['reason'] or ''}  [{e['actor']}]")
+    return "\n".join(lines)
+
+
+def _jsonable_outputs(job_id: str) -> dict[str, Any]:
+    job = api.get(job_id)
+    store = job._store
+    out: dict[str, Any] = {}
+    values = None
+    for row in store.outputs(job.id):
+        if row["kind"] == "json":
+            out[row["name"]] = json.loads(row["value"])
+        elif row["kind"] == "json-file":
+            values = values or api.result(job.id)
+            out[row["name"]] = values[row["name"]]
+        else:
+            folder = Path(store.path.parent) / "runs" / job.id
+            out[row["name"]] = {"$type": row["type_name"], "$file": str(folder / row["path"])}
+    return out
+
+
+# --- verbs -------------------------------------------------------------------------------------------
+def _job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", help="a name for the job (default: the notebook's name or the code's first line)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter, typed like papermill's -p (int, float, bool, None or string)")
+    p.add_argument("-r", "--raw", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter kept as a raw string")
+    p.add_argument("-y", "--yaml", action="append", default=[], metavar="YAML",
+                   help="parameters as a YAML mapping, e.g. -y '{n: 7, title: Q3}'")
+    p.add_argument("-f", "--parameters-file", action="append", default=[], metavar="FILE",
+                   help="a YAML file of parameters")
+    p.add_argument("--kernel", help="kernel to run in (default: the notebook's kernel, python3 for code)")
+    p.add_argument("--cwd", help="working directory of the job (default: the current directory)")
+    p.add_argument("--retries", type=int, default=0, help="retries after a failed attempt (default 0)")
+    p.add_argument("--timeout", type=float, help="whole-job timeout in seconds")
+    p.add_argument("--cell-timeout", type=float, help="per-cell timeout in seconds, passed to papermill")
+    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    p.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    p.add_argument("--key", help="idempotency key: a second submit with the same key returns the first job")
+    p.add_argument("--wait", action="store_true", help="wait for the job to end; exit 0 if it succeeded, else 1")
+    p.add_argument("--timeout-wait", type=float, metavar="S", help="with --wait: give up after S seconds")
+    p.add_argument("--no-worker", action="store_true", help="do not start a background worker")
+    p.add_argument("--json", action="store_true", help="print the job as one JSON object")
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    if bool(a.notebook) == bool(a.code):
+        raise params.BadInput("give either a notebook path or -c CODE (not both); see `nbjobs run --help`")
+    parameters = params.build(p=a.parameter, r=a.raw, y=a.yaml, f=a.parameters_file)
+    common = dict(name=a.name, parameters=parameters, kernel=a.kernel, cwd=a.cwd, retries=a.retries,
+                  timeout=a.timeout, priority=a.priority, tags=a.tag, key=a.key, cell_timeout=a.cell_timeout,
+                  start_worker=not a.no_worker)
+    job = api.run_notebook(a.notebook, **common) if a.notebook else api.submit(a.code, **common)
+    if not a.json:
+        print(job.id, flush=True)
+    if a.wait:
+        return _wait_and_report([job.id], a.timeout_wait, a.json)
+    if a.json:
+        print(json.dumps(job_json(job.id)))
+    return EXIT_OK
+
+
+def _wait_and_report(ids: list[str], timeout: float | None, as_json: bool) -> int:
+    try:
+        jobs = api.wait(ids, timeout=timeout)
+    except WaitTimeout as exc:
+        if as_json:
+            print(json.dumps([job_json(i) for i in ids] if len(ids) > 1 else job_json(ids[0])))
+        print(f"nbjobs: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    recs = [j.record for j in jobs]
+    if as_json:
+        objs = [job_json(r.id) for r in recs]
+        print(json.dumps(objs if len(objs) > 1 else objs[0]))
+    else:
+        for r in recs:
+            line = f"{r.short_id} {r.name}: {r.state.value} in {fmt_duration(elapsed(r))}"
+            if r.error_type:
+                line += f" - {r.error_type}: {r.error_message}"
+            print(line)
+    return EXIT_OK if all(r.state == State.SUCCEEDED for r in recs) else EXIT_FAILED
+
+
+def cmd_ls(a: argparse.Namespace) -> int:
+    recs = api.records(state=a.state or None, name=a.name, tag=a.tag, limit=a.limit)
+    if a.json:
+        print(json.dumps([job_json(r.id) for r in recs]))
+    elif not recs:
+        print("no jobs yet; submit one with `nbjobs run NOTEBOOK` or `nbjobs run -c CODE`")
+    else:
+        print(table(recs))
+    return EXIT_OK
+
+
+def cmd_show(a: argparse.Namespace) -> int:
+    print(json.dumps(job_json(a.id, full=True), default=str) if a.json else show_text(a.id))
+    return EXIT_OK
+
+
+def cmd_logs(a: argparse.Namespace) -> int:
+    job = api.get(a.id)
+    if not a.follow:
+        sys.stdout.write(job.logs(a.attempt))
+        return EXIT_OK
+    shown: dict[str, int] = {}
+    current = None
+    while True:
+        path = api.log_path(job.id, a.attempt)
+        if path is not None and path != current:
+            if current is not None:
+                print(f"\n--- {path.parent.name and 'attempt ' + path.parent.name} ---", flush=True)
+            current = path
+        final = job.state.terminal
+        if current is not None and current.exists():
+            with open(current, "rb") as f:
+                f.seek(shown.get(str(current), 0))
+                data = f.read()
+            if data:
+                shown[str(current)] = shown.get(str(current), 0) + len(data)
+                sys.stdout.write(data.decode(errors="replace"))
+                sys.stdout.flush()
+                continue
+        if final:
+            return EXIT_OK
+        time.sleep(0.2)
+
+
+def cmd_result(a: argparse.Namespace) -> int:
+    if a.json:
+        print(json.dumps(_jsonable_outputs(a.id)))
+        return EXIT_OK
+    values = api.result(a.id)
+    if not values:
+        print("(no recorded outputs)")
+    for name, value in values.items():
+        print(f"{name} = {value!r}")
+    return EXIT_OK
+
+
+def cmd_cancel(a: argparse.Namespace) -> int:
+    for i in a.id:
+        job = api.cancel(i)
+        state = job.state
+        print(f"{job.short_id}: {'cancelled' if state == State.CANCELLED else 'cancel requested (stopping)'}")
+    return EXIT_OK
+
+
+def cmd_retry(a: argparse.Namespace) -> int:
+    for i in a.id:
+        job = api.retry(i, start_worker=not a.no_worker)
+        print(f"{job.short_id}: queued again")
+    return EXIT_OK
+
+
+def cmd_wait(a: argparse.Namespace) -> int:
+    ids = [api.get(i).id for i in a.id]
+    return _wait_and_report(ids, a.timeout, a.json)
+
+
+def cmd_worker(a: argparse.Namespace) -> int:
+    from .worker import Worker
+
+    if a.concurrency < 1 or a.concurrency > 256:
+        raise params.BadInput(f"--concurrency must be from 1 to 256, not {a.concurrency}")
+    w = Worker(concurrency=a.concurrency, idle_exit=a.idle_exit, autostarted=a.autostarted,
+               grace=a.grace if a.grace is not None else api.config.STOP_GRACE)
+    if not a.autostarted:
+        print(f"nbjobs worker {w.id}: home {w.home}, concurrency {w.concurrency}; Ctrl-C stops it", flush=True)
+    n = w.run()
+    if not a.autostarted:
+        print(f"nbjobs worker {w.id}: stopped after {n} attempt(s)", flush=True)
+    return EXIT_OK
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(home=a.home)
+
+
+# --- parser -------------------------------------------------------------------------------------------
+def _add(sub, name: str, func, help: str, example: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="nbjobs", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run notebooks and notebook cells as durable background jobs.\n"
+                    "Jobs live in $NBJOBS_HOME/nbjobs.db (default ~/.nbjobs).",
+        epilog="examples:\n  nbjobs run report.ipynb -p n 7 -p title Q3 --wait\n  nbjobs ls\n"
+               "  nbjobs show 8f3a2c\n\nexit codes: 0 ok, 1 a job did not succeed, 2 bad input")
+    from . import __version__
+
+    top.add_argument("--version", action="version", version=f"nbjobs {__version__}")
+    sub = top.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    p = _add(sub, "run", cmd_run, "submit a notebook (or -c CODE) as a job and print its ID",
+             'nbjobs run report.ipynb -p n 7 -p title "Q3" --wait\n  '
+             "nbjobs run -c \"import nbjobs; nbjobs.record('answer', 6*7)\" --name quick")
+    p.add_argument("notebook", nargs="?", help="the notebook to run")
+    p.add_argument("-c", "--code", help="Python source to run as a cell job instead of a notebook")
+    _job_options(p)
+
+    p = _add(sub, "ls", cmd_ls, "list recent jobs, newest first", "nbjobs ls --state failed --limit 50")
+    p.add_argument("--state", action="append", help="only jobs in this state (repeatable)")
+    p.add_argument("--name", help="only jobs with this name (glob patterns like 'train*' work)")
+    p.add_argument("--tag", help="only jobs with this tag")
+    p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+
+    p = _add(sub, "show", cmd_show, "show one job: state, attempts, error, outputs, events",
+             "nbjobs show 8f3a2c --json")
+    p.add_argument("id", help="job ID or unique prefix")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = _add(sub, "logs", cmd_logs, "print a job's captured output", "nbjobs logs 8f3a2c -f")
+    p.add_argument("id", help="job ID or unique prefix")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    p.add_argument("--attempt", type=int, help="attempt number (default: the latest)")
+
+    p = _add(sub, "result", cmd_result, "print a job's recorded outputs", "nbjobs result 8f3a2c --json")
+    p.add_argument("id", help="job ID or unique prefix")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object; values stored as files appear as {\"$type\", \"$file\"}")
+
+    p = _add(sub, "cancel", cmd_cancel, "cancel jobs (a running job's kernel is stopped)", "nbjobs cancel 8f3a2c")
+    p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
+
+    p = _add(sub, "retry", cmd_retry, "run failed, timed-out or cancelled jobs again under the same ID",
+             "nbjobs retry 8f3a2c")
+    p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
+    p.add_argument("--no-worker", action="store_true", help="do not start a background worker")
+
+    p = _add(sub, "wait", cmd_wait, "wait for jobs to end; exit 0 if all succeeded, else 1",
+             "nbjobs wait 8f3a2c 91bc04 --timeout 600")
+    p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
+    p.add_argument("--json", action="store_true", help="print the job(s) as JSON")
+
+    p = _add(sub, "worker", cmd_worker, "run a worker in the foreground; Ctrl-C stops it cleanly",
+             "nbjobs worker --concurrency 2")
+    p.add_argument("--concurrency", type=int, default=1, help="jobs run at once (default 1)")
+    p.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (default: never)")
+    p.add_argument("--grace", type=float, help="seconds running jobs get to finish when stopping (default 10)")
+    p.add_argument("--autostarted", action="store_true", help=argparse.SUPPRESS)
+
+    p = _add(sub, "demo", cmd_demo, "submit a few demo jobs, run them, print the table",
+             "nbjobs demo")
+    p.add_argument("--home", help="nbjobs home for the demo (default: a new temporary folder)")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nbjobs`` console script."""
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NbjobsError as exc:
+        print(f"nbjobs: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

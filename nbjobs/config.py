@@ -1,0 +1,57 @@
+"""Where things live and the defaults.  Reads the environment; imports nothing from nbjobs.
+
+>>> import os; os.environ["NBJOBS_HOME"] = "/tmp/nbjobs-doc"; str(home())
+'/tmp/nbjobs-doc'
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: seconds a claim is valid without a heartbeat; a worker that vanishes loses its jobs after this
+LEASE_SECONDS = float(os.environ.get("NBJOBS_LEASE_SECONDS", "30"))
+#: how often a worker extends its leases and looks for cancel requests
+HEARTBEAT_SECONDS = float(os.environ.get("NBJOBS_HEARTBEAT_SECONDS", "0.5"))
+#: how long an idle auto-started worker lives
+AUTOSTART_IDLE_EXIT = float(os.environ.get("NBJOBS_IDLE_EXIT", "120"))
+#: how long a stopping worker lets running jobs finish before releasing them
+STOP_GRACE = float(os.environ.get("NBJOBS_STOP_GRACE", "10"))
+#: how long a stopped kernel gets between interrupt and kill
+KILL_GRACE = float(os.environ.get("NBJOBS_KILL_GRACE", "1.5"))
+#: SQLite busy timeout, seconds
+BUSY_TIMEOUT = 30.0
+#: largest JSON value stored inline in SQLite; larger values go to a file in the run folder
+INLINE_LIMIT = 64 * 1024
+
+
+def home() -> Path:
+    """The nbjobs home: ``$NBJOBS_HOME`` or ``~/.nbjobs``.  Not created here."""
+    env = os.environ.get("NBJOBS_HOME")
+    return Path(env).expanduser().absolute() if env else Path.home() / ".nbjobs"
+
+
+def db_path(home_dir: Path | None = None) -> Path:
+    return (home_dir or home()) / "nbjobs.db"
+
+
+def runs_dir(home_dir: Path | None = None) -> Path:
+    return (home_dir or home()) / "runs"
+
+
+def run_dir(job_id: str, home_dir: Path | None = None) -> Path:
+    """The folder of one job: output notebooks, logs and recorded outputs of every attempt."""
+    return runs_dir(home_dir) / job_id
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents, readable by the user only (0700)."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for p in reversed(missing):
+        p.mkdir(mode=0o700, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path

@@ -1,0 +1,54 @@
+"""Where attempts run.  The worker loop talks to an `Executor` and nothing else, so a new place
+to run (a Dask cluster) is a new executor, not a change to the worker.
+
+An executor starts an attempt from its spec (see `nbjobs.runner.run_attempt`) and forwards the
+runner's events to ``report``; when the attempt is over it reports ``{"type": "exit",
+"returncode": int}`` last.  ``stop`` asks the attempt to stop (interrupt, then kill the kernel);
+``kill`` ends it at once.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+from ..errors import BadInput
+
+Report = Callable[[dict], None]
+
+
+class Handle:
+    """One attempt started by an executor."""
+
+    def __init__(self, spec: dict[str, Any]):
+        self.spec = spec
+        self.job_id: str = spec["job_id"]
+        self.number: int = spec["attempt"]
+        self.kernel_pid: int | None = None
+
+
+class Executor(ABC):
+    name = "executor"
+
+    @abstractmethod
+    def start(self, spec: dict[str, Any], report: Report) -> Handle:
+        """Start one attempt; return at once."""
+
+    @abstractmethod
+    def stop(self, handle: Handle) -> None:
+        """Ask a running attempt to stop: interrupt its kernel, kill it after a grace period."""
+
+    @abstractmethod
+    def kill(self, handle: Handle) -> None:
+        """End a running attempt now (runner and kernel)."""
+
+    def shutdown(self) -> None:
+        """Release resources; running attempts have already been stopped by the worker."""
+
+
+def get_executor(name: str = "local", **options: Any) -> Executor:
+    """The executor called ``name`` (``local``)."""
+    if name == "local":
+        from .local import LocalExecutor
+
+        return LocalExecutor(**options)
+    raise BadInput(f"unknown executor {name!r}; use 'local'")

@@ -1,0 +1,194 @@
+"""The job record, its lifecycle states and the rules for job IDs.
+
+The lifecycle (see DESIGN.md)::
+
+    waiting -> queued -> running -> succeeded | failed | timed_out | cancelled
+                           |  ^
+                           v  |  (backoff elapsed)
+                         retrying
+
+>>> check_transition(State.QUEUED, State.RUNNING)
+>>> State.SUCCEEDED.terminal
+True
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import BadInput, IllegalTransition
+
+
+class State(str, enum.Enum):
+    """Where a job is in its life.  The value is what SQLite stores."""
+
+    WAITING = "waiting"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def active(self) -> bool:
+        return self not in TERMINAL
+
+
+TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.TIMED_OUT, State.CANCELLED})
+ACTIVE = frozenset(set(State) - TERMINAL)
+#: states a worker may claim from (retrying only once its backoff has elapsed)
+CLAIMABLE = (State.QUEUED, State.RETRYING)
+#: states `retry` accepts
+RETRYABLE = (State.FAILED, State.TIMED_OUT, State.CANCELLED)
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.WAITING: frozenset({State.QUEUED, State.CANCELLED}),
+    State.QUEUED: frozenset({State.RUNNING, State.CANCELLED}),
+    # running -> queued: a stopping worker released the job, or its lease was reclaimed
+    State.RUNNING: frozenset({State.SUCCEEDED, State.FAILED, State.TIMED_OUT, State.CANCELLED,
+                              State.RETRYING, State.QUEUED}),
+    State.RETRYING: frozenset({State.RUNNING, State.CANCELLED}),
+    State.SUCCEEDED: frozenset(),
+    State.FAILED: frozenset({State.QUEUED}),      # manual retry (re-drive)
+    State.TIMED_OUT: frozenset({State.QUEUED}),
+    State.CANCELLED: frozenset({State.QUEUED}),
+}
+
+
+def check_transition(old: State | str, new: State | str) -> None:
+    """Raise `IllegalTransition` unless the lifecycle allows ``old -> new``.
+
+    >>> check_transition("succeeded", "running")
+    Traceback (most recent call last):
+    ...
+    nbjobs.errors.IllegalTransition: a succeeded job cannot become running
+    """
+    old, new = State(old), State(new)
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"a {old} job cannot become {new}")
+
+
+def sources_of(new: State | str) -> tuple[str, ...]:
+    """All states from which ``new`` may be entered (used to guard SQL updates)."""
+    new = State(new)
+    return tuple(s.value for s, targets in TRANSITIONS.items() if new in targets)
+
+
+# --- IDs -----------------------------------------------------------------------------------
+ID_LEN = 32
+SHORT_LEN = 8
+_PREFIX_RE = re.compile(r"^[0-9a-f]{1,32}$")
+
+
+def new_id() -> str:
+    """A new job ID: UUID4 as 32 lowercase hex digits, never sequential."""
+    return uuid.uuid4().hex
+
+
+def short_id(job_id: str) -> str:
+    """The first 8 hex digits, as shown in tables (any unique prefix is accepted back)."""
+    return job_id[:SHORT_LEN]
+
+
+def normalize_prefix(text: str) -> str:
+    """Validate a job ID or unique prefix given by a user; dashes (UUID form) are allowed.
+
+    >>> normalize_prefix("8F3A-2C")
+    '8f3a2c'
+    """
+    p = str(text).strip().lower().replace("-", "")
+    if not _PREFIX_RE.match(p):
+        raise BadInput(f"'{text}' is not a job ID: use the hex ID (or a unique prefix) shown by `nbjobs ls`")
+    return p
+
+
+def code_hash(kind: str, notebook: str | None = None, source: str | None = None) -> str:
+    """sha256 of a cell job's source or of a notebook file's bytes (first 16 hex digits).
+
+    >>> code_hash("cell", source="1 + 1")
+    '72fce59447a01f48'
+    """
+    if kind == "cell":
+        data = (source or "").encode()
+    else:
+        with open(notebook, "rb") as f:  # type: ignore[arg-type]
+            data = f.read()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+# --- the record --------------------------------------------------------------------------------
+KINDS = ("notebook", "cell")
+
+
+@dataclass
+class JobRecord:
+    """One row of the ``jobs`` table, decoded.  Read-only snapshot; ask the store for fresh ones."""
+
+    id: str
+    name: str
+    kind: str
+    state: State
+    reason: str | None = None
+    priority: int = 0
+    tags: list[str] = field(default_factory=list)
+    notebook: str | None = None
+    source: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    kernel: str | None = None
+    cwd: str | None = None
+    retries: int = 0
+    timeout: float | None = None
+    idem_key: str | None = None
+    attempts: int = 0
+    failures: int = 0
+    submitted_at: float = 0.0
+    run_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+    worker_id: str | None = None
+    lease_until: float | None = None
+    cancel_requested: int = 0
+    progress_done: int = 0
+    progress_total: int = 0
+    error_type: str | None = None
+    error_message: str | None = None
+    error_cell: int | None = None
+    error_traceback: str | None = None
+    code_hash: str | None = None
+    output_path: str | None = None
+    submitted_by: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return short_id(self.id)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from first start to end (or to now's caller if still running: None)."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["state"] = self.state.value
+        return d

@@ -1,0 +1,176 @@
+"""Recorded outputs: ``nbjobs.record(name, value)`` inside a job, and reading them back.
+
+Inside a job, `record` writes to the attempt's output folder (``$NBJOBS_OUTPUT_DIR``): plain
+JSON values (None, bool, int, finite float, str, and lists/dicts of those with str keys) go to a
+manifest line and end up inline in SQLite; anything else is written to a file, typed:
+pandas objects and other picklable objects with (cloud)pickle, numpy arrays as ``.npy``.  The
+runner reads the manifest when the attempt ends and reports it; the worker writes SQLite.
+`load` turns a stored output back into the same kind of object.
+
+>>> is_plain({"a": [1, 2.5, "x", None, True]}), is_plain((1, 2)), is_plain({1: "a"})
+(True, False, False)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .errors import BadInput, NbjobsError
+
+MANIFEST = "manifest.jsonl"
+ENV_OUTPUT_DIR = "NBJOBS_OUTPUT_DIR"
+ENV_JOB_ID = "NBJOBS_JOB_ID"
+_NAME_RE = re.compile(r"^[^\x00-\x1f/\\]{1,200}$")
+
+
+def is_plain(value: Any, depth: int = 0) -> bool:
+    """True if JSON stores ``value`` exactly (it comes back as the same type and value)."""
+    if depth > 100:
+        return False
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if type(value) is int:
+        return True
+    if type(value) is float:
+        return math.isfinite(value)
+    if type(value) is list:
+        return all(is_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and is_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _file_stem(name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60]
+    return f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def _type_name(value: Any) -> str:
+    t = type(value)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def encode(name: str, value: Any, folder: Path) -> dict[str, Any]:
+    """Store ``value`` under ``name`` in ``folder`` (files only when needed); return the manifest entry."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise BadInput(f"output name {name!r} must be a non-empty string of at most 200 characters without '/'")
+    entry: dict[str, Any] = {"name": name, "type_name": _type_name(value)}
+    if is_plain(value):
+        text = json.dumps(value, allow_nan=False)
+        if len(text) <= config.INLINE_LIMIT:
+            entry.update(kind="json", value=text, size=len(text))
+            return entry
+        path = folder / (_file_stem(name) + ".json")
+        _write_private(path, text.encode())
+        entry.update(kind="json-file", path=path.name, size=len(text))
+        return entry
+    module = type(value).__module__.split(".")[0]
+    if module == "numpy" and type(value).__name__ == "ndarray" and value.dtype != object:
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.save(buf, value, allow_pickle=False)
+        data, kind, suffix = buf.getvalue(), "npy", ".npy"
+    else:
+        try:
+            import cloudpickle as pickler
+        except ImportError:  # cloudpickle is a dependency; plain pickle still handles most values
+            pickler = pickle
+        try:
+            data = pickler.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise BadInput(f"output {name!r} ({_type_name(value)}) cannot be pickled: {exc}; "
+                           "record a plainer value (e.g. a dict, DataFrame or array)") from None
+        kind = "pandas" if module == "pandas" else "pickle"
+        suffix = ".pkl"
+    path = folder / (_file_stem(name) + suffix)
+    _write_private(path, data)
+    entry.update(kind=kind, path=path.name, size=len(data))
+    return entry
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def load(entry: dict[str, Any], folder: Path) -> Any:
+    """The value of one stored output (a row of the ``outputs`` table)."""
+    kind = entry["kind"]
+    if kind == "json":
+        return json.loads(entry["value"])
+    path = folder / entry["path"]
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NbjobsError(f"output {entry['name']!r} is missing its file {path} ({exc.strerror}); "
+                          "the run folder was moved or deleted") from None
+    if kind == "json-file":
+        return json.loads(data)
+    if kind == "npy":
+        import io
+
+        import numpy as np
+
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    if kind in ("pickle", "pandas"):
+        return pickle.loads(data)  # written by this user's own job, in this user's private folder
+    raise NbjobsError(f"output {entry['name']!r} has unknown kind {kind!r}; upgrade nbjobs")
+
+
+def read_manifest(folder: Path) -> list[dict[str, Any]]:
+    """Entries recorded in ``folder``, last value per name wins, in first-recorded order."""
+    path = folder / MANIFEST
+    if not path.exists():
+        return []
+    out: dict[str, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            out[entry["name"]] = entry
+    return list(out.values())
+
+
+_warned = False
+
+
+def record(name: str, value: Any) -> Any:
+    """Record an output of the running job; returns ``value`` so it can be used inline.
+
+    Small JSON values are stored in SQLite; DataFrames, arrays and other objects in files in
+    the job's run folder.  Read them back with ``nbjobs.result(job_id)`` (or ``job.result()``).
+    Outside a job (e.g. while developing the notebook by hand) it only warns once.
+
+    >>> import nbjobs
+    >>> nbjobs.record("answer", 42)  # doctest: +SKIP
+    42
+    """
+    global _warned
+    folder = os.environ.get(ENV_OUTPUT_DIR)
+    if not folder:
+        if not _warned:
+            warnings.warn("nbjobs.record() outside a job does nothing; it records when the notebook runs as a job",
+                          stacklevel=2)
+            _warned = True
+        return value
+    path = Path(folder)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    entry = encode(name, value, path)
+    entry["recorded_at"] = time.time()
+    with open(path / MANIFEST, "a", opener=lambda p, f: os.open(p, f, 0o600)) as f:
+        f.write(json.dumps(entry) + "\n")
+    return value

@@ -1,0 +1,119 @@
+"""Parameters typed exactly as papermill's command line types them.
+
+``-p NAME VALUE`` infers the type (True/False/None, int, float, else str), ``-r`` keeps a raw
+string, ``-y`` parses YAML, ``-f FILE`` reads a YAML file of parameters.
+
+>>> infer_value("7"), infer_value("2.5"), infer_value("True"), infer_value("Q3")
+(7, 2.5, True, 'Q3')
+>>> parse_pairs(["n=7", "title=Q3"])
+{'n': 7, 'title': 'Q3'}
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import BadInput
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_name(name: str) -> str:
+    """A parameter name must be a Python identifier (it becomes a variable in the job)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name in _KEYWORDS:
+        raise BadInput(f"parameter name {name!r} is not a valid Python identifier; use letters, digits and _")
+    return name
+
+
+def infer_value(text: str) -> Any:
+    """papermill's ``-p`` typing: booleans, None, int, float, otherwise the string itself."""
+    if text in ("True", "true"):
+        return True
+    if text in ("False", "false"):
+        return False
+    if text in ("None", "none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
+
+
+def parse_yaml(text: str, what: str = "-y") -> dict[str, Any]:
+    import yaml  # papermill depends on PyYAML; imported only when -y/-f is used
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        line = str(exc).splitlines()[0]
+        raise BadInput(f"{what} is not valid YAML ({line}); write it like 'n: 7' or '{{n: 7, title: Q3}}'") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadInput(f"{what} must be a YAML mapping of name: value, not {type(data).__name__}")
+    return {check_name(str(k)): v for k, v in data.items()}
+
+
+def parse_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise BadInput(f"cannot read parameters file {path}: {exc.strerror}; give an existing YAML file to -f") from None
+    return parse_yaml(text, what=f"parameters file {path}")
+
+
+def parse_pairs(items: Iterable[str]) -> dict[str, Any]:
+    """``name=value`` strings, typed as ``-p`` types them."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise BadInput(f"parameter {item!r} is not NAME=VALUE; write it like n=7")
+        name, value = item.split("=", 1)
+        out[check_name(name.strip())] = infer_value(value)
+    return out
+
+
+def build(p: Iterable[tuple[str, str]] = (), r: Iterable[tuple[str, str]] = (),
+          y: Iterable[str] = (), f: Iterable[str] = ()) -> dict[str, Any]:
+    """Merge parameters from the four papermill-style options (later ones win: -f, -y, -r, -p)."""
+    out: dict[str, Any] = {}
+    for path in f:
+        out.update(parse_file(path))
+    for text in y:
+        out.update(parse_yaml(text))
+    for name, value in r:
+        out[check_name(name)] = value
+    for name, value in p:
+        out[check_name(name)] = infer_value(value)
+    return check_json(out)
+
+
+def check_json(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Parameters are stored as JSON and injected by papermill: they must be JSON values."""
+    if not isinstance(parameters, dict):
+        raise BadInput(f"parameters must be a dict of name: value, not {type(parameters).__name__}")
+    for name, value in parameters.items():
+        check_name(name)
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise BadInput(
+                f"parameter {name!r} has a {type(value).__name__} value, which is not a JSON value; "
+                "pass numbers, strings, booleans, None, lists or dicts (use inputs for other objects)"
+            ) from None
+    return parameters
+
+
+_KEYWORDS = frozenset(
+    "False None True and as assert async await break class continue def del elif else except finally for "
+    "from global if import in is lambda nonlocal not or pass raise return try while with yield".split()
+)

@@ -1,0 +1,272 @@
+"""One attempt of one job: build the notebook, run it with papermill, collect its outputs.
+
+The runner is the only module that imports papermill.  It never writes SQLite: everything it
+learns (start, kernel pid, progress, the outcome with recorded outputs) goes through a
+``report(event: dict)`` callback, which the executor forwards to the worker.  Run as a program
+(``python -m nbjobs.runner``) it reads the attempt's spec as JSON on stdin and writes events as
+JSON lines on stdout.
+
+Events::
+
+    {"type": "started", "output_path", "log_path", "code_hash", "kernel", "versions"}
+    {"type": "kernel", "pid"}                      # the kernel process, so it can be killed
+    {"type": "progress", "done", "total"}          # code cells finished / code cells
+    {"type": "done", "outcome", "error", "outputs", "output_path"}
+
+``outcome`` is ``succeeded``, ``error``, ``kernel_died`` or ``interrupted`` (stopped on request).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from . import config, outputs
+from .job import code_hash
+
+Report = Callable[[dict], None]
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def attempt_dir(run_dir: Path, number: int) -> Path:
+    """``runs/<job id>/<attempt>/``: output.ipynb, log.txt and outputs/ of one attempt."""
+    return run_dir / str(number)
+
+
+def build_cell_notebook(source: str, kernel: str = "python3") -> Any:
+    """A cell job as a notebook: a ``parameters`` cell (papermill injects after it) and the source."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("# parameters", metadata={"tags": ["parameters"]})
+    nb.cells = [params, nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+class _Stop:
+    """Shared between the signal handler and the run: the kernel to stop and whether we did."""
+
+    requested: str | None = None
+    kernel_pid: int | None = None
+
+
+def _kill_kernel(pid: int | None) -> None:
+    if not pid:
+        return
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+
+
+def _engine(report: Report):
+    """papermill engine class of ours, registered as ``nbjobs``: progress reports per cell,
+    and the kernel's pid reported as soon as it runs (so a stop can reach it)."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+    from papermill.log import logger
+
+    class Manager(NotebookExecutionManager):
+        def cell_complete(self, cell, cell_index=None, **kwargs):
+            super().cell_complete(cell, cell_index=cell_index, **kwargs)
+            if cell.get("cell_type") == "code" and cell_index is not None:
+                code = [i for i, c in enumerate(self.nb.cells) if c.get("cell_type") == "code"]
+                report({"type": "progress", "done": code.index(cell_index) + 1, "total": len(code)})
+
+    class Client(PapermillNotebookClient):
+        async def async_start_new_kernel(self, **kwargs):
+            await super().async_start_new_kernel(**kwargs)
+            pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
+            _Stop.kernel_pid = pid
+            report({"type": "kernel", "pid": pid})
+            if _Stop.requested:  # asked to stop while the kernel was starting
+                _kill_kernel(pid)
+
+    class NbjobsEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=False, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            nb_man = Manager(nb, output_path=output_path, progress_bar=False, log_output=log_output,
+                             autosave_cell_every=autosave_cell_every)
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            return Client(nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
+                          kernel_name=kernel_name, log=logger, log_output=log_output,
+                          stdout_file=stdout_file, stderr_file=stderr_file).execute()
+
+    papermill_engines.register("nbjobs", NbjobsEngine)
+    return "nbjobs"
+
+
+def _versions() -> dict[str, str]:
+    import papermill
+
+    from . import __version__
+
+    return {"nbjobs": __version__, "papermill": papermill.__version__, "python": sys.version.split()[0],
+            "host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def _error_from(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    """(outcome, error dict) for an exception raised while running the notebook."""
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        tb = _ANSI.sub("", "\n".join(exc.traceback or []))
+        return "error", {"type": exc.ename, "message": _ANSI.sub("", str(exc.evalue)), "cell": exc.cell_index,
+                         "traceback": tb}
+    if isinstance(exc, DeadKernelError):
+        return "kernel_died", {"type": "DeadKernelError", "message": "the kernel died while running the job "
+                               "(it may have run out of memory or called os._exit)"}
+    name = type(exc).__name__
+    message = str(exc).strip() or name
+    if name == "NoSuchKernel":
+        message = f"kernel {exc} is not installed; list kernels with `jupyter kernelspec list`"
+    import traceback
+
+    return "error", {"type": name, "message": message, "traceback": "".join(traceback.format_exception(exc))}
+
+
+def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
+    """Run one attempt described by ``spec`` and return (and report) its ``done`` event.
+
+    ``spec`` keys: ``job_id``, ``attempt``, ``kind`` ('notebook'|'cell'), ``notebook`` or
+    ``source``, ``parameters``, ``kernel``, ``cwd``, ``run_dir``, optional ``cell_timeout``.
+    """
+    run_dir = Path(spec["run_dir"])
+    adir = attempt_dir(run_dir, spec["attempt"])
+    out_dir = adir / "outputs"
+    config.make_private_dir(out_dir)
+    output_path = adir / "output.ipynb"
+    log_path = adir / "log.txt"
+    kind, kernel = spec["kind"], spec.get("kernel") or "python3"
+    done: dict[str, Any] = {"type": "done", "output_path": str(output_path), "outputs": []}
+    log = open(log_path, "a", buffering=1, opener=lambda p, f: os.open(p, f, 0o600))
+    try:
+        try:
+            digest = code_hash(kind, spec.get("notebook"), spec.get("source"))
+        except OSError as exc:
+            digest = None
+            raise FileNotFoundError(f"notebook {spec.get('notebook')} cannot be read ({exc.strerror})") from None
+        finally:
+            report({"type": "started", "output_path": str(output_path), "log_path": str(log_path),
+                    "code_hash": digest, "kernel": kernel, "versions": _versions()})
+        os.environ[outputs.ENV_OUTPUT_DIR] = str(out_dir)  # the kernel inherits our environment
+        os.environ[outputs.ENV_JOB_ID] = spec["job_id"]
+        import papermill
+
+        engine = _engine(report)
+        if kind == "cell":
+            import nbformat
+
+            source = adir / "input.ipynb"
+            nbformat.write(build_cell_notebook(spec["source"], kernel), str(source))
+        else:
+            source = Path(spec["notebook"])
+        cwd = spec.get("cwd")
+        if cwd and not Path(cwd).is_dir():
+            raise NotADirectoryError(f"working directory {cwd} does not exist any more; submit from an existing folder")
+        papermill.execute_notebook(
+            str(source), str(output_path), parameters=spec.get("parameters") or {}, engine_name=engine,
+            kernel_name=kernel, cwd=cwd, progress_bar=False, stdout_file=log, stderr_file=log,
+            execution_timeout=spec.get("cell_timeout"))
+        done["outcome"] = "succeeded"
+    except BaseException as exc:  # every failure becomes a recorded outcome
+        if _Stop.requested:
+            done["outcome"] = "interrupted"
+            done["error"] = {"type": "Interrupted", "message": f"stopped: {_Stop.requested}"}
+            if not isinstance(exc, KeyboardInterrupt):
+                done["error"] = _error_from(exc)[1] | {"message": f"stopped: {_Stop.requested}"}
+        elif isinstance(exc, KeyboardInterrupt):
+            done["outcome"], done["error"] = "interrupted", {"type": "KeyboardInterrupt", "message": "interrupted"}
+        else:
+            done["outcome"], done["error"] = _error_from(exc)
+        tb = done["error"].get("traceback")
+        log.write(f"\n[nbjobs] attempt failed: {done['error']['type']}: {done['error']['message']}\n")
+        if tb:
+            log.write(tb + "\n")
+    finally:
+        log.close()
+        _kill_kernel(_Stop.kernel_pid if _Stop.requested else None)
+    prefix = f"{spec['attempt']}/outputs/"
+    for entry in outputs.read_manifest(out_dir):
+        if entry.get("path"):
+            entry["path"] = prefix + entry["path"]
+        done["outputs"].append(entry)
+    if not output_path.exists():
+        done["output_path"] = None
+    report(done)
+    return done
+
+
+def _install_stop_handler() -> None:
+    """SIGTERM from the worker: interrupt the kernel (the cell raises KeyboardInterrupt and the
+    traceback shows where it was), kill it if it has not stopped after a grace period, and as
+    a last resort interrupt our own main thread."""
+    import _thread
+
+    def handler(signum, frame):
+        if _Stop.requested:
+            return
+        _Stop.requested = os.environ.get("NBJOBS_STOP_REASON", "stop requested")
+        pid = _Stop.kernel_pid
+        if pid:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pid = None
+
+        def escalate():
+            _kill_kernel(_Stop.kernel_pid)
+            time.sleep(config.KILL_GRACE)
+            _thread.interrupt_main()
+
+        t = threading.Timer(config.KILL_GRACE if pid else 0.0, escalate)
+        t.daemon = True
+        t.start()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main() -> int:
+    """``python -m nbjobs.runner``: spec on stdin, events as JSON lines on stdout."""
+    os.umask(0o077)  # everything an attempt writes (output notebook, logs, outputs) is private
+    spec = json.loads(sys.stdin.read())
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything else printed goes to stderr (the attempt log), never into the channel
+    lock = threading.Lock()
+
+    def report(event: dict) -> None:
+        with lock:
+            channel.write(json.dumps(event) + "\n")
+            channel.flush()
+
+    _install_stop_handler()
+    run_attempt(spec, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,670 @@
+"""The SQLite store: schema, migrations, pragmas and every SQL statement of nbjobs.
+
+One file, ``$NBJOBS_HOME/nbjobs.db``, is the single source of truth.  It runs in WAL mode with a
+busy timeout and foreign keys on; every write is a short ``BEGIN IMMEDIATE`` transaction, so
+readers never block and writers queue instead of failing.  The schema version lives in
+``PRAGMA user_version`` and is moved forward by `MIGRATIONS`, so a newer nbjobs opens an older
+database without losing rows.
+
+>>> import tempfile, pathlib
+>>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
+>>> rec, created = s.insert_job({"name": "demo", "kind": "cell", "source": "1+1"}, actor="doctest")
+>>> created, s.get(rec.id).state.value
+(True, 'queued')
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from . import config, policy
+from .errors import AmbiguousJob, ExpiredJob, IllegalTransition, StoreError, UnknownJob
+from .job import (ACTIVE, CLAIMABLE, RETRYABLE, TERMINAL, JobRecord, State, check_transition,
+                  new_id, normalize_prefix, short_id, sources_of)
+
+
+def _import_sqlite_utils():
+    """Import sqlite-utils without letting it import pandas/numpy (0.3 s we do not need).
+
+    sqlite-utils imports pandas and numpy only to map their scalar types when inserting; the
+    store never inserts them, and ``import nbjobs`` / every CLI call must stay light.
+    """
+    with _import_lock:
+        module = sys.modules.get("sqlite_utils")
+        if module is not None and hasattr(module, "Database"):
+            return module
+        blocked = [m for m in ("pandas", "numpy") if m not in sys.modules]
+        for m in blocked:
+            sys.modules[m] = None  # type: ignore[assignment]  # makes `import m` raise ImportError
+        try:
+            import sqlite_utils
+        finally:
+            for m in blocked:
+                if sys.modules.get(m) is None:
+                    del sys.modules[m]
+        return sqlite_utils
+
+
+_import_lock = threading.Lock()
+
+
+# --- schema -------------------------------------------------------------------------------------
+_STATES = ", ".join(f"'{s.value}'" for s in State)
+
+SCHEMA_V1 = f"""
+CREATE TABLE jobs (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    kind             TEXT NOT NULL CHECK (kind IN ('notebook', 'cell')),
+    state            TEXT NOT NULL CHECK (state IN ({_STATES})),
+    reason           TEXT,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    tags             TEXT NOT NULL DEFAULT '[]',
+    notebook         TEXT,
+    source           TEXT,
+    parameters       TEXT NOT NULL DEFAULT '{{}}',
+    kernel           TEXT,
+    cwd              TEXT,
+    retries          INTEGER NOT NULL DEFAULT 0,
+    timeout          REAL,
+    idem_key         TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    failures         INTEGER NOT NULL DEFAULT 0,
+    submitted_at     REAL NOT NULL,
+    run_at           REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL,
+    updated_at       REAL NOT NULL,
+    worker_id        TEXT,
+    lease_until      REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    progress_done    INTEGER NOT NULL DEFAULT 0,
+    progress_total   INTEGER NOT NULL DEFAULT 0,
+    error_type       TEXT,
+    error_message    TEXT,
+    error_cell       INTEGER,
+    error_traceback  TEXT,
+    code_hash        TEXT,
+    output_path      TEXT,
+    submitted_by     TEXT,
+    options          TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE UNIQUE INDEX jobs_idem_key ON jobs (idem_key) WHERE idem_key IS NOT NULL;
+CREATE INDEX jobs_ready ON jobs (priority DESC, submitted_at) WHERE state IN ('queued', 'retrying');
+CREATE INDEX jobs_running ON jobs (worker_id) WHERE state = 'running';
+CREATE INDEX jobs_submitted ON jobs (submitted_at);
+CREATE INDEX jobs_state ON jobs (state);
+CREATE INDEX jobs_name ON jobs (name, submitted_at);
+
+CREATE TABLE attempts (
+    job_id          TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    number          INTEGER NOT NULL,
+    worker_id       TEXT,
+    host            TEXT,
+    pid             INTEGER,
+    started_at      REAL NOT NULL,
+    finished_at     REAL,
+    outcome         TEXT NOT NULL DEFAULT 'running',
+    error_type      TEXT,
+    error_message   TEXT,
+    error_cell      INTEGER,
+    error_traceback TEXT,
+    output_path     TEXT,
+    log_path        TEXT,
+    code_hash       TEXT,
+    kernel          TEXT,
+    versions        TEXT,
+    PRIMARY KEY (job_id, number)
+);
+
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY,
+    job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    at         REAL NOT NULL,
+    from_state TEXT,
+    to_state   TEXT NOT NULL,
+    reason     TEXT,
+    actor      TEXT
+);
+CREATE INDEX events_job ON events (job_id, id);
+
+CREATE TABLE outputs (
+    job_id      TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    type_name   TEXT,
+    value       TEXT,
+    path        TEXT,
+    size        INTEGER,
+    attempt     INTEGER,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (job_id, name)
+);
+
+CREATE TABLE workers (
+    id           TEXT PRIMARY KEY,
+    host         TEXT,
+    pid          INTEGER,
+    executor     TEXT,
+    concurrency  INTEGER,
+    autostarted  INTEGER NOT NULL DEFAULT 0,
+    state        TEXT NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    stopped_at   REAL
+);
+"""
+
+# v2: tombstones of pruned jobs, so an expired ID answers "expired on DATE", not "unknown".
+SCHEMA_V2 = """
+CREATE TABLE expired (
+    id           TEXT PRIMARY KEY,
+    name         TEXT,
+    state        TEXT,
+    submitted_at REAL,
+    expired_at   REAL NOT NULL
+);
+"""
+
+#: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_JSON_FIELDS = ("tags", "parameters", "options")
+_JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)
+_FAILURES = frozenset(policy.RETRY_ON)
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def actor_name(role: str = "api") -> str:
+    """Who did it, for the events table: ``role:user@host:pid``."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers)
+        user = str(os.getuid())
+    return f"{role}:{user}@{_host()}:{os.getpid()}"
+
+
+class Store:
+    """All reads and writes of one nbjobs database.  One instance per thread.
+
+    >>> Store.__doc__ is not None
+    True
+    """
+
+    def __init__(self, path: Path | str, *, migrate: bool = True):
+        self.path = Path(path)
+        self.conn = self._connect()
+        self.db = _import_sqlite_utils().Database(self.conn)
+        if migrate:
+            self.migrate()
+
+    # --- connection ---------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        path = self.path
+        try:
+            config.make_private_dir(path.parent)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the nbjobs database in {path.parent} ({exc.strerror}); "
+                "set NBJOBS_HOME to a folder you can write"
+            ) from None
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise StoreError(f"cannot read and write {path}; fix its permissions or set NBJOBS_HOME elsewhere")
+        try:
+            conn = sqlite3.connect(path, timeout=config.BUSY_TIMEOUT, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(config.BUSY_TIMEOUT * 1000)}")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
+        if mode.lower() != "wal":
+            raise StoreError(f"{path} cannot use WAL mode (got {mode}); put NBJOBS_HOME on a local disk")
+        return conn
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        msg = str(exc)
+        if "not a database" in msg or "malformed" in msg or "corrupt" in msg:
+            return StoreError(f"{self.path} is not a readable nbjobs database ({msg}); move it aside "
+                              "(nbjobs then starts a new one) or restore a backup")
+        if "locked" in msg or "busy" in msg:
+            return StoreError(f"{self.path} stayed locked by another process for {config.BUSY_TIMEOUT:.0f} s "
+                              f"({msg}); retry, or stop the process holding it")
+        if "readonly" in msg or "unable to open" in msg or "disk I/O" in msg:
+            return StoreError(f"cannot write {self.path} ({msg}); check its permissions and free disk space")
+        return StoreError(f"{self.path}: {msg}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction.  BEGIN IMMEDIATE takes the write lock up front, so the
+        reads inside it see exactly the rows it then updates: this is what makes a claim
+        atomic across processes."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise self._error(exc) from None
+
+    def _q(self, sql: str, params: Iterable[Any] | dict = ()) -> list[sqlite3.Row]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
+
+    # --- schema -------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self._q("PRAGMA user_version")[0][0]
+
+    def migrate(self) -> int:
+        """Bring the schema to `SCHEMA_VERSION`, one forward step at a time.  Returns the version."""
+        current = self.version
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer nbjobs (schema {current}, this one knows "
+                             f"{SCHEMA_VERSION}); upgrade nbjobs: pip install -U nbjobs")
+        if current == SCHEMA_VERSION:
+            return current
+        with self._tx() as conn:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+            for step in range(current, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={step + 1}")
+        return SCHEMA_VERSION
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap 'anything new?' check."""
+        return self._q("PRAGMA data_version")[0][0]
+
+    # --- rows -> records ----------------------------------------------------------------------
+    @staticmethod
+    def _record(row: sqlite3.Row) -> JobRecord:
+        d = {k: row[k] for k in row.keys() if k in _JOB_FIELDS}
+        for k in _JSON_FIELDS:
+            d[k] = json.loads(d[k]) if d.get(k) else ({} if k != "tags" else [])
+        d["state"] = State(d["state"])
+        return JobRecord(**d)
+
+    def _event(self, conn: sqlite3.Connection, job_id: str, old: str | None, new: str,
+               reason: str | None, actor: str | None, at: float) -> None:
+        conn.execute("INSERT INTO events (job_id, at, from_state, to_state, reason, actor) VALUES (?,?,?,?,?,?)",
+                     (job_id, at, old, new, reason, actor))
+
+    # --- submit ---------------------------------------------------------------------------------
+    def insert_job(self, spec: dict[str, Any], actor: str) -> tuple[JobRecord, bool]:
+        """Record a new job as ``queued`` and return ``(record, created)``.
+
+        With an idempotency key (``spec["idem_key"]``) that is already used, nothing is written
+        and the existing job is returned with ``created=False``; the UNIQUE index decides, so
+        two racing processes cannot both create one.
+        """
+        now = time.time()
+        row = {
+            "id": spec.get("id") or new_id(),
+            "name": spec.get("name") or "job",
+            "kind": spec["kind"],
+            "state": State.QUEUED.value,
+            "priority": int(spec.get("priority") or 0),
+            "tags": json.dumps(list(spec.get("tags") or [])),
+            "notebook": spec.get("notebook"),
+            "source": spec.get("source"),
+            "parameters": json.dumps(spec.get("parameters") or {}),
+            "kernel": spec.get("kernel"),
+            "cwd": spec.get("cwd"),
+            "retries": int(spec.get("retries") or 0),
+            "timeout": spec.get("timeout"),
+            "idem_key": spec.get("idem_key"),
+            "submitted_at": now,
+            "run_at": now,
+            "updated_at": now,
+            "code_hash": spec.get("code_hash"),
+            "submitted_by": actor,
+            "options": json.dumps(spec.get("options") or {}),
+        }
+        cols = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"INSERT INTO jobs ({cols}) VALUES ({marks}) ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL "
+                "DO NOTHING", tuple(row.values()))
+            if cur.rowcount == 0:
+                existing = conn.execute("SELECT * FROM jobs WHERE idem_key = ?", (row["idem_key"],)).fetchone()
+                return self._record(existing), False
+            self._event(conn, row["id"], None, State.QUEUED.value, "submitted", actor, now)
+        return self.get(row["id"]), True
+
+    # --- reads ----------------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord:
+        rows = self._q("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise self._unknown(job_id)
+        return self._record(rows[0])
+
+    def resolve(self, text: str) -> str:
+        """The full ID for an ID or unique prefix, as in git.  Raises a clear error otherwise."""
+        prefix = normalize_prefix(text)
+        upper = prefix + "g"  # every hex digit sorts below 'g'
+        rows = self._q("SELECT id, name FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6", (prefix, upper))
+        if len(rows) == 1:
+            return rows[0]["id"]
+        if len(rows) > 1:
+            shown = ", ".join(f"{short_id(r['id'])} ({r['name']})" for r in rows[:5])
+            raise AmbiguousJob(f"job ID prefix '{prefix}' matches several jobs: {shown}; give more characters")
+        raise self._unknown(prefix)
+
+    def _unknown(self, prefix: str) -> Exception:
+        rows = self._q("SELECT * FROM expired WHERE id >= ? AND id < ? LIMIT 1", (prefix, prefix + "g"))
+        if rows:
+            r = rows[0]
+            day = time.strftime("%Y-%m-%d", time.gmtime(r["expired_at"]))
+            return ExpiredJob(f"job {short_id(r['id'])} ({r['name']}, {r['state']}) expired on {day}: "
+                              "its record was removed by retention")
+        return UnknownJob(f"no job matches '{prefix}' in {self.path.parent}; list jobs with `nbjobs ls`")
+
+    def list_jobs(self, state: str | Iterable[str] | None = None, name: str | None = None,
+                  tag: str | None = None, limit: int | None = 20) -> list[JobRecord]:
+        """Newest first.  ``state`` may be one state or several; ``name`` matches exactly or as a
+        glob (``train*``)."""
+        where, params = [], []
+        if state:
+            states = [state] if isinstance(state, str) else list(state)
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params += [State(s).value for s in states]
+        if name:
+            where.append("name GLOB ?" if any(c in name for c in "*?[") else "name = ?")
+            params.append(name)
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)")
+            params.append(tag)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY submitted_at DESC, id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._record(r) for r in self._q(sql, params)]
+
+    def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._q("SELECT * FROM attempts WHERE job_id = ? ORDER BY number", (job_id,))
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["versions"] = json.loads(d["versions"]) if d["versions"] else {}
+            out.append(d)
+        return out
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._q("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))]
+
+    def outputs(self, job_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._q("SELECT * FROM outputs WHERE job_id = ? ORDER BY name", (job_id,))]
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state (every state present, zero when none)."""
+        out = {s.value: 0 for s in State}
+        for r in self._q("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
+            out[r["state"]] = r["n"]
+        return out
+
+    # --- the queue: claim, heartbeat, finish ----------------------------------------------------
+    def claim(self, worker_id: str, lease: float = config.LEASE_SECONDS, *, pid: int | None = None,
+              now: float | None = None) -> tuple[JobRecord, int] | None:
+        """Claim the next runnable job (highest priority, then oldest) for ``worker_id``.
+
+        Returns ``(record, attempt_number)`` or None.  The read and the guarded update happen
+        under one write lock, so no two workers (threads or processes) can claim the same job.
+        """
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT id, state FROM jobs WHERE state IN ('queued', 'retrying') AND run_at <= ? "
+                "ORDER BY priority DESC, submitted_at, id LIMIT 1", (now,)).fetchone()
+            if row is None:
+                return None
+            job = conn.execute(
+                "UPDATE jobs SET state = 'running', worker_id = ?, lease_until = ?, attempts = attempts + 1, "
+                "started_at = COALESCE(started_at, ?), updated_at = ?, reason = NULL, progress_done = 0 "
+                "WHERE id = ? AND state IN ('queued', 'retrying') RETURNING *",
+                (worker_id, now + lease, now, now, row["id"])).fetchone()
+            number = job["attempts"]
+            conn.execute("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
+                         "VALUES (?,?,?,?,?,?,?,?)",
+                         (job["id"], number, worker_id, _host(), pid or os.getpid(), now, job["kernel"],
+                          job["code_hash"]))
+            self._event(conn, job["id"], row["state"], State.RUNNING.value, f"attempt {number}",
+                        f"worker:{worker_id}", now)
+        return self._record(job), number
+
+    def heartbeat(self, worker_id: str, lease: float = config.LEASE_SECONDS) -> int:
+        """Extend the leases of every job ``worker_id`` runs and mark the worker alive."""
+        now = time.time()
+        with self._tx() as conn:
+            n = conn.execute("UPDATE jobs SET lease_until = ? WHERE worker_id = ? AND state = 'running'",
+                             (now + lease, worker_id)).rowcount
+            conn.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, worker_id))
+        return n
+
+    def cancel_requests(self, worker_id: str) -> list[str]:
+        """IDs of this worker's running jobs that someone asked to cancel (a cheap read)."""
+        rows = self._q("SELECT id FROM jobs WHERE worker_id = ? AND state = 'running' AND cancel_requested = 1",
+                       (worker_id,))
+        return [r["id"] for r in rows]
+
+    def set_progress(self, job_id: str, worker_id: str, done: int, total: int) -> None:
+        try:
+            self.conn.execute(
+                "UPDATE jobs SET progress_done = ?, progress_total = ?, updated_at = ? "
+                "WHERE id = ? AND worker_id = ? AND state = 'running'", (done, total, time.time(), job_id, worker_id))
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
+
+    def set_attempt_info(self, job_id: str, number: int, **info: Any) -> None:
+        """Record what the runner reports when an attempt starts (paths, kernel, versions, hash)."""
+        allowed = {"output_path", "log_path", "code_hash", "kernel", "versions"}
+        info = {k: (json.dumps(v) if k == "versions" else v) for k, v in info.items() if k in allowed}
+        if not info:
+            return
+        sets = ", ".join(f"{k} = ?" for k in info)
+        with self._tx() as conn:
+            conn.execute(f"UPDATE attempts SET {sets} WHERE job_id = ? AND number = ?",
+                         (*info.values(), job_id, number))
+            if "output_path" in info:
+                conn.execute("UPDATE jobs SET output_path = ? WHERE id = ?", (info["output_path"], job_id))
+
+    def finish_attempt(self, job_id: str, number: int, worker_id: str, outcome: str, *,
+                       error: dict[str, Any] | None = None, outputs: Iterable[dict[str, Any]] = (),
+                       output_path: str | None = None, actor: str | None = None) -> str | None:
+        """Record the end of attempt ``number`` and move the job on by the retry policy.
+
+        ``outcome`` is one of `policy.OUTCOME_STATE`.  Returns the job's new state, or None when
+        the worker no longer holds the job (its lease expired and another worker took over):
+        such a late result is ignored, so a job is never recorded twice.
+        """
+        now = time.time()
+        with self._tx() as conn:
+            job = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None or job["state"] != "running" or job["worker_id"] != worker_id \
+                    or job["attempts"] != number:
+                conn.execute("UPDATE attempts SET outcome = 'stale', finished_at = ? "
+                             "WHERE job_id = ? AND number = ? AND outcome = 'running'", (now, job_id, number))
+                return None
+            for out in outputs:
+                conn.execute(
+                    "INSERT OR REPLACE INTO outputs (job_id, name, kind, type_name, value, path, size, attempt, "
+                    "recorded_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (job_id, out["name"], out["kind"], out.get("type_name"), out.get("value"), out.get("path"),
+                     out.get("size"), number, now))
+            return self._end_attempt(conn, job, outcome, error, output_path, actor or f"worker:{worker_id}", now)
+
+    def _end_attempt(self, conn: sqlite3.Connection, job: sqlite3.Row, outcome: str,
+                     error: dict[str, Any] | None, output_path: str | None, actor: str, now: float) -> str:
+        if job["cancel_requested"] and outcome != "succeeded":
+            outcome = "cancelled"
+        failures = job["failures"] + (1 if outcome in _FAILURES else 0)
+        decision = policy.decide(outcome, failures, job["retries"])
+        check_transition(job["state"], decision.state)
+        err = error or {}
+        conn.execute(
+            "UPDATE attempts SET finished_at = ?, outcome = ?, error_type = ?, error_message = ?, error_cell = ?, "
+            "error_traceback = ?, output_path = COALESCE(?, output_path) WHERE job_id = ? AND number = ?",
+            (now, outcome, err.get("type"), err.get("message"), err.get("cell"), err.get("traceback"),
+             output_path, job["id"], job["attempts"]))
+        terminal = State(decision.state).terminal
+        ok = outcome == "succeeded"
+        conn.execute(
+            "UPDATE jobs SET state = ?, reason = ?, failures = ?, worker_id = NULL, lease_until = NULL, "
+            "run_at = ?, finished_at = ?, updated_at = ?, output_path = COALESCE(?, output_path), "
+            "error_type = ?, error_message = ?, error_cell = ?, error_traceback = ? WHERE id = ?",
+            (decision.state, None if ok else decision.reason, failures, now + decision.delay,
+             now if terminal else None, now, output_path,
+             None if ok else err.get("type"), None if ok else err.get("message"),
+             None if ok else err.get("cell"), None if ok else err.get("traceback"), job["id"]))
+        why = f"attempt {job['attempts']}: {outcome}"
+        if decision.state == State.RETRYING.value:
+            why += f"; retry in {decision.delay:.1f} s"
+        self._event(conn, job["id"], job["state"], decision.state, why, actor, now)
+        return decision.state
+
+    def release(self, job_id: str, number: int, worker_id: str, why: str = "worker stopping") -> bool:
+        """Give a running job back to the queue (a stopping worker); the attempt is recorded as
+        ``released`` and does not count against the job's retries."""
+        now = time.time()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET state = 'queued', worker_id = NULL, lease_until = NULL, run_at = ?, updated_at = ?, "
+                "reason = 'released' WHERE id = ? AND worker_id = ? AND state = 'running' AND attempts = ?",
+                (now, now, job_id, worker_id, number))
+            if cur.rowcount == 0:
+                return False
+            conn.execute("UPDATE attempts SET finished_at = ?, outcome = 'released' WHERE job_id = ? AND number = ?",
+                         (now, job_id, number))
+            self._event(conn, job_id, "running", "queued", why, f"worker:{worker_id}", now)
+        return True
+
+    def reclaim_expired(self, actor: str, now: float | None = None) -> list[tuple[str, str]]:
+        """Jobs whose worker stopped heartbeating: record the attempt as ``worker_lost`` and
+        move each job on by its retry policy.  Returns ``[(job_id, new_state)]``."""
+        now = time.time() if now is None else now
+        rows = self._q("SELECT id FROM jobs WHERE state = 'running' AND lease_until < ?", (now,))
+        done = []
+        for r in rows:
+            with self._tx() as conn:
+                job = conn.execute("SELECT * FROM jobs WHERE id = ? AND state = 'running' AND lease_until < ?",
+                                   (r["id"], now)).fetchone()
+                if job is None:
+                    continue
+                err = {"type": "WorkerLost",
+                       "message": f"worker {job['worker_id']} stopped heartbeating; its lease expired"}
+                done.append((job["id"], self._end_attempt(conn, job, "worker_lost", err, None, actor, now)))
+        return done
+
+    # --- user actions -------------------------------------------------------------------------
+    def request_cancel(self, job_id: str, actor: str) -> str:
+        """Cancel a job.  Not yet running: cancelled at once.  Running: flagged; the worker that
+        runs it stops the kernel and records ``cancelled``.  Returns the state after the call."""
+        now = time.time()
+        with self._tx() as conn:
+            job = conn.execute("SELECT state, cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None:
+                raise self._unknown(job_id)
+            state = State(job["state"])
+            if state == State.RUNNING:
+                if not job["cancel_requested"]:
+                    conn.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (now, job_id))
+                    self._event(conn, job_id, "running", "running", "cancel requested", actor, now)
+                return State.RUNNING.value
+            if state.terminal:
+                raise IllegalTransition(f"job {short_id(job_id)} already {state}; there is nothing to cancel "
+                                        "(use `nbjobs retry` to run it again)")
+            conn.execute("UPDATE jobs SET state = 'cancelled', reason = 'cancelled', cancel_requested = 1, "
+                         "finished_at = ?, updated_at = ? WHERE id = ?", (now, now, job_id))
+            self._event(conn, job_id, state.value, "cancelled", "cancelled before it ran", actor, now)
+            return State.CANCELLED.value
+
+    def retry(self, job_id: str, actor: str) -> None:
+        """Re-queue a failed, timed-out or cancelled job under the same ID.  Attempt numbers
+        continue; the retry budget starts afresh."""
+        now = time.time()
+        with self._tx() as conn:
+            job = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None:
+                raise self._unknown(job_id)
+            state = State(job["state"])
+            if state not in RETRYABLE:
+                hint = "wait for it to end" if state.active else "it succeeded; submit it again to rerun"
+                raise IllegalTransition(f"job {short_id(job_id)} is {state}, so it cannot be retried ({hint})")
+            conn.execute(
+                "UPDATE jobs SET state = 'queued', reason = 'retried', cancel_requested = 0, failures = 0, "
+                "run_at = ?, finished_at = NULL, updated_at = ? WHERE id = ?", (now, now, job_id))
+            self._event(conn, job_id, state.value, "queued", "retried", actor, now)
+
+    # --- workers ------------------------------------------------------------------------------
+    def register_worker(self, worker_id: str, *, concurrency: int, executor: str = "local",
+                        autostarted: bool = False) -> None:
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO workers (id, host, pid, executor, concurrency, autostarted, state, started_at, "
+                "heartbeat_at) VALUES (?,?,?,?,?,?, 'running', ?, ?)",
+                (worker_id, _host(), os.getpid(), executor, concurrency, int(autostarted), now, now))
+
+    def worker_stopped(self, worker_id: str) -> None:
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute("UPDATE workers SET state = 'stopped', stopped_at = ?, heartbeat_at = ? WHERE id = ?",
+                         (now, now, worker_id))
+
+    def live_workers(self, lease: float = config.LEASE_SECONDS) -> list[dict[str, Any]]:
+        """Workers that heartbeated within one lease period and have not stopped."""
+        rows = self._q("SELECT * FROM workers WHERE state = 'running' AND heartbeat_at > ? ORDER BY started_at",
+                       (time.time() - lease,))
+        return [dict(r) for r in rows]
+
+
+# one Store per (thread, path): sqlite3 connections must not be shared between threads
+_local = threading.local()
+
+
+def open_store(path: Path | str | None = None) -> Store:
+    """The calling thread's Store for ``path`` (default: the current home's database)."""
+    path = Path(path) if path else config.db_path()
+    cache = _local.__dict__.setdefault("stores", {})
+    store = cache.get(path)
+    if store is None:
+        store = cache[path] = Store(path)
+    return store
+
+
+__all__ = ["Store", "open_store", "actor_name", "SCHEMA_VERSION", "MIGRATIONS", "ACTIVE", "TERMINAL",
+           "CLAIMABLE", "sources_of"]

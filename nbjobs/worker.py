@@ -1,0 +1,279 @@
+"""The worker: claim -> execute -> record, with heartbeats, cancels, timeouts and a clean stop.
+
+One thread owns the worker's SQLite connection and does every write; executors report from
+their own threads through a queue.  A worker that is idle notices new work through SQLite's
+``PRAGMA data_version`` (a cheap read, every 20 ms) instead of sleeping a fixed interval.
+
+Stopping (SIGTERM, SIGINT/Ctrl-C, or `Worker.stop`): no new claims; running attempts get
+``grace`` seconds to finish, then are interrupted and released back to the queue (the attempt
+is recorded as ``released`` and does not count against retries).  A second signal skips the
+grace.  A worker that dies without stopping loses its leases; any other worker reclaims them.
+
+>>> Worker.__doc__ is not None
+True
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .executors import Executor, Handle, get_executor
+from .store import Store, actor_name
+
+POLL = 0.02  # seconds between 'anything new?' checks when idle
+
+
+class _Running:
+    def __init__(self, handle: Handle, timeout: float | None):
+        self.handle = handle
+        self.started = time.monotonic()
+        self.timeout = timeout
+        self.deadline = self.started + timeout if timeout else None
+        self.stop_reason: str | None = None   # 'cancelled' | 'timeout' | 'release'
+        self.stop_sent: float | None = None
+        self.killed = False
+        self.done: dict[str, Any] | None = None
+
+
+class Worker:
+    """Runs jobs of one nbjobs home.  ``Worker(concurrency=2).run()`` blocks until stopped.
+
+    >>> w = Worker(concurrency=2, idle_exit=0.1)  # doctest: +SKIP
+    >>> w.run()                                    # doctest: +SKIP
+    """
+
+    def __init__(self, home: Path | str | None = None, *, concurrency: int = 1, executor: str | Executor = "local",
+                 idle_exit: float | None = None, grace: float = config.STOP_GRACE,
+                 lease: float = config.LEASE_SECONDS, autostarted: bool = False):
+        self.home = Path(home) if home else config.home()
+        self.concurrency = max(1, int(concurrency))
+        self.executor = get_executor(executor) if isinstance(executor, str) else executor
+        self.idle_exit = idle_exit
+        self.grace = grace
+        self.lease = lease
+        self.autostarted = autostarted
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.events: queue.Queue[tuple[_Running, dict]] = queue.Queue()
+        self.running: dict[str, _Running] = {}
+        self._stop_at: float | None = None
+        self._lock_file = None
+        self.store: Store | None = None
+
+    # --- control --------------------------------------------------------------------------------
+    def stop(self, grace: float | None = None) -> None:
+        """Ask the worker to stop; safe from any thread or a signal handler."""
+        deadline = time.monotonic() + (self.grace if grace is None else grace)
+        self._stop_at = deadline if self._stop_at is None else min(self._stop_at, time.monotonic())
+
+    def _signal(self, signum, frame) -> None:
+        self.stop()
+
+    def _take_autostart_lock(self) -> bool:
+        """Only one auto-started worker per home: the loser of a start race exits at once."""
+        path = self.home / "autostart.lock"
+        self._lock_file = open(path, "a", opener=lambda p, f: os.open(p, f, 0o600))
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            return False
+        return True
+
+    # --- the loop -------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Work until stopped (or idle for ``idle_exit`` seconds).  Returns the number of attempts run."""
+        config.make_private_dir(self.home)
+        if self.autostarted and not self._take_autostart_lock():
+            return 0
+        self.store = store = Store(config.db_path(self.home))
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._signal)
+            signal.signal(signal.SIGINT, self._signal)
+        store.register_worker(self.id, concurrency=self.concurrency, executor=self.executor.name,
+                              autostarted=self.autostarted)
+        actor = f"worker:{self.id}"
+        started = 0
+        last_beat = last_reclaim = last_cancel_check = last_claim = 0.0
+        last_version = -1
+        idle_since = time.monotonic()
+        beat_every = min(5.0, self.lease / 4)
+        try:
+            store.reclaim_expired(actor)
+            while True:
+                self._drain(timeout=POLL)
+                now = time.monotonic()
+                if self._stop_at is not None:
+                    if not self.running:
+                        break
+                    if now >= self._stop_at:
+                        for r in self.running.values():
+                            self._request_stop(r, "release")
+                elif len(self.running) < self.concurrency:
+                    version = store.data_version()
+                    if version != last_version or now - last_claim > 0.5:
+                        last_version, last_claim = version, now
+                        while len(self.running) < self.concurrency and self._stop_at is None:
+                            if not self._claim_one():
+                                break
+                            started += 1
+                if now - last_cancel_check >= 0.2 and self.running:
+                    last_cancel_check = now
+                    for job_id in store.cancel_requests(self.id):
+                        if job_id in self.running:
+                            self._request_stop(self.running[job_id], "cancelled")
+                self._enforce_deadlines(now)
+                if now - last_beat >= beat_every:
+                    last_beat = now
+                    store.heartbeat(self.id, self.lease)
+                if now - last_reclaim >= self.lease / 3:
+                    last_reclaim = now
+                    store.reclaim_expired(actor)
+                if self.running:
+                    idle_since = now
+                elif self.idle_exit is not None and now - idle_since >= self.idle_exit:
+                    break
+        finally:
+            self._shutdown()
+        return started
+
+    def _claim_one(self) -> bool:
+        claimed = self.store.claim(self.id, self.lease)
+        if claimed is None:
+            return False
+        rec, number = claimed
+        spec = {
+            "job_id": rec.id, "attempt": number, "kind": rec.kind, "notebook": rec.notebook,
+            "source": rec.source, "parameters": rec.parameters, "kernel": rec.kernel, "cwd": rec.cwd,
+            "run_dir": str(config.run_dir(rec.id, self.home)), "cell_timeout": rec.options.get("cell_timeout"),
+        }
+        box: list[_Running] = []
+        ready = threading.Event()
+
+        def report(event: dict, box=box) -> None:
+            ready.wait()
+            self.events.put((box[0], event))
+
+        try:
+            handle = self.executor.start(spec, report)
+        except Exception as exc:  # the executor could not even start: record it, never lose the job
+            self.store.finish_attempt(rec.id, number, self.id, "runner_died",
+                                      error={"type": type(exc).__name__, "message": f"could not start: {exc}"})
+            return True
+        run = _Running(handle, rec.timeout)
+        box.append(run)
+        ready.set()
+        self.running[rec.id] = run
+        return True
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            run, event = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            self._handle(run, event)
+            try:
+                run, event = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, run: _Running, event: dict) -> None:
+        h, store, kind = run.handle, self.store, event.get("type")
+        if kind == "started":
+            store.set_attempt_info(h.job_id, h.number, **event)
+        elif kind == "progress":
+            store.set_progress(h.job_id, self.id, event["done"], event["total"])
+        elif kind == "done":
+            run.done = event
+        elif kind == "exit":
+            self.running.pop(h.job_id, None)
+            self._finish(run, event.get("returncode"))
+
+    def _finish(self, run: _Running, returncode: int | None) -> None:
+        h, done = run.handle, run.done or {}
+        outcome = done.get("outcome")
+        error = done.get("error")
+        elapsed = time.monotonic() - run.started
+        if outcome != "succeeded" and run.stop_reason == "release":
+            self.store.release(h.job_id, h.number, self.id, "worker stopping")
+            return
+        if outcome != "succeeded" and run.stop_reason == "timeout":
+            outcome = "timeout"
+            error = {"type": "Timeout", "message": f"job exceeded its timeout of {run.timeout:g} s "
+                     f"(stopped after {elapsed:.1f} s)", "traceback": (error or {}).get("traceback")}
+        elif outcome != "succeeded" and run.stop_reason == "cancelled":
+            outcome = "cancelled"
+            error = {"type": "Cancelled", "message": f"cancelled while running (after {elapsed:.1f} s)"}
+        elif outcome in (None, "interrupted"):
+            outcome = "runner_died"
+            error = error or {"type": "RunnerDied", "message": f"the job's runner process exited with code "
+                              f"{returncode} before reporting an outcome"}
+        self.store.finish_attempt(h.job_id, h.number, self.id, outcome, error=error,
+                                  outputs=done.get("outputs") or (), output_path=done.get("output_path"))
+
+    def _request_stop(self, run: _Running, reason: str) -> None:
+        if run.stop_reason is None:
+            run.stop_reason = reason
+            run.stop_sent = time.monotonic()
+            self.executor.stop(run.handle)
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for run in list(self.running.values()):
+            if run.deadline is not None and now >= run.deadline and run.stop_reason is None:
+                self._request_stop(run, "timeout")
+            if run.stop_sent is not None and not run.killed and now - run.stop_sent > 2 * config.KILL_GRACE + 2:
+                run.killed = True
+                self.executor.kill(run.handle)
+
+    def _shutdown(self) -> None:
+        """Leave nothing behind: stop and release what still runs, then deregister."""
+        try:
+            if self.running:
+                for run in self.running.values():
+                    self._request_stop(run, "release")
+                deadline = time.monotonic() + 2 * config.KILL_GRACE + 3
+                while self.running and time.monotonic() < deadline:
+                    self._drain(timeout=0.05)
+                for run in list(self.running.values()):
+                    self.executor.kill(run.handle)
+                    self.store.release(run.handle.job_id, run.handle.number, self.id, "worker stopped")
+            self.executor.shutdown()
+        finally:
+            if self.store is not None:
+                self.store.worker_stopped(self.id)
+            if self._lock_file is not None:
+                self._lock_file.close()
+
+
+def start_background(home: Path | str | None = None, idle_exit: float = config.AUTOSTART_IDLE_EXIT) -> int:
+    """Start a detached auto-worker for ``home`` (it exits after ``idle_exit`` idle seconds).
+
+    Returns its pid.  If another auto-worker holds the home's lock, the new one exits at once,
+    so a start race never leaves two.
+    """
+    import subprocess
+    import sys
+
+    home = Path(home) if home else config.home()
+    config.make_private_dir(home)
+    env = dict(os.environ, NBJOBS_HOME=str(home))
+    log = open(home / "worker.log", "ab", opener=lambda p, f: os.open(p, f, 0o600))
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nbjobs", "worker", "--autostarted", "--idle-exit", str(idle_exit)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(home), start_new_session=True)
+    finally:
+        log.close()
+    return proc.pid
+
+
+__all__ = ["Worker", "start_background", "actor_name"]

@@ -57,6 +57,7 @@ class _Stop:
 
     requested: str | None = None
     kernel_pid: int | None = None
+    finished = False  # the run is over: a late escalation must not interrupt the reporting
 
 
 def _kill_kernel(pid: int | None) -> None:
@@ -208,6 +209,7 @@ def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
         if tb:
             log.write(tb + "\n")
     finally:
+        _Stop.finished = True
         log.close()
         _kill_kernel(_Stop.kernel_pid if _Stop.requested else None)
     prefix = f"{spec['attempt']}/outputs/"
@@ -239,9 +241,12 @@ def _install_stop_handler() -> None:
                 pid = None
 
         def escalate():
+            if _Stop.finished:
+                return
             _kill_kernel(_Stop.kernel_pid)
             time.sleep(config.KILL_GRACE)
-            _thread.interrupt_main()
+            if not _Stop.finished:
+                _thread.interrupt_main()
 
         t = threading.Timer(config.KILL_GRACE if pid else 0.0, escalate)
         t.daemon = True

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import keyword
 import math
 import os
 import time
@@ -99,6 +100,19 @@ class Job:
         except NbjobsError:
             return f"<Job {self.short_id} (unavailable)>"
         return f"<Job {r.short_id} {r.name!r} {r.state.value} attempts={r.attempts}/{r.max_attempts}>"
+
+    def _repr_html_(self) -> str:
+        """A one-line HTML receipt (short ID, name, state, progress, elapsed): a static snapshot."""
+        from .panel import receipt_html  # display code lives in the panel; loaded on first display
+
+        return receipt_html(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
+        """How Jupyter shows a handle: its text repr, the HTML receipt and, while the job is active
+        in a kernel whose front end can show widgets, a live receipt widget (see `nbjobs.panel`)."""
+        from .panel import job_bundle
+
+        return job_bundle(self, include, exclude)
 
 
 # --- validation --------------------------------------------------------------------------------------
@@ -219,7 +233,8 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
            kernel: str | None = None, cwd: str | os.PathLike | None = None, retries: int = 0,
            timeout: float | None = None, priority: int = 0, tags: Sequence[str] | str | None = None,
            key: str | None = None, cell_timeout: float | None = None, home: Path | str | None = None,
-           start_worker: bool = True) -> Job:
+           start_worker: bool = True, inputs: dict[str, Any] | None = None,
+           outputs: Sequence[str] | str | None = None) -> Job:
     """Submit Python source as a *cell job*; returns its `Job` handle at once.
 
     The source runs in a fresh kernel (papermill) after a ``parameters`` cell, with ``cwd`` (default:
@@ -227,9 +242,20 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     outputs.  ``key`` makes the submit idempotent: a second submit with the same key returns the
     first job.  A background worker is started if none is alive (``start_worker=False`` to skip).
 
+    ``inputs`` (``{name: value}``) travel by value: they are written to the job's run folder before
+    the job exists (JSON inline, arrays as ``.npy``, anything else cloudpickled, so DataFrames,
+    functions and lambdas work) and the code sees them as ordinary variables.  A value that cannot
+    be pickled raises `BadInput` naming it and its type, and nothing is submitted.  ``outputs``
+    names variables recorded when the code has run (as ``nbjobs.record`` would); one the code never
+    defined fails the job with ``NameError: --out names 'x' but the cell never defined it``.
+
     >>> job = nbjobs.submit("import nbjobs; nbjobs.record('n', n * 2)", parameters={"n": 21})  # doctest: +SKIP
     >>> job.wait().result()                                                                     # doctest: +SKIP
     {'n': 42}
+    >>> job = nbjobs.submit("total = f(df.x.sum())", inputs={"df": df, "f": lambda v: v + 1},
+    ...                     outputs=["total"])                                                  # doctest: +SKIP
+    >>> job.wait().result()["total"]                                                            # doctest: +SKIP
+    7
     """
     if not isinstance(code, str) or not code.strip():
         raise BadInput("code must be a non-empty string of Python source")
@@ -238,7 +264,51 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
                 options={"cell_timeout": _check_seconds("cell_timeout", cell_timeout)})
     spec["name"] = spec["name"] or _default_cell_name(code)
     spec["kernel"] = spec["kernel"] or "python3"
-    return _submit(spec, home, start_worker)
+    out_names = _check_names("output", outputs)
+    if out_names:
+        spec["options"]["outputs"] = out_names
+    if not inputs:
+        return _submit(spec, home, start_worker)
+    if not isinstance(inputs, dict):
+        raise BadInput(f"inputs must be a dict of name: value, not {type(inputs).__name__}")
+    _check_names("input", list(inputs))
+    # The ID is chosen now so the inputs are in place before the row exists: a worker never
+    # sees a job without its inputs.
+    from . import outputs as encoding
+    from .job import new_id
+
+    spec["id"] = new_id()
+    run_dir = config.run_dir(spec["id"], _store(home).path.parent)
+    try:
+        entries = encoding.write_inputs(inputs, run_dir / encoding.INPUTS_DIR)
+        spec["options"]["inputs"] = [{k: e[k] for k in ("name", "kind", "type_name", "size", "path") if k in e}
+                                     for e in entries]  # inline values stay in the folder's manifest
+        job = _submit(spec, home, start_worker)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if job.id != spec["id"]:  # the idempotency key matched an earlier job: ours was never created
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return job
+
+
+def _check_names(what: str, names: Sequence[str] | str | None) -> list[str]:
+    """Variable names for inputs/outputs: identifiers, in order, without repeats."""
+    if names is None:
+        return []
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    out: list[str] = []
+    for n in names:
+        if not isinstance(n, str) or not n.isidentifier() or keyword.iskeyword(n):
+            raise BadInput(f"{what} name {n!r} is not a valid Python variable name; use letters, digits and _")
+        if n not in out:
+            out.append(n)
+    return out
 
 
 def _default_cell_name(code: str) -> str:

@@ -59,10 +59,13 @@ def _type_name(value: Any) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
-def encode(name: str, value: Any, folder: Path) -> dict[str, Any]:
-    """Store ``value`` under ``name`` in ``folder`` (files only when needed); return the manifest entry."""
+def encode(name: str, value: Any, folder: Path, *, what: str = "output") -> dict[str, Any]:
+    """Store ``value`` under ``name`` in ``folder`` (files only when needed); return the manifest entry.
+
+    ``what`` names the value in error messages (``"output"``, or ``"input"`` for `write_inputs`).
+    """
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise BadInput(f"output name {name!r} must be a non-empty string of at most 200 characters without '/'")
+        raise BadInput(f"{what} name {name!r} must be a non-empty string of at most 200 characters without '/'")
     entry: dict[str, Any] = {"name": name, "type_name": _type_name(value)}
     if is_plain(value):
         text = json.dumps(value, allow_nan=False)
@@ -90,6 +93,10 @@ def encode(name: str, value: Any, folder: Path) -> dict[str, Any]:
         try:
             data = pickler.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
+            if what != "output":
+                cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise BadInput(f"{what} {name!r} ({_type_name(value)}) cannot be pickled: {cause}; create it "
+                               "inside the job's code instead, or pass what it is made from") from None
             raise BadInput(f"output {name!r} ({_type_name(value)}) cannot be pickled: {exc}; "
                            "record a plainer value (e.g. a dict, DataFrame or array)") from None
         kind = "pandas" if module == "pandas" else "pickle"
@@ -174,3 +181,53 @@ def record(name: str, value: Any) -> Any:
     with open(path / MANIFEST, "a", opener=lambda p, f: os.open(p, f, 0o600)) as f:
         f.write(json.dumps(entry) + "\n")
     return value
+
+
+# --- inputs of cell jobs (``%%job --in`` / ``submit(inputs=...)``) and ``--out`` -------------------------
+INPUTS_DIR = "inputs"
+
+
+def write_inputs(values: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
+    """Write a cell job's inputs into ``folder`` with the encoding of recorded outputs (JSON inline,
+    arrays as ``.npy``, anything else cloudpickled, so functions and lambdas travel by value) and a
+    ``manifest.jsonl``; return the manifest entries.  An input that cannot be pickled raises
+    `BadInput` naming it and its type (the caller removes the folder).
+
+    >>> import tempfile; entries = write_inputs({"n": 7, "f": lambda x: x + 1}, Path(tempfile.mkdtemp()))
+    >>> [(e["name"], e["kind"]) for e in entries]
+    [('n', 'json'), ('f', 'pickle')]
+    """
+    config.make_private_dir(folder)
+    entries = [encode(name, value, folder, what="input") for name, value in values.items()]
+    _write_private(folder / MANIFEST, "".join(json.dumps(e) + "\n" for e in entries).encode())
+    return entries
+
+
+def load_inputs_into(namespace: dict[str, Any], folder: str | os.PathLike) -> None:
+    """Inside a cell job: load the inputs written by `write_inputs` into ``namespace`` (the job's
+    ``globals()``), each under its own name.  Leaves no other names behind.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = write_inputs({"n": 7}, d)
+    >>> ns = {}; load_inputs_into(ns, d); ns
+    {'n': 7}
+    """
+    folder = Path(folder)
+    for entry in read_manifest(folder):
+        namespace[entry["name"]] = load(entry, folder)
+
+
+def record_outputs(namespace: dict[str, Any], names: list[str]) -> None:
+    """Inside a cell job: record each variable named by ``--out`` (``submit(outputs=...)``).
+    A name the cell never defined fails the job with a clear `NameError`, before anything is recorded.
+
+    >>> record_outputs({"x": 1}, ["x", "y"])
+    Traceback (most recent call last):
+    ...
+    NameError: --out names 'y' but the cell never defined it
+    """
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        listed = ", ".join(repr(n) for n in missing)
+        raise NameError(f"--out names {listed} but the cell never defined {'it' if len(missing) == 1 else 'them'}")
+    for name in names:
+        record(name, namespace[name])

@@ -29,12 +29,16 @@ def check_name(name: str) -> str:
 
 
 def infer_value(text: str) -> Any:
-    """papermill's ``-p`` typing: booleans, None, int, float, otherwise the string itself."""
-    if text in ("True", "true"):
+    """papermill's ``-p`` typing: True/False/None, int, float, otherwise the string itself.
+
+    As in papermill only the Python spellings are special (``-p mode none`` is the string
+    ``'none'``); unlike papermill, nan/inf stay strings because JSON cannot store them.
+    """
+    if text == "True":
         return True
-    if text in ("False", "false"):
+    if text == "False":
         return False
-    if text in ("None", "none", "null"):
+    if text == "None":
         return None
     try:
         return int(text)
@@ -50,8 +54,14 @@ def infer_value(text: str) -> Any:
 def parse_yaml(text: str, what: str = "-y") -> dict[str, Any]:
     import yaml  # papermill depends on PyYAML; imported only when -y/-f is used
 
+    class NoDatesSafeLoader(yaml.SafeLoader):
+        """papermill's -y/-f loader: dates stay strings (a datetime is not a JSON value)."""
+
+        yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"]
+                                   for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=NoDatesSafeLoader)
     except yaml.YAMLError as exc:
         line = str(exc).splitlines()[0]
         raise BadInput(f"{what} is not valid YAML ({line}); write it like 'n: 7' or '{{n: 7, title: Q3}}'") from None

@@ -40,13 +40,25 @@ def attempt_dir(run_dir: Path, number: int) -> Path:
     return run_dir / str(number)
 
 
-def build_cell_notebook(source: str, kernel: str = "python3") -> Any:
-    """A cell job as a notebook: a ``parameters`` cell (papermill injects after it) and the source."""
+def build_cell_notebook(source: str, kernel: str = "python3", *, inputs_dir: str | None = None,
+                        outputs: list[str] | tuple[str, ...] = ()) -> Any:
+    """A cell job as a notebook: a ``parameters`` cell (papermill injects after it), a cell that
+    loads the inputs from ``inputs_dir`` (only with inputs), the source, and a cell that records the
+    variables named in ``outputs`` (only with outputs; a missing one fails the job with a NameError).
+    The helper cells are one expression each and leave no names behind in the job's namespace."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("# parameters", metadata={"tags": ["parameters"]})
-    nb.cells = [params, nbformat.v4.new_code_cell(source)]
+    nb.cells = [params]
+    helper = '__import__("nbjobs.outputs").outputs.'
+    if inputs_dir:
+        nb.cells.append(nbformat.v4.new_code_cell(f"{helper}load_inputs_into(globals(), {str(inputs_dir)!r})",
+                                                  metadata={"tags": ["nbjobs-inputs"]}))
+    nb.cells.append(nbformat.v4.new_code_cell(source))
+    if outputs:
+        nb.cells.append(nbformat.v4.new_code_cell(f"{helper}record_outputs(globals(), {list(outputs)!r})",
+                                                  metadata={"tags": ["nbjobs-outputs"]}))
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb
@@ -183,7 +195,10 @@ def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
             import nbformat
 
             source = adir / "input.ipynb"
-            nbformat.write(build_cell_notebook(spec["source"], kernel), str(source))
+            options = spec.get("options") or {}
+            inputs_dir = str(run_dir / outputs.INPUTS_DIR) if options.get("inputs") else None
+            nbformat.write(build_cell_notebook(spec["source"], kernel, inputs_dir=inputs_dir,
+                                               outputs=options.get("outputs") or ()), str(source))
         else:
             source = Path(spec["notebook"])
         cwd = spec.get("cwd")
@@ -255,8 +270,26 @@ def _install_stop_handler() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _watch_parent(parent: int, every: float = 0.5) -> None:
+    """Stop this attempt if the worker that started us dies without stopping it (SIGKILL, the
+    OOM killer): its lease expires and another worker runs the job again, so this attempt must
+    not go on beside that one, and nobody is left to read our report.  We notice by our parent
+    pid changing (we were re-parented); then the kernel is killed and the runner exits."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        _Stop.requested = "the worker died"
+        print(f"\n[nbjobs] the worker (pid {parent}) is gone; stopping this attempt", file=sys.stderr, flush=True)
+        _kill_kernel(_Stop.kernel_pid)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="nbjobs-parent-watch").start()
+
+
 def main() -> int:
     """``python -m nbjobs.runner``: spec on stdin, events as JSON lines on stdout."""
+    _watch_parent(os.getppid())
     os.umask(0o077)  # everything an attempt writes (output notebook, logs, outputs) is private
     spec = json.loads(sys.stdin.read())
     channel = os.fdopen(os.dup(1), "w", buffering=1)

@@ -230,7 +230,7 @@ class Store:
             conn = sqlite3.connect(path, timeout=config.BUSY_TIMEOUT, isolation_level=None,
                                    check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(config.BUSY_TIMEOUT * 1000)}")
@@ -240,6 +240,19 @@ class Store:
         if mode.lower() != "wal":
             raise StoreError(f"{path} cannot use WAL mode (got {mode}); put NBJOBS_HOME on a local disk")
         return conn
+
+    @staticmethod
+    def _set_wal(conn: sqlite3.Connection) -> str:
+        """``PRAGMA journal_mode=WAL``, retried while another process converts a new database:
+        SQLite answers the losers of that race SQLITE_BUSY at once, without the busy timeout."""
+        deadline = time.monotonic() + config.BUSY_TIMEOUT
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         msg = str(exc)

@@ -27,6 +27,7 @@ from typing import Any
 
 from . import config
 from .executors import Executor, Handle, get_executor
+from .errors import StoreError
 from .store import Store, actor_name
 
 POLL = 0.02  # seconds between 'anything new?' checks when idle
@@ -91,7 +92,11 @@ class Worker:
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> int:
         """Work until stopped (or idle for ``idle_exit`` seconds).  Returns the number of attempts run."""
-        config.make_private_dir(self.home)
+        try:
+            config.make_private_dir(self.home)
+        except OSError as exc:  # e.g. NBJOBS_HOME under a regular file: a clear error, not a traceback
+            raise StoreError(f"cannot create the nbjobs home {self.home} ({exc.strerror}); "
+                             "set NBJOBS_HOME to a folder you can write") from None
         if self.autostarted and not self._take_autostart_lock():
             return 0
         self.store = store = Store(config.db_path(self.home))
@@ -154,6 +159,7 @@ class Worker:
             "job_id": rec.id, "attempt": number, "kind": rec.kind, "notebook": rec.notebook,
             "source": rec.source, "parameters": rec.parameters, "kernel": rec.kernel, "cwd": rec.cwd,
             "run_dir": str(config.run_dir(rec.id, self.home)), "cell_timeout": rec.options.get("cell_timeout"),
+            "options": rec.options,  # cell jobs: "inputs" (manifest) and "outputs" (names), see api.submit
         }
         box: list[_Running] = []
         ready = threading.Event()

@@ -1,0 +1,750 @@
+"""The SQLite store (nbjobs/store.py): schema and migrations, IDs, the queue, and user actions.
+
+Real database files in tmp_path; the races use real OS processes (multiprocessing, spawn).
+"""
+from __future__ import annotations
+
+import calendar
+import importlib.util
+import json
+import multiprocessing
+import os
+import shutil
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from nbjobs import config
+from nbjobs.errors import AmbiguousJob, BadInput, ExpiredJob, IllegalTransition, StoreError, UnknownJob
+from nbjobs.job import State
+from nbjobs.store import MIGRATIONS, SCHEMA_VERSION, Store
+
+DATA = Path(__file__).parent / "data"
+ACTOR = "test"
+
+
+@pytest.fixture
+def store(home):
+    s = Store(home / "nbjobs.db")
+    yield s
+    s.close()
+
+
+def add(store: Store, **spec) -> str:
+    """Insert a cell job; returns its ID."""
+    rec, created = store.insert_job({"kind": "cell", "source": "1 + 1", **spec}, actor=ACTOR)
+    assert created
+    return rec.id
+
+
+def rows(store: Store, sql: str, *params) -> list[dict]:
+    return [dict(r) for r in store.conn.execute(sql, params).fetchall()]
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def run_processes(target, args_list: list[tuple], timeout: float = 60) -> None:
+    """Run ``target(*args, barrier)`` in one spawned OS process per ``args``; all must exit 0.
+
+    The barrier (with a timeout) lines them up so they really race; processes are daemons and
+    are killed at the deadline, so a crashed racer fails the test instead of hanging it.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(len(args_list), timeout=20)
+    procs = [ctx.Process(target=target, args=(*args, barrier), daemon=True) for args in args_list]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + timeout
+    try:
+        for p in procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+    assert [p.exitcode for p in procs] == [0] * len(procs)
+
+
+# --- schema ---------------------------------------------------------------------------------------
+def test_new_database_schema_and_pragmas(tmp_path):
+    home = tmp_path / "a" / "home"  # neither folder exists yet
+    s = Store(home / "nbjobs.db")
+    assert s.version == SCHEMA_VERSION == len(MIGRATIONS) == 2
+    assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert s.conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(config.BUSY_TIMEOUT * 1000)
+    tables = {r["name"] for r in rows(s, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"jobs", "attempts", "events", "outputs", "workers", "expired"}
+    add(s)  # a write, so the WAL file exists
+    assert mode_of(home / "nbjobs.db") == 0o600
+    assert mode_of(home / "nbjobs.db-wal") == 0o600
+    assert mode_of(home) == 0o700
+    assert mode_of(home.parent) == 0o700
+    s.close()
+    # a second open is a no-op migration
+    s2 = Store(home / "nbjobs.db")
+    assert s2.version == SCHEMA_VERSION and s2.migrate() == SCHEMA_VERSION
+    assert len(s2.list_jobs()) == 1
+    s2.close()
+
+
+def test_existing_home_is_made_private(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    Store(home / "nbjobs.db").close()
+    assert mode_of(home) == 0o700
+
+
+def test_foreign_keys_are_enforced(store):
+    with pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute("INSERT INTO attempts (job_id, number, started_at) VALUES ('nope', 1, 0)")
+
+
+def test_insert_defaults(store):
+    rec, created = store.insert_job({"kind": "notebook", "notebook": "/x/a.ipynb", "parameters": {"n": 7},
+                                     "tags": ["t1", "t2"], "retries": 2, "timeout": 9.5, "priority": 3,
+                                     "options": {"o": 1}}, actor="api:me")
+    assert created
+    assert len(rec.id) == 32 and rec.state is State.QUEUED
+    assert rec.name == "job" and rec.parameters == {"n": 7} and rec.tags == ["t1", "t2"]
+    assert (rec.retries, rec.timeout, rec.priority, rec.options) == (2, 9.5, 3, {"o": 1})
+    assert rec.attempts == 0 and rec.failures == 0 and rec.submitted_by == "api:me"
+    assert rec.run_at == rec.submitted_at and rec.started_at is None
+    ev = store.events(rec.id)
+    assert [(e["from_state"], e["to_state"], e["reason"], e["actor"]) for e in ev] == \
+        [(None, "queued", "submitted", "api:me")]
+
+
+# --- get / resolve ----------------------------------------------------------------------------------
+A_ID = "ab" + "00" * 15
+B_ID = "ab" + "11" * 15
+
+
+def test_resolve_unique_prefix(store):
+    a = add(store, id=A_ID, name="first")
+    b = add(store, id=B_ID, name="second")
+    assert store.resolve(A_ID) == a == A_ID
+    assert store.resolve("ab0") == A_ID
+    assert store.resolve("AB1-1") == B_ID  # case and dashes as in a UUID
+    assert store.resolve(" ab11111111 ") == B_ID
+    assert store.get(B_ID).name == "second"
+
+
+def test_resolve_ambiguous_prefix_names_both(store):
+    add(store, id=A_ID, name="first")
+    add(store, id=B_ID, name="second")
+    with pytest.raises(AmbiguousJob) as info:
+        store.resolve("ab")
+    msg = str(info.value)
+    assert "'ab' matches several jobs" in msg
+    assert "ab000000 (first)" in msg and "ab111111 (second)" in msg
+    assert "give more characters" in msg
+
+
+def test_resolve_unknown(store):
+    add(store, id=A_ID)
+    with pytest.raises(UnknownJob) as info:
+        store.resolve("abc")
+    assert "no job matches 'abc'" in str(info.value) and "nbjobs ls" in str(info.value)
+    with pytest.raises(UnknownJob):
+        store.get("f" * 32)
+    with pytest.raises(UnknownJob):
+        store.request_cancel("f" * 32, ACTOR)
+    with pytest.raises(BadInput):
+        store.resolve("not-hex!")
+
+
+def test_expired_id_says_expired_with_the_date(store):
+    expired_at = calendar.timegm((2024, 3, 5, 12, 0, 0))
+    old = "cd" * 16
+    store.conn.execute("INSERT INTO expired (id, name, state, submitted_at, expired_at) VALUES (?,?,?,?,?)",
+                       (old, "nightly", "succeeded", expired_at - 86400 * 30, expired_at))
+    for call in (lambda: store.resolve("cdcd"), lambda: store.resolve(old), lambda: store.get(old),
+                 lambda: store.retry(old, ACTOR)):
+        with pytest.raises(ExpiredJob) as info:
+            call()
+        msg = str(info.value)
+        assert "expired on 2024-03-05" in msg
+        assert msg.startswith("job cdcdcdcd (nightly, succeeded)")
+    with pytest.raises(UnknownJob):  # a different prefix is just unknown
+        store.resolve("cdce")
+
+
+# --- idempotency ---------------------------------------------------------------------------------------
+def test_same_idempotency_key_returns_the_existing_job(store):
+    first, created1 = store.insert_job({"kind": "cell", "source": "a", "idem_key": "k1", "name": "one"}, ACTOR)
+    second, created2 = store.insert_job({"kind": "cell", "source": "b", "idem_key": "k1", "name": "two"}, ACTOR)
+    assert (created1, created2) == (True, False)
+    assert second.id == first.id and second.name == "one" and second.source == "a"
+    assert rows(store, "SELECT count(*) AS n FROM jobs")[0]["n"] == 1
+    assert len(store.events(first.id)) == 1
+    other, created3 = store.insert_job({"kind": "cell", "source": "c", "idem_key": "k2"}, ACTOR)
+    assert created3 and other.id != first.id
+    # no key: never deduplicated
+    add(store, source="a")
+    add(store, source="a")
+    assert rows(store, "SELECT count(*) AS n FROM jobs")[0]["n"] == 4
+
+
+def _insert_same_key(path: str, n: int, out: str, barrier) -> None:
+    s = Store(path)
+    same, rounds = [], []
+    barrier.wait()
+    for i in range(n):  # the same key, n times
+        rec, created = s.insert_job({"kind": "cell", "source": f"x = {i}", "idem_key": "the-key"}, "racer")
+        same.append([rec.id, created])
+    for i in range(n):  # n rounds, each a fresh key that every process submits at the same moment
+        barrier.wait()
+        rec, created = s.insert_job({"kind": "cell", "source": "y", "idem_key": f"round-{i}"}, "racer")
+        rounds.append([f"round-{i}", rec.id, created])
+    Path(out).write_text(json.dumps({"same": same, "rounds": rounds}))
+    s.close()
+
+
+def test_idempotency_key_across_processes(store, tmp_path):
+    outs = [tmp_path / f"idem-{i}.json" for i in range(4)]
+    run_processes(_insert_same_key, [(str(store.path), 50, str(o)) for o in outs])
+    results = [json.loads(o.read_text()) for o in outs]
+    same = [r for res in results for r in res["same"]]
+    assert len(same) == 200
+    assert len({job_id for job_id, _ in same}) == 1
+    assert sum(created for _, created in same) == 1
+    assert rows(store, "SELECT count(*) AS n FROM jobs WHERE idem_key = 'the-key'")[0]["n"] == 1
+
+    rounds = [r for res in results for r in res["rounds"]]
+    assert len(rounds) == 200
+    for i in range(50):
+        got = [(job_id, created) for key, job_id, created in rounds if key == f"round-{i}"]
+        assert len(got) == 4
+        assert len({job_id for job_id, _ in got}) == 1  # all four processes got the same job
+        assert sum(created for _, created in got) == 1  # and exactly one of them created it
+    assert rows(store, "SELECT count(*) AS n FROM jobs")[0]["n"] == 51
+    assert rows(store, "SELECT count(*) AS n FROM events")[0]["n"] == 51
+
+
+def _open_new_databases(paths: list[str], out: str, barrier) -> None:
+    results = []
+    for path in paths:
+        barrier.wait()
+        try:
+            s = Store(path)
+            results.append([s.version, s.conn.execute("PRAGMA journal_mode").fetchone()[0]])
+            s.close()
+        except Exception as exc:  # report, do not die: the parent shows what went wrong
+            results.append([type(exc).__name__, str(exc)])
+    Path(out).write_text(json.dumps(results))
+
+
+def test_processes_opening_a_new_database_at_once(tmp_path):
+    """Several processes creating the same new database (e.g. a worker and a CLI on a fresh home)
+    all get a migrated WAL database; none fails with 'database is locked'."""
+    paths = [str(tmp_path / f"home{i}" / "nbjobs.db") for i in range(12)]
+    outs = [tmp_path / f"open-{i}.json" for i in range(4)]
+    run_processes(_open_new_databases, [(paths, str(o)) for o in outs])
+    results = [r for o in outs for r in json.loads(o.read_text())]
+    assert results == [[SCHEMA_VERSION, "wal"]] * 48
+    for path in paths:
+        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+# --- claim ------------------------------------------------------------------------------------------
+def test_claim_order_priority_then_submission_time(store):
+    # IDs sort opposite to submission order, so ordering by ID would fail this test
+    ids = {}
+    for n, (name, prio) in enumerate([("a", 0), ("b", 5), ("c", 0), ("d", 5), ("e", -1), ("f", 0)]):
+        ids[name] = add(store, id=f"{15 - n:x}" * 32, name=name, priority=prio)
+        time.sleep(0.002)
+    order = []
+    while (claimed := store.claim("w1")) is not None:
+        rec, number = claimed
+        assert number == 1 and rec.state is State.RUNNING and rec.worker_id == "w1"
+        order.append(rec.name)
+    assert order == ["b", "d", "a", "c", "f", "e"]
+
+
+def test_claim_records_attempt_and_event(store):
+    job = add(store, kernel="python3", code_hash="abc")
+    now = time.time()
+    rec, number = store.claim("w1", lease=30, pid=4321, now=now)
+    assert rec.id == job and number == 1
+    assert rec.lease_until == pytest.approx(now + 30) and rec.started_at == pytest.approx(now)
+    assert rec.attempts == 1
+    [att] = store.attempts(job)
+    assert (att["number"], att["worker_id"], att["pid"], att["outcome"], att["kernel"], att["code_hash"]) == \
+        (1, "w1", 4321, "running", "python3", "abc")
+    ev = store.events(job)[-1]
+    assert (ev["from_state"], ev["to_state"], ev["reason"], ev["actor"]) == ("queued", "running", "attempt 1",
+                                                                             "worker:w1")
+    assert store.claim("w2") is None  # nothing else is queued
+
+
+def test_retrying_job_waits_for_its_run_at(store):
+    job = add(store, retries=1)
+    t0 = time.time()
+    rec, n = store.claim("w1", lease=10, now=t0)
+    assert store.finish_attempt(job, n, "w1", "error", error={"type": "ValueError", "message": "boom"}) == "retrying"
+    rec = store.get(job)
+    assert rec.state is State.RETRYING and rec.failures == 1 and rec.reason == "error"
+    assert rec.error_type == "ValueError" and rec.error_message == "boom"
+    assert store.claim("w2", now=rec.run_at - 0.01) is None
+    claimed = store.claim("w2", now=rec.run_at)
+    assert claimed is not None and claimed[1] == 2 and claimed[0].worker_id == "w2"
+    assert store.events(job)[-1]["from_state"] == "retrying"
+
+
+def test_retrying_job_in_the_future_is_not_claimable(store):
+    job = add(store, retries=1)
+    t0 = time.time()
+    store.claim("w1", lease=10, now=t0)
+    assert store.reclaim_expired("reaper", now=t0 + 3600) == [(job, "retrying")]
+    run_at = store.get(job).run_at
+    assert run_at >= t0 + 3600
+    later = add(store, name="later")
+    rec, _ = store.claim("w2")  # the retrying job is not due: the newer queued job goes first
+    assert rec.id == later
+    assert store.claim("w2") is None
+    assert store.claim("w2", now=t0 + 1800) is None
+    rec, number = store.claim("w2", now=run_at + 0.001)
+    assert rec.id == job and number == 2
+
+
+# --- THE RACE -------------------------------------------------------------------------------------------
+def _race_worker(path: str, worker_id: str, out: str, barrier) -> None:
+    s = Store(path)
+    claimed, states = [], []
+    barrier.wait()
+    while (got := s.claim(worker_id)) is not None:
+        rec, number = got
+        claimed.append([rec.id, number])
+        states.append(s.finish_attempt(rec.id, number, worker_id, "succeeded"))
+    Path(out).write_text(json.dumps({"claimed": claimed, "states": states}))
+    s.close()
+
+
+@pytest.mark.slow
+def test_race_500_jobs_4_processes_each_claimed_exactly_once(store, tmp_path):
+    ids = [add(store, name=f"job{i}") for i in range(500)]
+    outs = [tmp_path / f"race-{i}.json" for i in range(4)]
+    run_processes(_race_worker, [(str(store.path), f"w{i}", str(o)) for i, o in enumerate(outs)])
+    results = [json.loads(o.read_text()) for o in outs]
+    claimed = [job_id for r in results for job_id, _ in r["claimed"]]
+    assert len(claimed) == 500
+    assert sorted(claimed) == sorted(ids)  # every job claimed, none twice
+    assert {n for r in results for _, n in r["claimed"]} == {1}
+    assert {s for r in results for s in r["states"]} == {"succeeded"}
+    assert sum(1 for r in results if r["claimed"]) >= 2  # the processes really competed
+
+    assert store.counts()["succeeded"] == 500
+    assert sum(store.counts().values()) == 500
+    att = rows(store, "SELECT job_id, number, outcome, worker_id FROM attempts")
+    assert len(att) == 500
+    assert {a["number"] for a in att} == {1} and {a["outcome"] for a in att} == {"succeeded"}
+    assert len({a["job_id"] for a in att}) == 500
+    who = {job_id: f"w{i}" for i, r in enumerate(results) for job_id, _ in r["claimed"]}
+    assert all(who[a["job_id"]] == a["worker_id"] for a in att)
+    ev = rows(store, "SELECT job_id, from_state, to_state FROM events ORDER BY id")
+    assert len(ev) == 1500
+    per_job: dict[str, list] = {}
+    for e in ev:
+        per_job.setdefault(e["job_id"], []).append((e["from_state"], e["to_state"]))
+    assert len(per_job) == 500
+    assert all(seq == [(None, "queued"), ("queued", "running"), ("running", "succeeded")]
+               for seq in per_job.values())
+
+
+# --- finishing, fencing, reclaim ------------------------------------------------------------------------
+def test_finish_attempt_success_records_outputs(store):
+    job = add(store)
+    rec, n = store.claim("w1")
+    state = store.finish_attempt(job, n, "w1", "succeeded", output_path="/runs/x/attempt-1.ipynb",
+                                 outputs=[{"name": "answer", "kind": "json", "value": "42", "size": 2,
+                                           "type_name": "builtins.int"}])
+    assert state == "succeeded"
+    rec = store.get(job)
+    assert rec.state is State.SUCCEEDED and rec.reason is None and rec.worker_id is None
+    assert rec.finished_at is not None and rec.output_path == "/runs/x/attempt-1.ipynb"
+    [out] = store.outputs(job)
+    assert (out["name"], out["kind"], out["value"], out["attempt"]) == ("answer", "json", "42", 1)
+    [att] = store.attempts(job)
+    assert att["outcome"] == "succeeded" and att["finished_at"] is not None
+    # the same attempt cannot finish twice
+    assert store.finish_attempt(job, n, "w1", "error") is None
+    assert store.get(job).state is State.SUCCEEDED
+
+
+def test_error_without_retries_fails(store):
+    job = add(store, retries=0)
+    _, n = store.claim("w1")
+    err = {"type": "ZeroDivisionError", "message": "division by zero", "cell": 3, "traceback": "tb"}
+    assert store.finish_attempt(job, n, "w1", "error", error=err) == "failed"
+    rec = store.get(job)
+    assert (rec.state, rec.reason, rec.failures) == (State.FAILED, "error", 1)
+    assert (rec.error_type, rec.error_message, rec.error_cell, rec.error_traceback) == \
+        ("ZeroDivisionError", "division by zero", 3, "tb")
+    assert store.attempts(job)[0]["error_cell"] == 3
+
+
+def test_timeout_outcome(store):
+    job = add(store)
+    _, n = store.claim("w1")
+    assert store.finish_attempt(job, n, "w1", "timeout") == "timed_out"
+    assert store.get(job).reason == "timeout"
+
+
+def test_unknown_outcome_changes_nothing(store):
+    job = add(store)
+    _, n = store.claim("w1")
+    with pytest.raises(ValueError, match="unknown attempt outcome"):
+        store.finish_attempt(job, n, "w1", "exploded")
+    rec = store.get(job)
+    assert rec.state is State.RUNNING and rec.worker_id == "w1"
+    assert store.attempts(job)[0]["outcome"] == "running"
+
+
+def test_late_finish_after_reclaim_is_ignored(store):
+    job = add(store, retries=1)
+    t0 = time.time()
+    _, n = store.claim("A", lease=30, now=t0)
+    assert store.reclaim_expired("reaper", now=t0 + 10) == []  # lease still valid
+    assert store.reclaim_expired("reaper", now=t0 + 31) == [(job, "retrying")]
+    [att] = store.attempts(job)
+    assert att["outcome"] == "worker_lost" and att["error_type"] == "WorkerLost"
+    assert "worker A stopped heartbeating" in att["error_message"]
+    rec = store.get(job)
+    assert (rec.state, rec.reason, rec.failures, rec.worker_id) == (State.RETRYING, "worker_lost", 1, None)
+    ev = store.events(job)[-1]
+    assert (ev["from_state"], ev["to_state"], ev["actor"]) == ("running", "retrying", "reaper")
+
+    # A comes back late: its result is ignored and changes nothing
+    assert store.finish_attempt(job, n, "A", "succeeded", outputs=[{"name": "x", "kind": "json", "value": "1"}]) \
+        is None
+    rec = store.get(job)
+    assert rec.state is State.RETRYING and rec.failures == 1
+    assert store.attempts(job)[0]["outcome"] == "worker_lost"
+    assert store.outputs(job) == []
+
+    # B takes it over; A's stale result still does not count, B's does
+    _, n2 = store.claim("B", now=rec.run_at + 1)
+    assert n2 == 2
+    assert store.finish_attempt(job, n, "A", "succeeded") is None
+    assert store.finish_attempt(job, n2, "A", "succeeded") is None  # right number, wrong worker
+    assert store.get(job).state is State.RUNNING and store.get(job).worker_id == "B"
+    assert store.finish_attempt(job, n2, "B", "succeeded") == "succeeded"
+    assert [a["outcome"] for a in store.attempts(job)] == ["worker_lost", "succeeded"]
+
+
+def test_reclaim_without_retries_fails_the_job(store):
+    job = add(store, retries=0)
+    t0 = time.time()
+    store.claim("A", lease=5, now=t0)
+    assert store.reclaim_expired("reaper", now=t0 + 6) == [(job, "failed")]
+    rec = store.get(job)
+    assert (rec.state, rec.reason, rec.error_type) == (State.FAILED, "worker_lost", "WorkerLost")
+    assert rec.finished_at is not None
+    assert store.attempts(job)[0]["outcome"] == "worker_lost"
+    assert store.finish_attempt(job, 1, "A", "succeeded") is None
+    assert store.get(job).state is State.FAILED
+
+
+def test_heartbeat_keeps_the_lease(store):
+    job = add(store)
+    store.claim("A", lease=1)
+    before = store.get(job).lease_until
+    time.sleep(0.01)
+    assert store.heartbeat("A", lease=100) == 1
+    assert store.get(job).lease_until > before + 90
+    assert store.reclaim_expired("reaper", now=time.time() + 50) == []
+    assert store.heartbeat("nobody") == 0
+
+
+# --- cancel / retry / release -------------------------------------------------------------------------
+def test_cancel_queued_is_immediate(store):
+    job = add(store)
+    assert store.request_cancel(job, "me") == "cancelled"
+    rec = store.get(job)
+    assert (rec.state, rec.reason, rec.cancel_requested) == (State.CANCELLED, "cancelled", 1)
+    assert rec.finished_at is not None
+    assert store.claim("w1") is None
+    ev = store.events(job)[-1]
+    assert (ev["from_state"], ev["to_state"], ev["actor"]) == ("queued", "cancelled", "me")
+
+
+def test_cancel_running_is_a_request(store):
+    job = add(store, retries=3)
+    _, n = store.claim("w1")
+    assert store.cancel_requests("w1") == []
+    assert store.request_cancel(job, "me") == "running"
+    assert store.request_cancel(job, "me") == "running"  # asking twice records one request
+    rec = store.get(job)
+    assert rec.state is State.RUNNING and rec.cancel_requested == 1
+    assert store.cancel_requests("w1") == [job]
+    assert store.cancel_requests("w2") == []
+    assert [e["reason"] for e in store.events(job)].count("cancel requested") == 1
+    # the worker stops the kernel; whatever error that gives, the job ends cancelled (not retried)
+    assert store.finish_attempt(job, n, "w1", "error") == "cancelled"
+    rec = store.get(job)
+    assert (rec.state, rec.reason, rec.failures) == (State.CANCELLED, "cancelled", 0)
+    assert store.attempts(job)[0]["outcome"] == "cancelled"
+
+
+def test_cancel_running_that_succeeds_anyway_stays_succeeded(store):
+    job = add(store)
+    _, n = store.claim("w1")
+    store.request_cancel(job, "me")
+    assert store.finish_attempt(job, n, "w1", "succeeded") == "succeeded"
+
+
+def test_cancel_retrying_is_immediate(store):
+    job = add(store, retries=2)
+    _, n = store.claim("w1")
+    store.finish_attempt(job, n, "w1", "error")
+    assert store.request_cancel(job, "me") == "cancelled"
+    assert store.get(job).state is State.CANCELLED
+
+
+@pytest.mark.parametrize("outcome,state", [("succeeded", "succeeded"), ("error", "failed"),
+                                           ("timeout", "timed_out")])
+def test_cancel_finished_job_is_illegal(store, outcome, state):
+    job = add(store)
+    _, n = store.claim("w1")
+    store.finish_attempt(job, n, "w1", outcome)
+    events_before = len(store.events(job))
+    with pytest.raises(IllegalTransition, match=f"already {state}; there is nothing to cancel"):
+        store.request_cancel(job, "me")
+    assert store.get(job).state.value == state
+    assert len(store.events(job)) == events_before
+
+
+def test_retry_failed_job_continues_attempt_numbers(store):
+    job = add(store, retries=0)
+    _, n = store.claim("w1")
+    assert store.finish_attempt(job, n, "w1", "error", error={"type": "E", "message": "m"}) == "failed"
+    store.retry(job, "me")
+    rec = store.get(job)
+    assert (rec.state, rec.reason, rec.failures, rec.finished_at) == (State.QUEUED, "retried", 0, None)
+    assert store.events(job)[-1]["from_state"] == "failed" and store.events(job)[-1]["to_state"] == "queued"
+    rec, n2 = store.claim("w2")
+    assert rec.id == job and n2 == 2 and rec.attempts == 2
+    assert [a["number"] for a in store.attempts(job)] == [1, 2]
+    assert store.finish_attempt(job, n2, "w2", "succeeded") == "succeeded"
+    rec = store.get(job)
+    assert rec.state is State.SUCCEEDED and rec.error_type is None
+
+
+def test_retry_cancelled_job(store):
+    job = add(store)
+    store.request_cancel(job, "me")
+    store.retry(job, "me")
+    rec = store.get(job)
+    assert rec.state is State.QUEUED and rec.cancel_requested == 0
+    assert store.claim("w1")[1] == 1
+
+
+@pytest.mark.parametrize("setup,message", [
+    ("succeeded", "is succeeded, so it cannot be retried (it succeeded; submit it again to rerun)"),
+    ("queued", "is queued, so it cannot be retried (wait for it to end)"),
+    ("running", "is running, so it cannot be retried (wait for it to end)"),
+])
+def test_retry_illegal(store, setup, message):
+    job = add(store)
+    if setup != "queued":
+        _, n = store.claim("w1")
+        if setup == "succeeded":
+            store.finish_attempt(job, n, "w1", "succeeded")
+    with pytest.raises(IllegalTransition, match=message.replace("(", r"\(").replace(")", r"\)")):
+        store.retry(job, "me")
+    assert store.get(job).state.value == setup
+
+
+def test_release_requeues_without_counting_a_failure(store):
+    job = add(store, retries=2)
+    _, n1 = store.claim("w1")
+    store.finish_attempt(job, n1, "w1", "error")
+    rec, n2 = store.claim("w1", now=store.get(job).run_at)
+    assert n2 == 2 and rec.failures == 1
+    assert store.release(job, n2, "w2") is False  # not w2's job
+    assert store.release(job, n1, "w1") is False  # an old attempt
+    assert store.release(job, n2, "w1", why="worker stopping") is True
+    rec = store.get(job)
+    assert (rec.state, rec.reason, rec.failures, rec.worker_id) == (State.QUEUED, "released", 1, None)
+    assert [a["outcome"] for a in store.attempts(job)] == ["error", "released"]
+    ev = store.events(job)[-1]
+    assert (ev["from_state"], ev["to_state"], ev["reason"]) == ("running", "queued", "worker stopping")
+    assert store.release(job, n2, "w1") is False  # only once
+    _, n3 = store.claim("w3")
+    assert n3 == 3
+    assert store.finish_attempt(job, n2, "w1", "succeeded") is None  # the released attempt is fenced off
+
+
+# --- listing ---------------------------------------------------------------------------------------------
+def test_list_jobs_filters_newest_first(store):
+    ids = {}
+    for name, tags in [("train-a", ["ml"]), ("eval", ["ml", "nightly"]), ("train-b", []), ("report", ["nightly"])]:
+        ids[name] = add(store, name=name, tags=tags)
+        time.sleep(0.002)
+    _, n = store.claim("w1")  # train-a
+    store.finish_attempt(ids["train-a"], n, "w1", "succeeded")
+    _, n = store.claim("w1")  # eval
+    store.finish_attempt(ids["eval"], n, "w1", "error")
+    store.request_cancel(ids["report"], "me")
+
+    names = lambda recs: [r.name for r in recs]  # noqa: E731
+    assert names(store.list_jobs()) == ["report", "train-b", "eval", "train-a"]
+    assert names(store.list_jobs(limit=2)) == ["report", "train-b"]
+    assert names(store.list_jobs(limit=None)) == ["report", "train-b", "eval", "train-a"]
+    assert names(store.list_jobs(state="queued")) == ["train-b"]
+    assert names(store.list_jobs(state=["succeeded", "failed"])) == ["eval", "train-a"]
+    assert names(store.list_jobs(state=[State.CANCELLED])) == ["report"]
+    assert names(store.list_jobs(name="train*")) == ["train-b", "train-a"]
+    assert names(store.list_jobs(name="train")) == []  # no wildcard: exact
+    assert names(store.list_jobs(name="eval")) == ["eval"]
+    assert names(store.list_jobs(tag="ml")) == ["eval", "train-a"]
+    assert names(store.list_jobs(tag="nightly")) == ["report", "eval"]
+    assert names(store.list_jobs(tag="m")) == []  # a tag matches whole
+    assert names(store.list_jobs(state="failed", tag="ml", name="e*")) == ["eval"]
+    with pytest.raises(ValueError):
+        store.list_jobs(state="done")
+
+    assert store.counts() == {"waiting": 0, "queued": 1, "running": 0, "retrying": 0, "succeeded": 1,
+                              "failed": 1, "timed_out": 0, "cancelled": 1}
+
+
+def test_counts_of_an_empty_store(store):
+    assert store.counts() == {s.value: 0 for s in State}
+
+
+def test_workers(store):
+    store.register_worker("w1", concurrency=2)
+    store.register_worker("w2", concurrency=1, autostarted=True)
+    assert [w["id"] for w in store.live_workers()] == ["w1", "w2"]
+    store.worker_stopped("w1")
+    live = store.live_workers()
+    assert [w["id"] for w in live] == ["w2"] and live[0]["autostarted"] == 1 and live[0]["pid"] == os.getpid()
+    assert store.live_workers(lease=-1) == []  # a heartbeat older than the lease is not live
+
+
+# --- broken stores ---------------------------------------------------------------------------------------
+def test_corrupt_database_says_move_it_aside(tmp_path):
+    path = tmp_path / "nbjobs.db"
+    junk = os.urandom(8192)
+    path.write_bytes(junk)
+    with pytest.raises(StoreError) as info:
+        Store(path)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert "is not a readable nbjobs database" in msg and "move it aside" in msg
+    assert path.read_bytes() == junk  # left as it was
+
+
+def test_database_from_a_newer_nbjobs(tmp_path):
+    path = tmp_path / "nbjobs.db"
+    s = Store(path)
+    add(s, name="kept")
+    s.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    s.close()
+    with pytest.raises(StoreError) as info:
+        Store(path)
+    msg = str(info.value)
+    assert str(path) in msg and f"schema {SCHEMA_VERSION + 5}" in msg
+    assert "upgrade nbjobs" in msg and "pip install -U nbjobs" in msg
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 5
+    assert conn.execute("SELECT name FROM jobs").fetchall() == [("kept",)]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_home_that_is_not_writable(tmp_path):
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        with pytest.raises(StoreError) as info:
+            Store(parent / "home" / "nbjobs.db")
+        assert "set NBJOBS_HOME to a folder you can write" in str(info.value)
+        assert str(parent / "home") in str(info.value)
+    finally:
+        parent.chmod(0o700)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_database_file_that_is_not_writable(tmp_path):
+    path = tmp_path / "nbjobs.db"
+    Store(path).close()
+    path.chmod(0o400)
+    try:
+        with pytest.raises(StoreError, match="cannot read and write"):
+            Store(path)
+    finally:
+        path.chmod(0o600)
+
+
+# --- migration from a v1 database -----------------------------------------------------------------------
+def _load_fixture_module():
+    spec = importlib.util.spec_from_file_location("make_v1_db", DATA / "make_v1_db.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dump(path: Path, tables) -> dict[str, list[dict]]:
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    out = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY rowid")] for t in tables}
+    conn.close()
+    return out
+
+
+def test_migrates_a_v1_database(tmp_path):
+    v1 = _load_fixture_module()
+    fixture = DATA / "nbjobs-v1.db"
+    path = tmp_path / "home" / "nbjobs.db"
+    path.parent.mkdir()
+    shutil.copyfile(fixture, path)
+    fixture_bytes = fixture.read_bytes()
+
+    before = _dump(path, v1.TABLES)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    assert before == v1.TABLES  # the fixture holds what make_v1_db.py wrote
+    assert len(before["jobs"]) == 2 and len(before["events"]) == 4 and len(before["outputs"]) == 2
+
+    s = Store(path)
+    assert s.version == SCHEMA_VERSION
+    assert _dump(path, v1.TABLES) == before  # every row kept, values unchanged
+    assert rows(s, "SELECT name FROM sqlite_master WHERE name = 'expired'") == [{"name": "expired"}]
+    assert rows(s, "SELECT count(*) AS n FROM expired") == [{"n": 0}]
+    assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    done = s.get(v1.DONE)
+    assert (done.name, done.state, done.tags, done.parameters, done.attempts) == \
+        ("daily-report", State.SUCCEEDED, ["reports", "daily"], {"day": "2023-11-14", "n": 7}, 1)
+    assert done.duration == pytest.approx(11.75)
+    assert [o["name"] for o in s.outputs(v1.DONE)] == ["table", "total"]
+    assert s.attempts(v1.DONE)[0]["versions"] == {"python": "3.11.7", "papermill": "2.6.0"}
+    assert s.resolve("5d0c") == v1.DONE
+    assert s.resolve("9A1B") == v1.QUEUED
+    dup, created = s.insert_job({"kind": "notebook", "notebook": "x", "idem_key": "daily-2023-11-14"}, ACTOR)
+    assert (dup.id, created) == (v1.DONE, False)  # the v1 idempotency key still holds
+
+    # the queue works on the migrated file
+    rec, n = s.claim("w-new")
+    assert (rec.id, n, rec.name, rec.source) == (v1.QUEUED, 1, "train-model", v1.JOBS[1]["source"])
+    assert s.finish_attempt(v1.QUEUED, n, "w-new", "succeeded",
+                            outputs=[{"name": "r", "kind": "json", "value": "45"}]) == "succeeded"
+    assert [e["to_state"] for e in s.events(v1.QUEUED)] == ["queued", "running", "succeeded"]
+    assert s.counts()["succeeded"] == 2
+    new_id = add(s, name="after-migration")
+    assert s.get(new_id).state is State.QUEUED
+    s.close()
+
+    s2 = Store(path)  # reopening: already current, nothing to do
+    assert s2.version == SCHEMA_VERSION and s2.counts()["succeeded"] == 2 and s2.counts()["queued"] == 1
+    s2.close()
+    assert fixture.read_bytes() == fixture_bytes  # the committed fixture is never touched

@@ -1,0 +1,233 @@
+"""The worker (nbjobs/worker.py) as a real process: signals, crashes, dead kernels, concurrency, timeouts."""
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import nbjobs
+from conftest import start_worker, stop_worker
+from nbjobs.store import Store
+
+pytestmark = pytest.mark.slow
+
+JOB_WAIT = 60
+
+
+def _wait_for(pred, timeout: float, what: str, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _marker_code(marker: Path, sleep: float) -> str:
+    """The first attempt creates ``marker`` and sleeps; a later attempt finds it and finishes at once."""
+    return textwrap.dedent(f"""\
+        import os, pathlib, time, nbjobs
+        marker = pathlib.Path({str(marker)!r})
+        first = not marker.exists()
+        if first:
+            marker.write_text(str(os.getpid()))
+            time.sleep({sleep})
+        nbjobs.record('first', first)
+        """)
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _job_processes(job_id: str) -> list[int]:
+    """Kernels of ``job_id``: processes whose environment names the job (the runner sets it for them)."""
+    found = []
+    needle = f"NBJOBS_JOB_ID={job_id}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle in env and _alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def _worker_row(home: Path, pid: int) -> dict:
+    s = Store(home / "nbjobs.db")
+    try:
+        [row] = s.conn.execute("SELECT * FROM workers WHERE pid = ?", (pid,)).fetchall()
+        return dict(row)
+    finally:
+        s.close()
+
+
+def test_sigterm_releases_running_job_and_next_worker_finishes_it(home, tmp_path):
+    marker = tmp_path / "term-marker"
+    w1 = start_worker(home, "--grace", "1")
+    try:
+        job = nbjobs.submit(_marker_code(marker, 30), name="term", start_worker=False)
+        _wait_for(marker.exists, JOB_WAIT, "the first attempt's cell to start")
+        kernel_pid = int(marker.read_text())
+        assert job.state == nbjobs.State.RUNNING
+        t0 = time.monotonic()
+        w1.send_signal(signal.SIGTERM)
+        w1.wait(15)
+        took = time.monotonic() - t0
+    finally:
+        out = stop_worker(w1)
+    assert w1.returncode == 0, out
+    assert took < 10, f"worker took {took:.1f} s to stop"
+    r = job.record
+    assert r.state == nbjobs.State.QUEUED and r.reason == "released"
+    assert r.worker_id is None and r.failures == 0 and r.attempts == 1
+    [a1] = job.attempts()
+    assert a1["outcome"] == "released" and a1["finished_at"] is not None
+    assert _worker_row(home, w1.pid)["state"] == "stopped"
+    _wait_for(lambda: not _alive(kernel_pid), 5, "the released attempt's kernel to exit")
+
+    w2 = start_worker(home)
+    try:
+        job.wait(JOB_WAIT)
+    finally:
+        stop_worker(w2)
+    r = job.record
+    assert r.state == nbjobs.State.SUCCEEDED, r.error_message
+    assert [(a["number"], a["outcome"]) for a in job.attempts()] == [(1, "released"), (2, "succeeded")]
+    assert job.attempts()[1]["pid"] == w2.pid
+    assert job.result() == {"first": False}
+
+
+def test_sigkill_worker_lease_expires_and_another_worker_reruns(home, tmp_path):
+    marker = tmp_path / "kill-marker"
+    lease = {"NBJOBS_LEASE_SECONDS": "2"}
+    w1 = start_worker(home, env=lease)
+    try:
+        job = nbjobs.submit(_marker_code(marker, 30), name="kill", retries=1, start_worker=False)
+        _wait_for(marker.exists, JOB_WAIT, "the first attempt's cell to start")
+        kernel_pid = int(marker.read_text())
+        runner_pid = int(_wait_for(lambda: job.attempts()[0]["versions"].get("pid"), 10, "the runner's pid"))
+        assert _alive(kernel_pid) and _alive(runner_pid)
+        assert _job_processes(job.id) == [kernel_pid]
+        w1.kill()
+        w1.wait(10)
+    finally:
+        stop_worker(w1)
+    killed_at = time.monotonic()
+
+    # the orphans of the killed worker must not keep running attempt 1 next to attempt 2
+    _wait_for(lambda: not _alive(runner_pid) and not _alive(kernel_pid), 10,
+              "the killed worker's runner and kernel to exit")
+    orphan_lifetime = time.monotonic() - killed_at
+
+    w2 = start_worker(home, env=lease)
+    try:
+        job.wait(JOB_WAIT)
+    finally:
+        stop_worker(w2)
+    r = job.record
+    assert r.state == nbjobs.State.SUCCEEDED, r.error_message
+    a1, a2 = job.attempts()
+    assert a1["outcome"] == "worker_lost" and a1["error_type"] == "WorkerLost"
+    assert a1["pid"] == w1.pid and a2["pid"] == w2.pid
+    assert a2["outcome"] == "succeeded"
+    assert r.failures == 1 and r.attempts == 2
+    assert job.result() == {"first": False}
+    reasons = [e["reason"] for e in job.events()]
+    assert "attempt 1: worker_lost" in " ".join(r or "" for r in reasons)
+    assert _job_processes(job.id) == []
+    assert orphan_lifetime < 10
+
+
+def test_kernel_death_fails_job_not_hangs(home, worker):
+    t0 = time.monotonic()
+    job = nbjobs.submit("import os\nos._exit(1)", name="suicide")
+    job.wait(30)
+    assert time.monotonic() - t0 < 30
+    r = job.record
+    assert r.state == nbjobs.State.FAILED
+    assert r.reason == "kernel_died"
+    assert r.error_type == "DeadKernelError"
+    [a] = job.attempts()
+    assert a["outcome"] == "kernel_died"
+
+
+def test_concurrency_two_runs_two_jobs_at_once(home, worker):
+    assert _worker_row(home, worker.pid)["concurrency"] == 2
+    code = "import time, nbjobs\nt0 = time.time()\ntime.sleep(3)\nnbjobs.record('window', [t0, time.time()])"
+    t0 = time.monotonic()
+    jobs = [nbjobs.submit(code, name=f"sleep-{i}") for i in range(2)]
+    nbjobs.wait(jobs, timeout=JOB_WAIT)
+    wall = time.monotonic() - t0
+    assert all(j.state == nbjobs.State.SUCCEEDED for j in jobs)
+    (s1, e1), (s2, e2) = (j.result()["window"] for j in jobs)
+    overlap = min(e1, e2) - max(s1, s2)
+    assert overlap > 2.0, f"the sleeps overlapped only {overlap:.2f} s"
+    recs = [j.record for j in jobs]
+    span = max(r.finished_at for r in recs) - min(r.started_at for r in recs)
+    one_by_one = sum(r.finished_at - r.started_at for r in recs)
+    # one after the other would take 2 x (3 s sleep + kernel start), about 8-9 s; together about 4-5 s
+    assert span < one_by_one - 2.0, f"two 3 s jobs took {span:.1f} s (their durations add up to {one_by_one:.1f} s)"
+    assert span < 9.0 and wall < 12.0, (span, wall)
+
+
+def test_job_timeout_stops_it(home, worker):
+    t0 = time.monotonic()
+    job = nbjobs.submit("import time\ntime.sleep(60)", name="slow", timeout=2)
+    job.wait(20)
+    took = time.monotonic() - t0
+    r = job.record
+    assert r.state == nbjobs.State.TIMED_OUT, r
+    assert r.reason == "timeout" and r.error_type == "Timeout"
+    assert "timeout of 2 s" in r.error_message
+    assert r.finished_at - r.started_at < 8
+    assert took < 9
+    [a] = job.attempts()
+    assert a["outcome"] == "timeout"
+    assert _job_processes(job.id) == []
+
+
+def test_sigint_stops_foreground_worker_cleanly(home):
+    proc = start_worker(home)
+    proc.send_signal(signal.SIGINT)
+    try:
+        rc = proc.wait(10)
+    finally:
+        out = stop_worker(proc)
+    assert rc == 0, out
+    assert "Traceback" not in out
+    assert "stopped after 0 attempt(s)" in out
+    row = _worker_row(home, proc.pid)
+    assert row["state"] == "stopped" and row["stopped_at"] is not None
+    assert Store(home / "nbjobs.db").live_workers() == []
+
+
+def test_sigint_with_running_job_releases_it(home, tmp_path):
+    """Ctrl-C in the terminal also reaches a foreground worker mid-job: the job goes back to the queue."""
+    marker = tmp_path / "int-marker"
+    proc = start_worker(home, "--grace", "0.5")
+    try:
+        job = nbjobs.submit(_marker_code(marker, 30), start_worker=False)
+        _wait_for(marker.exists, JOB_WAIT, "the cell to start")
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(15)
+    finally:
+        out = stop_worker(proc)
+    assert rc == 0, out
+    assert job.state == nbjobs.State.QUEUED
+    assert job.attempts()[0]["outcome"] == "released"
+    assert _worker_row(home, proc.pid)["state"] == "stopped"
+    _wait_for(lambda: not _job_processes(job.id), 5, "the kernel to exit")

@@ -30,3 +30,20 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(__all__)
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext nbjobs`` registers the ``%%job`` and ``%job`` magics (see `nbjobs.magics`).
+
+    >>> get_ipython().run_line_magic("load_ext", "nbjobs")  # doctest: +SKIP
+    """
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext nbjobs`` removes the magics and stops live receipts."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -1,0 +1,405 @@
+"""``%%job`` and ``%job``: run notebook cells and notebooks as background jobs, from IPython.
+
+    %load_ext nbjobs
+
+    %%job --name train --in df,params --out model,score --retries 2 --timeout 600
+    model = fit(df, **params)
+    score = evaluate(model)
+
+The cell returns at once with a `nbjobs.Job` handle, shown under the cell as its receipt (live
+while the job runs, see `nbjobs.panel`); ``job = _`` keeps it.  ``%job VERB`` has the verbs of
+the ``nbjobs`` command: ``run ls status logs result pull wait cancel retry help``.
+
+Loading is light: this module imports only IPython's magic machinery; the API, pandas,
+papermill, ipywidgets and sqlite-utils load when a magic first needs them.
+
+>>> from IPython.core.interactiveshell import InteractiveShell   # doctest: +SKIP
+>>> ip = InteractiveShell.instance(); ip.run_line_magic("load_ext", "nbjobs")   # doctest: +SKIP
+>>> job = ip.run_cell_magic("job", "--out x --no-worker", "x = 6 * 7")   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import MagicArgumentParser, argument, kwds, magic_arguments, parse_argstring
+
+# --- options shared by %%job and %job run ---------------------------------------------------------
+_PARAM_OPTIONS = [
+    (("-p", "--parameter"), dict(nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                                 help="a parameter, typed like papermill's -p (int, float, bool, None or str); "
+                                      "repeatable")),
+    (("-r", "--raw"), dict(nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                           help="a parameter kept as a raw string")),
+    (("-y", "--yaml"), dict(action="append", default=[], metavar="YAML",
+                            help="parameters as a YAML mapping, e.g. -y '{n: 7, title: Q3}'")),
+    (("-f", "--parameters-file"), dict(action="append", default=[], metavar="FILE",
+                                       help="a YAML file of parameters")),
+]
+_JOB_OPTIONS = [
+    (("--name",), dict(help="a name for the job (default: the first line of code / the notebook's name)")),
+    (("--retries",), dict(type=int, default=0, metavar="N", help="retries after a failed attempt (default 0)")),
+    (("--timeout",), dict(type=float, metavar="S", help="whole-job timeout in seconds")),
+    (("--cell-timeout",), dict(type=float, metavar="S", help="per-cell timeout in seconds (papermill's)")),
+    (("--key",), dict(metavar="K", help="idempotency key: a second submit with the same key returns the first job")),
+    (("--priority",), dict(type=int, default=0, metavar="P", help="higher runs first (default 0)")),
+    (("--tag",), dict(action="append", default=[], metavar="T", help="a tag (repeatable)")),
+    (("--kernel",), dict(metavar="NAME", help="kernel to run in (default: this kernel's own kernelspec for "
+                                              "%%%%job, the notebook's for %%job run)")),
+    (("--cwd",), dict(metavar="DIR", help="working directory of the job (default: this kernel's current "
+                                          "directory, which Jupyter sets to the notebook's folder)")),
+    (("--wait",), dict(action="store_true", help="block until the job ends, then show its result")),
+    (("--quiet",), dict(action="store_true", help="show nothing; the cell has no value")),
+    (("--no-worker",), dict(action="store_true", help="do not start a background worker if none is alive")),
+]
+_IO_OPTIONS = [
+    (("--in",), dict(dest="inputs", action="append", default=[], metavar="A,B",
+                     help="variables copied by value (cloudpickle) from this namespace into the job")),
+    (("--out",), dict(dest="outputs", action="append", default=[], metavar="X,Y",
+                      help="variables recorded when the cell has run; read them back with job.result() "
+                           "or %%job pull ID")),
+]
+
+
+def _add_options(parser: argparse.ArgumentParser, options) -> argparse.ArgumentParser:
+    """Add (flags, kwargs) pairs to an argparse parser."""
+    for flags, kw in options:
+        parser.add_argument(*flags, **kw)
+    return parser
+
+
+def _arguments(options):
+    """The same (flags, kwargs) pairs as `magic_arguments.argument` decorators, in order."""
+    def deco(func):
+        for flags, kw in reversed(options):
+            func = argument(*flags, **kw)(func)
+        return func
+    return deco
+
+
+CELL_EXAMPLES = """\
+examples:
+  %%job --name train --in df,params --out model,score --retries 2 --timeout 600
+  model = fit(df, **params)
+  score = evaluate(model)
+
+  job = _                  # the handle: job.id, job.state, job.wait(60), job.result(), job.logs(), job.cancel()
+  %job pull 8f3a2c         # later, even after a kernel restart: model and score are variables again
+
+  %%job -p n 1000 --wait   # n = 1000 in the job; block, then show the result
+  import math; total = sum(math.sqrt(i) for i in range(n))
+  nbjobs.record("total", total)
+
+Inputs travel by value (cloudpickle: DataFrames, arrays, functions and lambdas work); the job
+sees them as ordinary variables.  --out names are recorded when the cell has run; one the cell
+never defined fails the job.  The job runs in a fresh kernel with this kernel's working directory;
+line magics and !shell lines work in it.  Jobs live in $NBJOBS_HOME (default ~/.nbjobs)."""
+
+VERBS = {
+    "run": ("NOTEBOOK [-p NAME VALUE]... [options]", "submit a notebook job (papermill); returns the handle",
+            "%job run report.ipynb -p n 10 --retries 1"),
+    "ls": ("[--state S] [--name N] [--tag T] [--limit N]", "recent jobs, newest first (a list of handles)",
+           "%job ls --state failed"),
+    "status": ("[ID]", "one job in detail; without ID: counts per state and workers", "%job status 8f3a2c"),
+    "logs": ("ID [--attempt N]", "captured stdout/stderr of the latest (or given) attempt", "%job logs 8f3a2c"),
+    "result": ("ID", "the recorded outputs as a dict, same types as recorded", "res = %job result 8f3a2c"),
+    "pull": ("ID [NAME...]", "put recorded outputs into this namespace under their names",
+             "%job pull 8f3a2c model score"),
+    "wait": ("ID... [--timeout S]", "block until the job(s) end; returns the handle", "%job wait 8f3a2c --timeout 600"),
+    "cancel": ("ID...", "cancel jobs (a running job's kernel is stopped)", "%job cancel 8f3a2c"),
+    "retry": ("ID... [--no-worker]", "run a failed, timed-out or cancelled job again, same ID", "%job retry 8f3a2c"),
+    "help": ("[VERB]", "this list, or one verb's options", "%job help run"),
+}
+
+
+def verbs_help() -> str:
+    """The ``%job help`` text: every verb with its arguments and an example."""
+    lines = ["%job VERB [ARGS]   (the verbs of the `nbjobs` command)", ""]
+    for verb, (usage, what, example) in VERBS.items():
+        lines.append(f"  %job {verb} {usage}")
+        lines.append(f"      {what}")
+        lines.append(f"      e.g. {example}")
+    lines += ["", "An ID is any unique prefix of a job ID, as in git.  {expr} in the line expands Python",
+              "values: %job wait {job.id}.  Cell jobs: %%job [options] (see %%job?)."]
+    return "\n".join(lines)
+
+
+def _verb_parsers() -> dict[str, MagicArgumentParser]:
+    def make(verb: str) -> MagicArgumentParser:
+        usage, what, example = VERBS[verb]
+        return MagicArgumentParser(prog=f"%job {verb}", description=what, epilog=f"example:\n  {example}",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    out = {}
+    p = out["run"] = make("run")
+    p.add_argument("notebook", help="the notebook to run")
+    _add_options(p, _PARAM_OPTIONS + _JOB_OPTIONS)
+    p = out["ls"] = make("ls")
+    p.add_argument("--state", action="append", default=[], help="only jobs in this state (repeatable)")
+    p.add_argument("--name", help="only jobs with this name (globs like 'train*' work)")
+    p.add_argument("--tag", help="only jobs with this tag")
+    p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    p = out["status"] = make("status")
+    p.add_argument("id", nargs="?", help="job ID or unique prefix")
+    p = out["logs"] = make("logs")
+    p.add_argument("id", help="job ID or unique prefix")
+    p.add_argument("--attempt", type=int, help="attempt number (default: the latest)")
+    p = out["result"] = make("result")
+    p.add_argument("id", help="job ID or unique prefix")
+    p = out["pull"] = make("pull")
+    p.add_argument("id", help="job ID or unique prefix")
+    p.add_argument("names", nargs="*", help="outputs to pull (default: all)")
+    p = out["wait"] = make("wait")
+    p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p = out["cancel"] = make("cancel")
+    p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
+    p = out["retry"] = make("retry")
+    p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
+    p.add_argument("--no-worker", action="store_true", help="do not start a background worker")
+    p = out["help"] = make("help")
+    p.add_argument("verb", nargs="?", help="a verb")
+    return out
+
+
+_PARSERS = _verb_parsers()
+LINE_DOC = (verbs_help() + "\n\nThe verbs in detail:\n\n"
+            + "\n".join(p.format_help() for verb, p in _PARSERS.items() if verb != "help"))
+
+
+def _doc(text: str):
+    def deco(func):
+        func.__doc__ = text
+        return func
+    return deco
+
+
+# --- errors ------------------------------------------------------------------------------------------
+def _magic_words(message: str) -> str:
+    """Say errors in the notebook's words: ``%job ls`` instead of ``nbjobs ls``, ``--in`` for inputs."""
+    message = message.replace("`nbjobs show", "`%job status").replace("`nbjobs ", "`%job ")
+    if message.startswith("input '"):
+        message = "--in " + message[len("input "):]
+    elif message.startswith("output name "):
+        message = "--out " + message[len("output "):]
+    elif message.startswith("input name "):
+        message = "--in " + message[len("input "):]
+    return message
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """nbjobs' own errors become a UsageError: IPython shows one line, no traceback."""
+    from .errors import NbjobsError
+
+    try:
+        yield
+    except NbjobsError as exc:
+        raise UsageError(_magic_words(str(exc))) from None
+
+
+def _split(values: list[str]) -> list[str]:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (``--in a,b --in c``)."""
+    return [n.strip() for v in values for n in v.split(",") if n.strip()]
+
+
+# --- the magics --------------------------------------------------------------------------------------
+@magics_class
+class JobMagics(Magics):
+    """``%%job`` (a cell as a job) and ``%job VERB`` (the CLI's verbs)."""
+
+    @magic_arguments(name="%job")
+    @kwds(epilog=CELL_EXAMPLES)
+    @_arguments(_IO_OPTIONS + _PARAM_OPTIONS + _JOB_OPTIONS)
+    @_doc("Run this cell as a background job in a fresh kernel; the cell returns its handle at once.\n\n"
+          "The handle (nbjobs.Job) is the cell's value, shown as a receipt that updates live until\n"
+          "the job ends: `job = _` keeps it.  Everything about the job lives in SQLite, so its\n"
+          "outputs can be read back after a kernel restart (%job pull ID).")
+    @cell_magic("job")
+    def job_cell(self, line: str, cell: str) -> Any:
+        args = parse_argstring(self.job_cell, line)
+        if not cell.strip():
+            raise UsageError("%%job needs code below its first line: the cell to run as a job")
+        with _one_line_errors():
+            from . import api, params
+            from .kernels import kernel_for_python
+
+            inputs = self._inputs(_split(args.inputs))
+            job = api.submit(
+                cell, name=args.name, parameters=params.build(p=args.parameter, r=args.raw, y=args.yaml,
+                                                              f=args.parameters_file),
+                kernel=args.kernel or kernel_for_python(), cwd=args.cwd, retries=args.retries,
+                timeout=args.timeout, priority=args.priority, tags=args.tag, key=args.key,
+                cell_timeout=args.cell_timeout, start_worker=not args.no_worker, inputs=inputs,
+                outputs=_split(args.outputs))
+            return self._shown(job, args)
+
+    def _inputs(self, names: list[str]) -> dict[str, Any]:
+        ns = self.shell.user_ns
+        values = {}
+        for name in names:
+            if not name.isidentifier():
+                raise UsageError(f"--in {name!r} is not a variable name; write --in a,b")
+            if name not in ns:
+                raise UsageError(f"--in names {name!r}, but no variable {name!r} exists in this namespace; "
+                                 "check the spelling or run the cell that defines it first")
+            values[name] = ns[name]
+        return values
+
+    def _shown(self, job, args) -> Any:
+        """What the cell shows: the handle (its receipt), or nothing with --quiet; --wait blocks first."""
+        if args.wait:
+            from .job import State
+
+            try:
+                job.wait()
+            except KeyboardInterrupt:
+                print(f"stopped waiting; job {job.short_id} keeps running (%job wait {job.short_id})",
+                      file=sys.stderr)
+                return None if args.quiet else job
+            if not args.quiet:
+                rec = job.record
+                if rec.state == State.SUCCEEDED:
+                    values = job.result()
+                    if values:
+                        from IPython.display import display
+
+                        display(values)
+        return None if args.quiet else job
+
+    @magic_arguments(name="job")
+    @argument("verb", nargs="?", default="help", help="one of: " + ", ".join(VERBS))
+    @argument("args", nargs=argparse.REMAINDER, help="the verb's arguments (%%job help VERB)")
+    @_doc(LINE_DOC)
+    @line_magic("job")
+    def job_line(self, line: str) -> Any:
+        top = parse_argstring(self.job_line, line)
+        verb = top.verb
+        if verb not in _PARSERS:
+            raise UsageError(f"unknown verb {verb!r} for %job; use one of: {', '.join(VERBS)} (see %job help)")
+        try:
+            args = _PARSERS[verb].parse_args(top.args)
+        except UsageError as exc:
+            raise UsageError(f"%job {verb}: {exc} (see %job help {verb})") from None
+        with _one_line_errors():
+            return getattr(self, "_" + verb)(args)
+
+    # --- verbs --------------------------------------------------------------------------------------
+    def _run(self, a) -> Any:
+        from . import api, params
+
+        job = api.run_notebook(
+            a.notebook, params.build(p=a.parameter, r=a.raw, y=a.yaml, f=a.parameters_file), name=a.name,
+            kernel=a.kernel, cwd=a.cwd, retries=a.retries, timeout=a.timeout, priority=a.priority, tags=a.tag,
+            key=a.key, cell_timeout=a.cell_timeout, start_worker=not a.no_worker)
+        return self._shown(job, a)
+
+    def _ls(self, a) -> Any:
+        from . import api
+        from .panel import JobList
+
+        return JobList(api.records(state=a.state or None, name=a.name, tag=a.tag, limit=a.limit))
+
+    def _status(self, a) -> None:
+        from . import api
+        from .panel import JobList, status_text, summary_text
+
+        if a.id:
+            print(status_text(api.get(a.id)))
+            return
+        print(summary_text())
+        active = api.records(state=["waiting", "queued", "running", "retrying"], limit=50)
+        if active:
+            print(repr(JobList(active)))
+
+    def _logs(self, a) -> None:
+        from . import api
+
+        text = api.logs(a.id, attempt=a.attempt)
+        sys.stdout.write(text if text else f"(no output yet from job {api.get(a.id).short_id})\n")
+
+    def _result(self, a) -> dict[str, Any]:
+        from . import api
+
+        job = api.get(a.id)
+        values = job.result()
+        if not values and job.state.active:
+            print(f"job {job.short_id} is {job.state}: its outputs appear when it ends (%job wait {job.short_id})",
+                  file=sys.stderr)
+        return values
+
+    def _pull(self, a) -> None:
+        from . import api
+        from .panel import names_and_types
+
+        job = api.get(a.id)
+        values = job.result()
+        if a.names:
+            missing = [n for n in a.names if n not in values]
+            if missing:
+                raise UsageError(f"job {job.short_id} has no output {missing[0]!r} "
+                                 f"(it has: {', '.join(values) or 'none'})")
+            values = {n: values[n] for n in a.names}
+        if not values:
+            state = job.state
+            hint = f" yet; wait for it with %job wait {job.short_id}" if state.active else ""
+            raise UsageError(f"job {job.short_id} ({state}) has no recorded outputs{hint}")
+        skipped = [n for n in values if not n.isidentifier()]
+        values = {n: v for n, v in values.items() if n.isidentifier()}
+        self.shell.push(values)
+        note = f" (skipped {', '.join(map(repr, skipped))}: not variable names; use %job result)" if skipped else ""
+        print(f"pulled {names_and_types(values)} from job {job.short_id}{note}")
+
+    def _wait(self, a) -> Any:
+        from . import api
+        from .panel import JobList
+
+        jobs = api.wait(a.id, timeout=a.timeout)
+        return jobs[0] if len(jobs) == 1 else JobList([j.record for j in jobs])
+
+    def _cancel(self, a) -> None:
+        from . import api
+        from .job import State
+
+        for i in a.id:
+            job = api.cancel(i)
+            state = job.state
+            print(f"{job.short_id}: {'cancelled' if state == State.CANCELLED else 'cancel requested (stopping)'}")
+
+    def _retry(self, a) -> Any:
+        from . import api
+
+        jobs = [api.retry(i, start_worker=not a.no_worker) for i in a.id]
+        if len(jobs) == 1:
+            return jobs[0]
+        for job in jobs:
+            print(f"{job.short_id}: queued again")
+        return None
+
+    def _help(self, a) -> None:
+        if a.verb:
+            if a.verb not in _PARSERS:
+                raise UsageError(f"unknown verb {a.verb!r}; use one of: {', '.join(VERBS)}")
+            print(_PARSERS[a.verb].format_help())
+        else:
+            print(verbs_help())
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext nbjobs``: register ``%%job`` and ``%job``."""
+    ipython.register_magics(JobMagics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext nbjobs``: remove the magics and stop live receipts."""
+    magics = ipython.magics_manager.magics
+    for kind in ("line", "cell"):
+        if isinstance(getattr(magics[kind].get("job"), "__self__", None), JobMagics):
+            del magics[kind]["job"]
+    ipython.magics_manager.registry.pop("JobMagics", None)
+    if "nbjobs.panel" in sys.modules:
+        sys.modules["nbjobs.panel"].unwatch_all()

@@ -87,6 +87,7 @@ def _kill_kernel(pid: int | None) -> None:
 def _engine(report: Report):
     """papermill engine class of ours, registered as ``nbjobs``: progress reports per cell,
     and the kernel's pid reported as soon as it runs (so a stop can reach it)."""
+    from nbclient.client import run_sync
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
     from papermill.log import logger
@@ -106,6 +107,9 @@ def _engine(report: Report):
             report({"type": "kernel", "pid": pid})
             if _Stop.requested:  # asked to stop while the kernel was starting
                 _kill_kernel(pid)
+
+        # nbclient binds the sync wrapper to its own coroutine: rebind it to ours
+        start_new_kernel = run_sync(async_start_new_kernel)
 
     class NbjobsEngine(NBClientEngine):
         @classmethod

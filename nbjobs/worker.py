@@ -218,7 +218,8 @@ class Worker:
                      f"(stopped after {elapsed:.1f} s)", "traceback": (error or {}).get("traceback")}
         elif outcome != "succeeded" and run.stop_reason == "cancelled":
             outcome = "cancelled"
-            error = {"type": "Cancelled", "message": f"cancelled while running (after {elapsed:.1f} s)"}
+            error = {"type": "Cancelled", "message": f"cancelled while running (after {elapsed:.1f} s)",
+                     "traceback": (error or {}).get("traceback")}
         elif outcome in (None, "interrupted"):
             outcome = "runner_died"
             error = error or {"type": "RunnerDied", "message": f"the job's runner process exited with code "

@@ -249,6 +249,9 @@ def test_cancel_running_job_then_retry_same_id(home, worker, tmp_path):
     assert took < 5, f"cancel took {took:.1f} s"
     [a1] = job.attempts()
     assert a1["outcome"] == "cancelled"
+    # the kernel was interrupted (not killed): the traceback shows where the cell was
+    assert "KeyboardInterrupt" in (a1["error_traceback"] or ""), a1
+    assert "time.sleep" in a1["error_traceback"]
 
     again = nbjobs.retry(job.id[:8])
     assert again.id == job.id

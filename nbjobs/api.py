@@ -368,6 +368,16 @@ def records(state: str | Iterable[str] | None = None, name: str | None = None, t
     return _store(home).list_jobs(state=state, name=name, tag=tag, limit=limit)
 
 
+def summary(home: Path | str | None = None) -> dict[str, Any]:
+    """Counts for a status header: ``counts`` (jobs per state), ``queue_depth``, ``running``,
+    ``workers`` (alive) and ``dead_letters``.
+
+    >>> nbjobs.summary()["queue_depth"]  # doctest: +SKIP
+    3
+    """
+    return _store(home).summary()
+
+
 def _check_state(s: str) -> None:
     try:
         State(s)

@@ -450,6 +450,24 @@ class Store:
             out[r["state"]] = r["n"]
         return out
 
+    def summary(self, lease: float = config.LEASE_SECONDS) -> dict[str, Any]:
+        """Counts for a header: jobs per state, queue depth (queued + retrying + waiting), running,
+        live workers and dead letters (failed or timed-out jobs nobody retried or acknowledged).
+        Two indexed queries."""
+        counts = self.counts()
+        workers = self._q("SELECT count(*) FROM workers WHERE state = 'running' AND heartbeat_at > ?",
+                          (time.time() - lease,))[0][0]
+        return {
+            "counts": counts,
+            "queue_depth": counts["queued"] + counts["retrying"] + counts["waiting"],
+            "running": counts["running"],
+            "workers": workers,
+            "dead_letters": self.dead_letter_count(),
+        }
+
+    def dead_letter_count(self) -> int:
+        return self._q("SELECT count(*) FROM jobs WHERE state IN ('failed', 'timed_out')")[0][0]
+
     # --- the queue: claim, heartbeat, finish ----------------------------------------------------
     def claim(self, worker_id: str, lease: float = config.LEASE_SECONDS, *, pid: int | None = None,
               now: float | None = None) -> tuple[JobRecord, int] | None:

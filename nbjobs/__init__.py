@@ -15,7 +15,7 @@ from .outputs import record
 __version__ = "0.1.0"
 
 _API = ("Job", "submit", "run_notebook", "get", "jobs", "records", "wait", "result", "logs", "cancel",
-        "retry", "worker", "ensure_worker", "summary")
+        "retry", "worker", "ensure_worker", "summary", "dead_letters", "ack", "prune", "retention")
 
 __all__ = ["NbjobsError", "State", "record", "__version__", *_API]
 

@@ -11,11 +11,12 @@ import json
 import keyword
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from . import config, params
+from . import config, params, policy
 from .errors import BadInput, NbjobsError, WaitTimeout
 from .job import TERMINAL, JobRecord, State, code_hash, short_id
 from .store import Store, actor_name, open_store
@@ -203,6 +204,28 @@ def _common(name: Any, retries: Any, timeout: Any, priority: Any, tags: Iterable
     }
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _options(cell_timeout: Any, secrets: Any, retry_on: Any, backoff: Any) -> dict[str, Any]:
+    """The job's ``options``: per-cell timeout, secret names (never values), retry policy."""
+    out: dict[str, Any] = {"cell_timeout": _check_seconds("cell_timeout", cell_timeout)}
+    names = [n.strip() for n in secrets.split(",")] if isinstance(secrets, str) else list(secrets or [])
+    for n in names:
+        if not isinstance(n, str) or not _ENV_NAME.match(n):
+            raise BadInput(f"secret {n!r} is not an environment variable name; name the variable (e.g. "
+                           "--secret API_TOKEN), never its value")
+    if names:
+        out["secrets"] = list(dict.fromkeys(names))
+    if backoff is not None and not isinstance(backoff, dict):
+        raise BadInput("backoff must be a dict like {'base': 1, 'factor': 2, 'cap': 300, 'jitter': 'full'}")
+    unknown = set(backoff or {}) - {"base", "factor", "cap", "jitter"}
+    if unknown:
+        raise BadInput(f"unknown backoff setting(s) {', '.join(sorted(unknown))}; use base, factor, cap, jitter")
+    out.update(policy.check_retry_options(retry_on, **(backoff or {})))
+    return out
+
+
 # --- submit ------------------------------------------------------------------------------------------
 _last_spawn: dict[Path, float] = {}
 
@@ -234,7 +257,8 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
            timeout: float | None = None, priority: int = 0, tags: Sequence[str] | str | None = None,
            key: str | None = None, cell_timeout: float | None = None, home: Path | str | None = None,
            start_worker: bool = True, inputs: dict[str, Any] | None = None,
-           outputs: Sequence[str] | str | None = None) -> Job:
+           outputs: Sequence[str] | str | None = None, secrets: Sequence[str] | str | None = None,
+           retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None) -> Job:
     """Submit Python source as a *cell job*; returns its `Job` handle at once.
 
     The source runs in a fresh kernel (papermill) after a ``parameters`` cell, with ``cwd`` (default:
@@ -249,6 +273,13 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     names variables recorded when the code has run (as ``nbjobs.record`` would); one the code never
     defined fails the job with ``NameError: --out names 'x' but the cell never defined it``.
 
+    Reliability options (also on `run_notebook`): ``retries`` with exponential backoff and full
+    jitter (``backoff={"base": 1, "factor": 2, "cap": 300, "jitter": "full"}``), ``retry_on`` (any
+    of ``error`` (kernel death counts as error), ``timeout``, ``lost``; default all), ``timeout`` for
+    the whole job and ``cell_timeout`` per cell (seconds).  ``secrets`` names environment variables
+    of the *worker* that the job needs: their values reach the kernel at run time and are never
+    stored; they are redacted from logs, errors and output notebooks.
+
     >>> job = nbjobs.submit("import nbjobs; nbjobs.record('n', n * 2)", parameters={"n": 21})  # doctest: +SKIP
     >>> job.wait().result()                                                                     # doctest: +SKIP
     {'n': 42}
@@ -261,7 +292,7 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
         raise BadInput("code must be a non-empty string of Python source")
     spec = _common(name, retries, timeout, priority, tags, key, kernel, cwd, parameters)
     spec.update(kind="cell", source=code, code_hash=code_hash("cell", source=code),
-                options={"cell_timeout": _check_seconds("cell_timeout", cell_timeout)})
+                options=_options(cell_timeout, secrets, retry_on, backoff))
     spec["name"] = spec["name"] or _default_cell_name(code)
     spec["kernel"] = spec["kernel"] or "python3"
     out_names = _check_names("output", outputs)
@@ -323,7 +354,8 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
                  kernel: str | None = None, cwd: str | os.PathLike | None = None, retries: int = 0,
                  timeout: float | None = None, priority: int = 0, tags: Sequence[str] | str | None = None,
                  key: str | None = None, cell_timeout: float | None = None, home: Path | str | None = None,
-                 start_worker: bool = True) -> Job:
+                 start_worker: bool = True, secrets: Sequence[str] | str | None = None,
+                 retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None) -> Job:
     """Submit a *notebook job*: ``path`` run by papermill with ``parameters``; returns its `Job`.
 
     The kernel defaults to the notebook's own kernelspec; the working directory to the current
@@ -339,7 +371,7 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
         nb_kernel = (nb.get("metadata") or {}).get("kernelspec", {}).get("name") or "python3"
         spec["kernel"] = _check_kernel(nb_kernel)
     spec.update(kind="notebook", notebook=nb_path, code_hash=code_hash("notebook", notebook=nb_path),
-                options={"cell_timeout": _check_seconds("cell_timeout", cell_timeout)})
+                options=_options(cell_timeout, secrets, retry_on, backoff))
     spec["name"] = spec["name"] or Path(nb_path).stem
     return _submit(spec, home, start_worker)
 
@@ -470,3 +502,63 @@ def worker(concurrency: int = 1, executor: str = "local", idle_exit: float | Non
 
     concurrency = _check_int("concurrency", concurrency, 1, 256)
     return Worker(home, concurrency=concurrency, executor=executor, idle_exit=idle_exit).run()
+
+
+# --- dead letters and retention ---------------------------------------------------------------------
+def dead_letters(limit: int | None = 100, home: Path | str | None = None) -> list[JobRecord]:
+    """Jobs that failed or timed out with no retry left and that nobody retried or acknowledged,
+    newest first.  ``retry`` re-drives one (same ID, attempts continue); ``ack`` files it away.
+
+    >>> [(r.short_id, r.reason, r.error_message) for r in nbjobs.dead_letters()]  # doctest: +SKIP
+    [('8f3a2c1d', 'timeout', 'job exceeded its timeout of 2 s (stopped after 2.0 s)')]
+    """
+    return _store(home).dead_letters(limit)
+
+
+def ack(job_id: str, home: Path | str | None = None) -> Job:
+    """Acknowledge a dead letter: the record stays, but it leaves the dead-letter list."""
+    store = _store(home)
+    full = store.resolve(job_id)
+    store.ack(full, actor_name("api"))
+    return Job(full, home)
+
+
+def prune(older_than: str | float, states: Iterable[str] | str | None = None, *, dead_letters_only: bool = False,
+          dry_run: bool = False, home: Path | str | None = None) -> list[str]:
+    """Remove finished jobs older than ``older_than`` (``"30d"``, ``"12h"``, seconds) — their rows,
+    attempts, events, outputs and run folders.  Only terminal states are ever removed (optionally
+    only ``states``).  A pruned ID then answers "expired on DATE".  Returns the pruned IDs.
+
+    >>> nbjobs.prune("30d", states=["succeeded"])  # doctest: +SKIP
+    ['8f3a2c1d...', ...]
+    """
+    if isinstance(states, str):
+        states = [states]
+    for s in states or []:
+        _check_state(s)
+        if not State(s).terminal:
+            raise BadInput(f"state {s!r} is not final; prune removes only succeeded, failed, timed_out "
+                           "or cancelled jobs")
+    cutoff = time.time() - policy.parse_duration(older_than, "older-than")
+    store = _store(home)
+    ids = store.prunable(cutoff, states, dead_letters_only=dead_letters_only)
+    if not dry_run and ids:
+        store.prune(ids, actor_name("api"))
+        config.remove_run_dirs(ids, store.path.parent)
+    return ids
+
+
+RETENTION_SETTING = "retention"
+
+
+def retention(older_than: str | float | None = None, *, off: bool = False,
+              home: Path | str | None = None) -> str | None:
+    """Show (no argument) or set the home's default retention, e.g. ``"30d"``: workers then prune
+    finished jobs older than that about every ten minutes.  ``off=True`` keeps everything."""
+    store = _store(home)
+    if off:
+        store.set_setting(RETENTION_SETTING, None)
+    elif older_than is not None:
+        policy.parse_duration(older_than, "retention")
+        store.set_setting(RETENTION_SETTING, str(older_than))
+    return store.get_setting(RETENTION_SETTING)

@@ -53,6 +53,8 @@ def table(records: Sequence[JobRecord]) -> str:
                                  and r.state != State.SUCCEEDED else "")
         if r.state == State.RUNNING and r.progress_total:
             state += f" {r.progress_done}/{r.progress_total}"
+        if r.state == State.RETRYING and r.run_at:
+            state += f" (in {fmt_duration(max(0.0, r.run_at - time.time()))})"
         rows.append((r.short_id, r.name[:30], state, f"{r.attempts}/{r.max_attempts}", fmt_time(r.submitted_at),
                      fmt_time(r.started_at), fmt_duration(elapsed(r))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
@@ -102,9 +104,15 @@ def show_text(job_id: str) -> str:
         lines.append(f"key:        {r.idem_key}")
     if r.output_path:
         lines.append(f"notebook:   {r.output_path}")
+    if r.state == State.RETRYING and r.run_at:
+        lines.append(f"next try:   {fmt_time(r.run_at)} (in {fmt_duration(max(0.0, r.run_at - time.time()))})")
+    if r.options.get("secrets"):
+        lines.append(f"secrets:    {', '.join(r.options['secrets'])} (names only; values are never stored)")
     if r.error_type:
         cell = f" (cell {r.error_cell})" if r.error_cell is not None else ""
         lines.append(f"error:      {r.error_type}: {r.error_message}{cell}")
+    if r.dead_letter:
+        lines.append("dead letter: yes (`nbjobs retry` re-drives it, `nbjobs dlq ack` files it away)")
     attempts = job.attempts()
     if attempts:
         lines.append("attempt history:")
@@ -158,6 +166,15 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
     p.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
     p.add_argument("--key", help="idempotency key: a second submit with the same key returns the first job")
+    p.add_argument("--retry-on", metavar="KINDS",
+                   help="which failures retry: any of error,timeout,lost (default all; kernel death is an error)")
+    p.add_argument("--backoff-base", type=float, metavar="S", help="first retry delay ceiling in seconds (default 1)")
+    p.add_argument("--backoff-factor", type=float, metavar="F", help="delay growth per retry (default 2)")
+    p.add_argument("--backoff-cap", type=float, metavar="S", help="largest retry delay in seconds (default 300)")
+    p.add_argument("--jitter", choices=("full", "none"), help="full jitter (default) or exact delays")
+    p.add_argument("--secret", action="append", default=[], metavar="NAME",
+                   help="pass the worker's environment variable NAME to the job; its value is never stored "
+                        "and is redacted from logs and output notebooks (repeatable)")
     p.add_argument("--wait", action="store_true", help="wait for the job to end; exit 0 if it succeeded, else 1")
     p.add_argument("--timeout-wait", type=float, metavar="S", help="with --wait: give up after S seconds")
     p.add_argument("--no-worker", action="store_true", help="do not start a background worker")
@@ -170,7 +187,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     parameters = params.build(p=a.parameter, r=a.raw, y=a.yaml, f=a.parameters_file)
     common = dict(name=a.name, parameters=parameters, kernel=a.kernel, cwd=a.cwd, retries=a.retries,
                   timeout=a.timeout, priority=a.priority, tags=a.tag, key=a.key, cell_timeout=a.cell_timeout,
-                  start_worker=not a.no_worker)
+                  start_worker=not a.no_worker, secrets=a.secret, retry_on=a.retry_on, backoff=_backoff(a))
     job = api.run_notebook(a.notebook, **common) if a.notebook else api.submit(a.code, **common)
     if not a.json:
         print(job.id, flush=True)
@@ -179,6 +196,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(job_json(job.id)))
     return EXIT_OK
+
+
+def _backoff(a: argparse.Namespace) -> dict[str, Any] | None:
+    given = {k: v for k, v in (("base", a.backoff_base), ("factor", a.backoff_factor), ("cap", a.backoff_cap),
+                               ("jitter", a.jitter)) if v is not None}
+    return given or None
 
 
 def _wait_and_report(ids: list[str], timeout: float | None, as_json: bool) -> int:
@@ -278,6 +301,56 @@ def cmd_wait(a: argparse.Namespace) -> int:
     return _wait_and_report(ids, a.timeout, a.json)
 
 
+def cmd_dlq(a: argparse.Namespace) -> int:
+    if a.action == "ack":
+        if not a.id:
+            raise params.BadInput("give the job ID(s) to acknowledge: nbjobs dlq ack ID [ID ...]")
+        for i in a.id:
+            print(f"{api.ack(i).short_id}: acknowledged")
+        return EXIT_OK
+    if a.id:
+        raise params.BadInput(f"`nbjobs dlq {a.action}` takes no job IDs; did you mean `nbjobs dlq ack ID`?")
+    if a.action == "purge":
+        ids = api.prune(a.older_than or "0.001s", dead_letters_only=True, dry_run=a.dry_run,
+                        states=["failed", "timed_out"])
+        print(f"{'would purge' if a.dry_run else 'purged'} {len(ids)} dead letter(s)")
+        return EXIT_OK
+    recs = api.dead_letters(a.limit)
+    if a.json:
+        print(json.dumps([job_json(r.id) for r in recs]))
+        return EXIT_OK
+    if not recs:
+        print("no dead letters")
+        return EXIT_OK
+    rows = [("ID", "NAME", "STATE", "REASON", "ATTEMPTS", "FINISHED", "LAST ERROR")]
+    for r in recs:
+        err = f"{r.error_type}: {r.error_message}" if r.error_type else "-"
+        rows.append((r.short_id, r.name[:30], r.state.value, r.reason or "-", str(r.attempts),
+                     fmt_time(r.finished_at), err.splitlines()[0][:70]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows))
+    return EXIT_OK
+
+
+def cmd_prune(a: argparse.Namespace) -> int:
+    ids = api.prune(a.older_than, states=a.state, dry_run=a.dry_run)
+    if a.json:
+        print(json.dumps({"pruned": ids, "dry_run": a.dry_run}))
+    else:
+        print(f"{'would prune' if a.dry_run else 'pruned'} {len(ids)} job(s) finished more than {a.older_than} ago")
+    return EXIT_OK
+
+
+def cmd_retention(a: argparse.Namespace) -> int:
+    if a.value == "off":
+        api.retention(off=True)
+    elif a.value is not None:
+        api.retention(a.value)
+    value = api.retention()
+    print(f"retention: {value}" if value else "retention: off (finished jobs are kept until `nbjobs prune`)")
+    return EXIT_OK
+
+
 def cmd_worker(a: argparse.Namespace) -> int:
     from .worker import Worker
 
@@ -362,6 +435,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
     p.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
     p.add_argument("--json", action="store_true", help="print the job(s) as JSON")
+
+    p = _add(sub, "dlq", cmd_dlq, "list dead letters (failed or timed-out jobs with no retry left); ack or purge them",
+             "nbjobs dlq\n  nbjobs retry 8f3a2c            # re-drive one\n  nbjobs dlq ack 8f3a2c\n"
+             "  nbjobs dlq purge --older-than 7d")
+    p.add_argument("action", nargs="?", choices=("ls", "ack", "purge"), default="ls",
+                   help="ls (default), ack ID..., or purge")
+    p.add_argument("id", nargs="*", help="job ID(s) for ack")
+    p.add_argument("--older-than", metavar="DURATION", help="purge: only dead letters finished before (e.g. 7d)")
+    p.add_argument("--dry-run", action="store_true", help="purge: only say how many")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+
+    p = _add(sub, "prune", cmd_prune, "remove finished jobs older than a duration (records and run folders)",
+             "nbjobs prune --older-than 30d --state succeeded --state cancelled")
+    p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 90m, 45s, 2w")
+    p.add_argument("--state", action="append", help="only jobs in this final state (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.add_argument("--json", action="store_true", help="print the pruned IDs as JSON")
+
+    p = _add(sub, "retention", cmd_retention, "show or set the default retention that workers apply",
+             "nbjobs retention 30d\n  nbjobs retention off")
+    p.add_argument("value", nargs="?", help="a duration such as 30d, or 'off'")
 
     p = _add(sub, "worker", cmd_worker, "run a worker in the foreground; Ctrl-C stops it cleanly",
              "nbjobs worker --concurrency 2")

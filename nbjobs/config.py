@@ -55,3 +55,16 @@ def make_private_dir(path: Path) -> Path:
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o700)
     return path
+
+
+def remove_run_dirs(job_ids, home_dir: Path | None = None) -> int:
+    """Delete the run folders of these jobs (after their records were pruned).  Returns how many."""
+    import shutil
+
+    n = 0
+    for job_id in job_ids:
+        path = run_dir(job_id, home_dir)
+        if path.exists():
+            shutil.rmtree(path)
+            n += 1
+    return n

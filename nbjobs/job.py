@@ -172,6 +172,12 @@ class JobRecord:
     output_path: str | None = None
     submitted_by: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    acked_at: float | None = None
+
+    @property
+    def dead_letter(self) -> bool:
+        """Failed or timed out with no retry left, and nobody has retried or acknowledged it."""
+        return self.state in (State.FAILED, State.TIMED_OUT) and self.acked_at is None
 
     @property
     def short_id(self) -> str:

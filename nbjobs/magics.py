@@ -52,6 +52,14 @@ _JOB_OPTIONS = [
                                               "%%%%job, the notebook's for %%job run)")),
     (("--cwd",), dict(metavar="DIR", help="working directory of the job (default: this kernel's current "
                                           "directory, which Jupyter sets to the notebook's folder)")),
+    (("--retry-on",), dict(metavar="KINDS", help="which failures retry: any of error,timeout,lost (default all)")),
+    (("--backoff-base",), dict(type=float, metavar="S", help="first retry delay ceiling in seconds (default 1)")),
+    (("--backoff-factor",), dict(type=float, metavar="F", help="retry delay growth (default 2)")),
+    (("--backoff-cap",), dict(type=float, metavar="S", help="largest retry delay in seconds (default 300)")),
+    (("--jitter",), dict(choices=("full", "none"), help="full jitter (default) or exact delays")),
+    (("--secret",), dict(action="append", default=[], metavar="NAME",
+                         help="pass the worker's environment variable NAME; never stored, redacted from logs "
+                              "and output notebooks (repeatable)")),
     (("--wait",), dict(action="store_true", help="block until the job ends, then show its result")),
     (("--quiet",), dict(action="store_true", help="show nothing; the cell has no value")),
     (("--no-worker",), dict(action="store_true", help="do not start a background worker if none is alive")),
@@ -112,6 +120,10 @@ VERBS = {
     "wait": ("ID... [--timeout S]", "block until the job(s) end; returns the handle", "%job wait 8f3a2c --timeout 600"),
     "cancel": ("ID...", "cancel jobs (a running job's kernel is stopped)", "%job cancel 8f3a2c"),
     "retry": ("ID... [--no-worker]", "run a failed, timed-out or cancelled job again, same ID", "%job retry 8f3a2c"),
+    "dlq": ("[ls | ack ID... | purge [--older-than D]]", "dead letters: failed or timed-out jobs with no retry left",
+            "%job dlq"),
+    "prune": ("--older-than D [--state S]... [--dry-run]", "remove finished jobs older than D (e.g. 30d)",
+              "%job prune --older-than 30d --state succeeded"),
     "help": ("[VERB]", "this list, or one verb's options", "%job help run"),
 }
 
@@ -161,6 +173,15 @@ def _verb_parsers() -> dict[str, MagicArgumentParser]:
     p = out["retry"] = make("retry")
     p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
     p.add_argument("--no-worker", action="store_true", help="do not start a background worker")
+    p = out["dlq"] = make("dlq")
+    p.add_argument("action", nargs="?", choices=("ls", "ack", "purge"), default="ls", help="ls, ack or purge")
+    p.add_argument("id", nargs="*", help="job ID(s) for ack")
+    p.add_argument("--older-than", metavar="D", help="purge: only dead letters finished before (e.g. 7d)")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p = out["prune"] = make("prune")
+    p.add_argument("--older-than", required=True, metavar="D", help="e.g. 30d, 12h, 90m, 45s, 2w")
+    p.add_argument("--state", action="append", help="only jobs in this final state (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     p = out["help"] = make("help")
     p.add_argument("verb", nargs="?", help="a verb")
     return out
@@ -202,6 +223,13 @@ def _one_line_errors() -> Iterator[None]:
         raise UsageError(_magic_words(str(exc))) from None
 
 
+def _reliability(a) -> dict[str, Any]:
+    """The retry, backoff and secret options of %%job / %job run as `api.submit` keywords."""
+    backoff = {k: v for k, v in (("base", a.backoff_base), ("factor", a.backoff_factor), ("cap", a.backoff_cap),
+                                 ("jitter", a.jitter)) if v is not None}
+    return {"retry_on": a.retry_on, "backoff": backoff or None, "secrets": a.secret}
+
+
 def _split(values: list[str]) -> list[str]:
     """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (``--in a,b --in c``)."""
     return [n.strip() for v in values for n in v.split(",") if n.strip()]
@@ -235,7 +263,7 @@ class JobMagics(Magics):
                 kernel=args.kernel or kernel_for_python(), cwd=args.cwd, retries=args.retries,
                 timeout=args.timeout, priority=args.priority, tags=args.tag, key=args.key,
                 cell_timeout=args.cell_timeout, start_worker=not args.no_worker, inputs=inputs,
-                outputs=_split(args.outputs))
+                outputs=_split(args.outputs), **_reliability(args))
             return self._shown(job, args)
 
     def _inputs(self, names: list[str]) -> dict[str, Any]:
@@ -295,7 +323,7 @@ class JobMagics(Magics):
         job = api.run_notebook(
             a.notebook, params.build(p=a.parameter, r=a.raw, y=a.yaml, f=a.parameters_file), name=a.name,
             kernel=a.kernel, cwd=a.cwd, retries=a.retries, timeout=a.timeout, priority=a.priority, tags=a.tag,
-            key=a.key, cell_timeout=a.cell_timeout, start_worker=not a.no_worker)
+            key=a.key, cell_timeout=a.cell_timeout, start_worker=not a.no_worker, **_reliability(a))
         return self._shown(job, a)
 
     def _ls(self, a) -> Any:
@@ -379,6 +407,28 @@ class JobMagics(Magics):
         for job in jobs:
             print(f"{job.short_id}: queued again")
         return None
+
+    def _dlq(self, a) -> Any:
+        from . import api
+        from .panel import JobList
+
+        if a.action == "ack":
+            if not a.id:
+                raise UsageError("give the job ID(s) to acknowledge: %job dlq ack ID")
+            for i in a.id:
+                print(f"{api.ack(i).short_id}: acknowledged")
+            return None
+        if a.action == "purge":
+            ids = api.prune(a.older_than or "0.001s", states=["failed", "timed_out"], dead_letters_only=True)
+            print(f"purged {len(ids)} dead letter(s)")
+            return None
+        return JobList(api.dead_letters(a.limit))
+
+    def _prune(self, a) -> None:
+        from . import api
+
+        ids = api.prune(a.older_than, states=a.state, dry_run=a.dry_run)
+        print(f"{'would prune' if a.dry_run else 'pruned'} {len(ids)} job(s) finished more than {a.older_than} ago")
 
     def _help(self, a) -> None:
         if a.verb:

@@ -64,6 +64,83 @@ def build_cell_notebook(source: str, kernel: str = "python3", *, inputs_dir: str
     return nb
 
 
+class Redactor:
+    """Replaces known secret values with ``[secret NAME]`` in text, notebooks and errors.
+
+    >>> Redactor({"TOKEN": "s3cr3t-value"})("auth s3cr3t-value ok")
+    'auth [secret TOKEN] ok'
+    """
+
+    MIN_LEN = 4  # shorter values would blank out ordinary text; they are still never stored
+
+    def __init__(self, secrets: dict[str, str]):
+        pairs = sorted(((v, n) for n, v in secrets.items() if len(v) >= self.MIN_LEN), key=lambda p: -len(p[0]))
+        self.pairs = [(v, f"[secret {n}]") for v, n in pairs]
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs)
+
+    def __call__(self, text: Any) -> Any:
+        if not self.pairs or not isinstance(text, str):
+            return text
+        for value, label in self.pairs:
+            if value in text:
+                text = text.replace(value, label)
+        return text
+
+    def deep(self, obj: Any) -> Any:
+        """Redact every string inside lists and dicts (a notebook's outputs, an error dict), in place."""
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                obj[k] = self.deep(v)
+            return obj
+        if isinstance(obj, list):
+            for i, v in enumerate(obj):
+                obj[i] = self.deep(v)
+            return obj
+        return self(obj)
+
+
+class _RedactedFile:
+    """A text file whose writes pass through a `Redactor` (papermill's stdout/stderr file)."""
+
+    def __init__(self, f, redact: Redactor):
+        self.f, self.redact = f, redact
+
+    def write(self, text: str) -> int:
+        return self.f.write(self.redact(text))
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def load_secrets(names: list[str]) -> dict[str, str]:
+    """Values of the job's secrets from this process's environment (the worker's)."""
+    missing = [n for n in names if n not in os.environ]
+    if missing:
+        raise LookupError(f"secret {', '.join(missing)} is not set in the worker's environment; start the "
+                          f"worker with it set (e.g. `{missing[0]}=... nbjobs worker`)")
+    return {n: os.environ[n] for n in names}
+
+
+def _redact_stderr(redact: Redactor) -> threading.Thread:
+    """Route fd 1 and 2 (ours and the kernel's, which inherits them) through a redacting thread."""
+    target = os.dup(2)
+    r, w = os.pipe()
+    os.dup2(w, 2)
+    os.dup2(w, 1)
+    os.close(w)
+
+    def pump() -> None:
+        with os.fdopen(r, "rb") as src, os.fdopen(target, "wb", buffering=0) as dst:
+            for line in src:
+                dst.write(redact(line.decode(errors="replace")).encode())
+
+    thread = threading.Thread(target=pump, daemon=True, name="nbjobs-redact")
+    thread.start()
+    return thread
+
+
 class _Stop:
     """Shared between the signal handler and the run: the kernel to stop and whether we did."""
 
@@ -84,7 +161,7 @@ def _kill_kernel(pid: int | None) -> None:
             return
 
 
-def _engine(report: Report):
+def _engine(report: Report, redact: Redactor | None = None):
     """papermill engine class of ours, registered as ``nbjobs``: progress reports per cell,
     and the kernel's pid reported as soon as it runs (so a stop can reach it)."""
     from nbclient.client import run_sync
@@ -93,6 +170,12 @@ def _engine(report: Report):
     from papermill.log import logger
 
     class Manager(NotebookExecutionManager):
+        def save(self, **kwargs):
+            if redact:  # a secret the job printed never reaches the output notebook
+                for cell in self.nb.cells:
+                    redact.deep(cell.get("outputs", []))
+            super().save(**kwargs)
+
         def cell_complete(self, cell, cell_index=None, **kwargs):
             super().cell_complete(cell, cell_index=cell_index, **kwargs)
             if cell.get("cell_type") == "code" and cell_index is not None:
@@ -181,6 +264,7 @@ def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
     kind, kernel = spec["kind"], spec.get("kernel") or "python3"
     done: dict[str, Any] = {"type": "done", "output_path": str(output_path), "outputs": []}
     log = open(log_path, "a", buffering=1, opener=lambda p, f: os.open(p, f, 0o600))
+    redact = Redactor({})
     try:
         try:
             digest = code_hash(kind, spec.get("notebook"), spec.get("source"))
@@ -192,9 +276,13 @@ def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
                     "code_hash": digest, "kernel": kernel, "versions": _versions()})
         os.environ[outputs.ENV_OUTPUT_DIR] = str(out_dir)  # the kernel inherits our environment
         os.environ[outputs.ENV_JOB_ID] = spec["job_id"]
+        secrets = load_secrets((spec.get("options") or {}).get("secrets") or [])
+        redact = Redactor(secrets)
+        if redact:
+            log = _RedactedFile(log, redact)
         import papermill
 
-        engine = _engine(report)
+        engine = _engine(report, redact)
         if kind == "cell":
             import nbformat
 
@@ -223,13 +311,15 @@ def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
             done["outcome"], done["error"] = "interrupted", {"type": "KeyboardInterrupt", "message": "interrupted"}
         else:
             done["outcome"], done["error"] = _error_from(exc)
+        redact.deep(done["error"])
         tb = done["error"].get("traceback")
         log.write(f"\n[nbjobs] attempt failed: {done['error']['type']}: {done['error']['message']}\n")
         if tb:
             log.write(tb + "\n")
     finally:
         _Stop.finished = True
-        log.close()
+        log.flush()
+        getattr(log, "f", log).close()
         _kill_kernel(_Stop.kernel_pid if _Stop.requested else None)
     prefix = f"{spec['attempt']}/outputs/"
     for entry in outputs.read_manifest(out_dir):
@@ -298,6 +388,10 @@ def main() -> int:
     spec = json.loads(sys.stdin.read())
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything else printed goes to stderr (the attempt log), never into the channel
+    names = (spec.get("options") or {}).get("secrets") or []
+    pump = None
+    if names and all(n in os.environ for n in names):  # a missing one fails the attempt in run_attempt
+        pump = _redact_stderr(Redactor(load_secrets(names)))
     lock = threading.Lock()
 
     def report(event: dict) -> None:
@@ -307,6 +401,10 @@ def main() -> int:
 
     _install_stop_handler()
     run_attempt(spec, report)
+    if pump is not None:  # let the last lines through the redactor before we exit
+        sys.stdout.flush(), sys.stderr.flush()
+        os.close(1), os.close(2)
+        pump.join(2)
     return 0
 
 

@@ -174,8 +174,27 @@ CREATE TABLE expired (
 );
 """
 
+# v3: dead letters can be acknowledged; home-wide settings (e.g. the default retention).
+SCHEMA_V3 = """
+ALTER TABLE jobs ADD COLUMN acked_at REAL;
+CREATE INDEX jobs_dead ON jobs (finished_at) WHERE state IN ('failed', 'timed_out') AND acked_at IS NULL;
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE settings (
+    name       TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+# v4: indexes for the live panel: "which rows changed since T" (a covering index, so the change
+# check never touches the table) and "newest jobs in state S" (no sort of every row in that state).
+SCHEMA_V4_PANEL = """
+CREATE INDEX jobs_updated ON jobs (updated_at, id);
+CREATE INDEX jobs_state_submitted ON jobs (state, submitted_at);
+"""
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _JSON_FIELDS = ("tags", "parameters", "options")
@@ -428,6 +447,60 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return [self._record(r) for r in self._q(sql, params)]
 
+    def last_update(self) -> float:
+        """The newest ``updated_at`` of any job (0.0 for none); one index lookup."""
+        return self._q("SELECT max(updated_at) FROM jobs")[0][0] or 0.0
+
+    def changed_since(self, since: float) -> list[tuple[str, float]]:
+        """``(id, updated_at)`` of the jobs updated at or after ``since``, oldest change first.
+        Reads only the ``jobs_updated`` index: this is the panel's cheap "what changed?" step.
+
+        >>> import tempfile, pathlib
+        >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
+        >>> rec, _ = s.insert_job({"name": "a", "kind": "cell", "source": "1"}, actor="doctest")
+        >>> [i for i, _ in s.changed_since(rec.updated_at)] == [rec.id]
+        True
+        """
+        return [(r[0], r[1]) for r in self._q(
+            "SELECT id, updated_at FROM jobs WHERE updated_at >= ? ORDER BY updated_at, id", (since,))]
+
+    def get_many(self, ids: Iterable[str]) -> list[JobRecord]:
+        """The records of these job IDs (full IDs; unknown ones are left out), in no set order."""
+        ids = list(ids)
+        out: list[JobRecord] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out += [self._record(r) for r in
+                    self._q(f"SELECT * FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})", chunk)]
+        return out
+
+    def insert_rows(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Bulk-load job rows as they are (any ``jobs`` columns; ``tags``, ``parameters`` and
+        ``options`` as Python values) in one transaction, without events: for benchmarks, tests and
+        imports, not for submitting (use `insert_job`).  Returns the number of rows written.
+
+        >>> import tempfile, pathlib
+        >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
+        >>> s.insert_rows([{"name": "old", "kind": "cell", "state": "succeeded", "submitted_at": 1.0}])
+        1
+        """
+        now = time.time()
+        n = 0
+        with self._tx() as conn:
+            for spec in rows:
+                row = {"id": spec.get("id") or new_id(), "state": State.QUEUED.value, "name": "job",
+                       "kind": "cell", **spec}
+                row.setdefault("submitted_at", now)
+                row.setdefault("run_at", row["submitted_at"])
+                row.setdefault("updated_at", row.get("finished_at") or row.get("started_at") or row["submitted_at"])
+                for k in _JSON_FIELDS:
+                    if k in row and not isinstance(row[k], str):
+                        row[k] = json.dumps(row[k])
+                conn.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                             tuple(row.values()))
+                n += 1
+        return n
+
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
         rows = self._q("SELECT * FROM attempts WHERE job_id = ? ORDER BY number", (job_id,))
         out = []
@@ -465,8 +538,75 @@ class Store:
             "dead_letters": self.dead_letter_count(),
         }
 
+    # --- dead letters ---------------------------------------------------------------------------
+    _DEAD = "state IN ('failed', 'timed_out') AND acked_at IS NULL"
+
     def dead_letter_count(self) -> int:
-        return self._q("SELECT count(*) FROM jobs WHERE state IN ('failed', 'timed_out')")[0][0]
+        return self._q(f"SELECT count(*) FROM jobs WHERE {self._DEAD}")[0][0]
+
+    def dead_letters(self, limit: int | None = 100) -> list[JobRecord]:
+        """Failed and timed-out jobs that nobody retried or acknowledged, newest first."""
+        sql = f"SELECT * FROM jobs WHERE {self._DEAD} ORDER BY finished_at DESC, id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._record(r) for r in self._q(sql)]
+
+    def ack(self, job_id: str, actor: str) -> None:
+        """Acknowledge a dead letter: it stays recorded but leaves the dead-letter list."""
+        now = time.time()
+        with self._tx() as conn:
+            job = conn.execute("SELECT state, acked_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None:
+                raise self._unknown(job_id)
+            if job["state"] not in ("failed", "timed_out"):
+                raise IllegalTransition(f"job {short_id(job_id)} is {job['state']}, not a dead letter "
+                                        "(only failed or timed-out jobs are); nothing to acknowledge")
+            if job["acked_at"] is None:
+                conn.execute("UPDATE jobs SET acked_at = ?, updated_at = ? WHERE id = ?", (now, now, job_id))
+                self._event(conn, job_id, job["state"], job["state"], "dead letter acknowledged", actor, now)
+
+    # --- retention ------------------------------------------------------------------------------
+    def prunable(self, before: float, states: Iterable[str] | None = None,
+                 dead_letters_only: bool = False) -> list[str]:
+        """IDs of finished jobs (terminal states only) that finished before ``before``."""
+        terminal = [s.value for s in TERMINAL]
+        chosen = [State(s).value for s in states] if states else terminal
+        chosen = [s for s in chosen if s in terminal]
+        if not chosen:
+            return []
+        sql = (f"SELECT id FROM jobs WHERE finished_at < ? AND state IN ({', '.join('?' * len(chosen))})"
+               + (" AND acked_at IS NULL" if dead_letters_only else ""))
+        return [r["id"] for r in self._q(sql, (before, *chosen))]
+
+    def prune(self, job_ids: Iterable[str], actor: str, batch: int = 500) -> int:
+        """Delete these finished jobs with their attempts, events and outputs, leaving a tombstone
+        in ``expired`` so the ID answers "expired on DATE".  Active jobs are never deleted."""
+        ids = list(job_ids)
+        now, done = time.time(), 0
+        for i in range(0, len(ids), batch):
+            chunk = ids[i:i + batch]
+            marks = ", ".join("?" * len(chunk))
+            terminal = ", ".join(f"'{s.value}'" for s in TERMINAL)
+            with self._tx() as conn:
+                conn.execute(f"INSERT OR REPLACE INTO expired (id, name, state, submitted_at, expired_at) "
+                             f"SELECT id, name, state, submitted_at, ? FROM jobs WHERE id IN ({marks}) "
+                             f"AND state IN ({terminal})", (now, *chunk))
+                done += conn.execute(f"DELETE FROM jobs WHERE id IN ({marks}) AND state IN ({terminal})",
+                                     chunk).rowcount
+        return done
+
+    # --- settings -------------------------------------------------------------------------------
+    def get_setting(self, name: str, default: str | None = None) -> str | None:
+        rows = self._q("SELECT value FROM settings WHERE name = ?", (name,))
+        return rows[0]["value"] if rows else default
+
+    def set_setting(self, name: str, value: str | None) -> None:
+        with self._tx() as conn:
+            if value is None:
+                conn.execute("DELETE FROM settings WHERE name = ?", (name,))
+            else:
+                conn.execute("INSERT OR REPLACE INTO settings (name, value, updated_at) VALUES (?, ?, ?)",
+                             (name, value, time.time()))
 
     # --- the queue: claim, heartbeat, finish ----------------------------------------------------
     def claim(self, worker_id: str, lease: float = config.LEASE_SECONDS, *, pid: int | None = None,
@@ -531,7 +671,8 @@ class Store:
             conn.execute(f"UPDATE attempts SET {sets} WHERE job_id = ? AND number = ?",
                          (*info.values(), job_id, number))
             if "output_path" in info:
-                conn.execute("UPDATE jobs SET output_path = ? WHERE id = ?", (info["output_path"], job_id))
+                conn.execute("UPDATE jobs SET output_path = ?, updated_at = ? WHERE id = ?",
+                             (info["output_path"], time.time(), job_id))
 
     def finish_attempt(self, job_id: str, number: int, worker_id: str, outcome: str, *,
                        error: dict[str, Any] | None = None, outputs: Iterable[dict[str, Any]] = (),
@@ -563,7 +704,9 @@ class Store:
         if job["cancel_requested"] and outcome != "succeeded":
             outcome = "cancelled"
         failures = job["failures"] + (1 if outcome in _FAILURES else 0)
-        decision = policy.decide(outcome, failures, job["retries"])
+        options = json.loads(job["options"] or "{}")
+        decision = policy.decide(outcome, failures, job["retries"], options.get("retry_on"),
+                                 **options.get("backoff", {}))
         check_transition(job["state"], decision.state)
         err = error or {}
         conn.execute(
@@ -657,7 +800,7 @@ class Store:
                 raise IllegalTransition(f"job {short_id(job_id)} is {state}, so it cannot be retried ({hint})")
             conn.execute(
                 "UPDATE jobs SET state = 'queued', reason = 'retried', cancel_requested = 0, failures = 0, "
-                "run_at = ?, finished_at = NULL, updated_at = ? WHERE id = ?", (now, now, job_id))
+                "run_at = ?, finished_at = NULL, acked_at = NULL, updated_at = ? WHERE id = ?", (now, now, job_id))
             self._event(conn, job_id, state.value, "queued", "retried", actor, now)
 
     # --- workers ------------------------------------------------------------------------------

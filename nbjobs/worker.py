@@ -19,18 +19,20 @@ import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, policy
 from .executors import Executor, Handle, get_executor
-from .errors import StoreError
+from .errors import BadInput, StoreError
 from .store import Store, actor_name
 
 POLL = 0.02  # seconds between 'anything new?' checks when idle
+RETENTION_EVERY = 600.0  # seconds between two applications of the retention setting
 
 
 class _Running:
@@ -107,7 +109,7 @@ class Worker:
                               autostarted=self.autostarted)
         actor = f"worker:{self.id}"
         started = 0
-        last_beat = last_reclaim = last_cancel_check = last_claim = 0.0
+        last_beat = last_reclaim = last_cancel_check = last_claim = last_retention = 0.0
         last_version = -1
         idle_since = time.monotonic()
         beat_every = min(5.0, self.lease / 4)
@@ -142,6 +144,9 @@ class Worker:
                 if now - last_reclaim >= self.lease / 3:
                     last_reclaim = now
                     store.reclaim_expired(actor)
+                if now - last_retention >= RETENTION_EVERY:
+                    last_retention = now
+                    self._apply_retention(actor)
                 if self.running:
                     idle_since = now
                 elif self.idle_exit is not None and now - idle_since >= self.idle_exit:
@@ -149,6 +154,22 @@ class Worker:
         finally:
             self._shutdown()
         return started
+
+    def _apply_retention(self, actor: str) -> int:
+        """Prune finished jobs older than the home's retention setting (``nbjobs retention 30d``)."""
+        setting = self.store.get_setting("retention")
+        if not setting:
+            return 0
+        try:
+            seconds = policy.parse_duration(setting, "retention")
+        except BadInput as exc:  # set by hand to something odd: say so, keep everything
+            print(f"nbjobs worker: retention setting ignored: {exc}", file=sys.stderr, flush=True)
+            return 0
+        ids = self.store.prunable(time.time() - seconds)
+        if ids:
+            self.store.prune(ids, actor)
+            config.remove_run_dirs(ids, self.home)
+        return len(ids)
 
     def _claim_one(self) -> bool:
         claimed = self.store.claim(self.id, self.lease)

@@ -75,13 +75,13 @@ def run_processes(target, args_list: list[tuple], timeout: float = 60) -> None:
 def test_new_database_schema_and_pragmas(tmp_path):
     home = tmp_path / "a" / "home"  # neither folder exists yet
     s = Store(home / "nbjobs.db")
-    assert s.version == SCHEMA_VERSION == len(MIGRATIONS) == 2
+    assert s.version == SCHEMA_VERSION == len(MIGRATIONS) >= 3
     assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert s.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert s.conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(config.BUSY_TIMEOUT * 1000)
     tables = {r["name"] for r in rows(s, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"jobs", "attempts", "events", "outputs", "workers", "expired"}
+    assert tables == {"jobs", "attempts", "events", "outputs", "workers", "expired", "settings"}
     add(s)  # a write, so the WAL file exists
     assert mode_of(home / "nbjobs.db") == 0o600
     assert mode_of(home / "nbjobs.db-wal") == 0o600
@@ -717,7 +717,11 @@ def test_migrates_a_v1_database(tmp_path):
 
     s = Store(path)
     assert s.version == SCHEMA_VERSION
-    assert _dump(path, v1.TABLES) == before  # every row kept, values unchanged
+    after = _dump(path, v1.TABLES)
+    # every row kept, values unchanged; columns added by later versions hold their defaults
+    assert {t: [{k: r[k] for k in before_rows[0]} for r in after[t]] for t, before_rows in before.items()
+            if before_rows} == {t: r for t, r in before.items() if r}
+    assert [r["acked_at"] for r in after["jobs"]] == [None, None]
     assert rows(s, "SELECT name FROM sqlite_master WHERE name = 'expired'") == [{"name": "expired"}]
     assert rows(s, "SELECT count(*) AS n FROM expired") == [{"n": 0}]
     assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -5,6 +5,9 @@
 >>> job.wait().result()                                            # doctest: +SKIP
 
 ``import nbjobs`` is light: papermill, pandas and ipywidgets load only when a job needs them.
+History and metrics (pandas) and plots (matplotlib) load on first use::
+
+    nbjobs.history(since="7D"); nbjobs.sli(); nbjobs.slo(0.99); nbjobs.plot.runtime()
 """
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ __version__ = "0.1.0"
 _API = ("Job", "submit", "run_notebook", "get", "jobs", "records", "wait", "result", "logs", "cancel",
         "retry", "worker", "ensure_worker", "summary", "dead_letters", "ack", "prune", "retention")
 
-__all__ = ["NbjobsError", "State", "record", "__version__", *_API]
+#: history and service levels (nbjobs.metrics; loads pandas on first use)
+_METRICS = ("history", "sli", "slo")
+
+__all__ = ["NbjobsError", "State", "record", "__version__", *_API, "panel", *_METRICS, "metrics", "plot"]
 
 
 def __getattr__(name: str):
@@ -25,6 +31,18 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "panel":  # the module nbjobs.panel, which is also callable: nbjobs.panel(state="failed")
+        import importlib
+
+        return importlib.import_module(".panel", __name__)
+    if name in _METRICS:
+        from . import metrics
+
+        return getattr(metrics, name)
+    if name in ("metrics", "plot"):  # modules loaded on first use: nbjobs.plot.runtime(), nbjobs.metrics.serve()
+        import importlib
+
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'nbjobs' has no attribute {name!r}")
 
 

@@ -417,12 +417,26 @@ def _check_state(s: str) -> None:
         raise BadInput(f"unknown state {s!r}; use one of: {', '.join(x.value for x in State)}") from None
 
 
+def check_wait_timeout(timeout: Any, what: str = "timeout") -> float | None:
+    """A wait's timeout: None (no limit) or a finite number of seconds, 0 or more."""
+    if timeout is None:
+        return None
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        raise BadInput(f"{what} must be a number of seconds, not {timeout!r}") from None
+    if not 0 <= seconds < math.inf:  # also false for nan
+        raise BadInput(f"{what} must be 0 or more seconds (leave it out to wait without limit), not {timeout}")
+    return seconds
+
+
 def wait(id_or_ids: str | Job | Iterable[str | Job], timeout: float | None = None,
          home: Path | str | None = None, poll: float = 0.05) -> Job | list[Job]:
     """Block until the job(s) reach a final state; returns the Job (or the list of Jobs).
 
     Raises `WaitTimeout` after ``timeout`` seconds, naming what is still running.
     """
+    timeout = check_wait_timeout(timeout)
     single = isinstance(id_or_ids, (str, Job))
     items = [id_or_ids] if single else list(id_or_ids)
     handles = [i if isinstance(i, Job) else get(i, home) for i in items]
@@ -515,12 +529,18 @@ def dead_letters(limit: int | None = 100, home: Path | str | None = None) -> lis
     return _store(home).dead_letters(limit)
 
 
-def ack(job_id: str, home: Path | str | None = None) -> Job:
-    """Acknowledge a dead letter: the record stays, but it leaves the dead-letter list."""
+def ack(job_id: str | Iterable[str], home: Path | str | None = None) -> Job | list[Job]:
+    """Acknowledge a dead letter: the record stays, but it leaves the dead-letter list.  Given
+    several IDs, all are acknowledged or (one is unknown or not a dead letter) none; returns a list.
+
+    >>> nbjobs.ack("8f3a2c").acked_at  # doctest: +SKIP
+    """
     store = _store(home)
-    full = store.resolve(job_id)
+    single = isinstance(job_id, str)
+    full = [store.resolve(i) for i in ([job_id] if single else job_id)]
     store.ack(full, actor_name("api"))
-    return Job(full, home)
+    jobs = [Job(f, home) for f in full]
+    return jobs[0] if single else jobs
 
 
 def prune(older_than: str | float, states: Iterable[str] | str | None = None, *, dead_letters_only: bool = False,

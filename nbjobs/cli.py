@@ -113,6 +113,8 @@ def show_text(job_id: str) -> str:
         lines.append(f"error:      {r.error_type}: {r.error_message}{cell}")
     if r.dead_letter:
         lines.append("dead letter: yes (`nbjobs retry` re-drives it, `nbjobs dlq ack` files it away)")
+    elif r.acked_at and r.state in (State.FAILED, State.TIMED_OUT):
+        lines.append(f"dead letter: acknowledged {fmt_time(r.acked_at)} (kept; `nbjobs retry` re-drives it)")
     attempts = job.attempts()
     if attempts:
         lines.append("attempt history:")
@@ -184,6 +186,7 @@ def _job_options(p: argparse.ArgumentParser) -> None:
 def cmd_run(a: argparse.Namespace) -> int:
     if bool(a.notebook) == bool(a.code):
         raise params.BadInput("give either a notebook path or -c CODE (not both); see `nbjobs run --help`")
+    api.check_wait_timeout(a.timeout_wait, "--timeout-wait")  # before anything is submitted
     parameters = params.build(p=a.parameter, r=a.raw, y=a.yaml, f=a.parameters_file)
     common = dict(name=a.name, parameters=parameters, kernel=a.kernel, cwd=a.cwd, retries=a.retries,
                   timeout=a.timeout, priority=a.priority, tags=a.tag, key=a.key, cell_timeout=a.cell_timeout,
@@ -225,7 +228,13 @@ def _wait_and_report(ids: list[str], timeout: float | None, as_json: bool) -> in
     return EXIT_OK if all(r.state == State.SUCCEEDED for r in recs) else EXIT_FAILED
 
 
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise params.BadInput(f"--limit must be 1 or more, not {limit}")
+
+
 def cmd_ls(a: argparse.Namespace) -> int:
+    _check_limit(a.limit)
     recs = api.records(state=a.state or None, name=a.name, tag=a.tag, limit=a.limit)
     if a.json:
         print(json.dumps([job_json(r.id) for r in recs]))
@@ -282,6 +291,7 @@ def cmd_result(a: argparse.Namespace) -> int:
 
 
 def cmd_cancel(a: argparse.Namespace) -> int:
+    a.id = [api.get(i).id for i in a.id]  # an unknown ID among several: nothing is cancelled
     for i in a.id:
         job = api.cancel(i)
         state = job.state
@@ -290,6 +300,7 @@ def cmd_cancel(a: argparse.Namespace) -> int:
 
 
 def cmd_retry(a: argparse.Namespace) -> int:
+    a.id = [api.get(i).id for i in a.id]  # an unknown ID among several: nothing is retried
     for i in a.id:
         job = api.retry(i, start_worker=not a.no_worker)
         print(f"{job.short_id}: queued again")
@@ -297,6 +308,7 @@ def cmd_retry(a: argparse.Namespace) -> int:
 
 
 def cmd_wait(a: argparse.Namespace) -> int:
+    api.check_wait_timeout(a.timeout, "--timeout")
     ids = [api.get(i).id for i in a.id]
     return _wait_and_report(ids, a.timeout, a.json)
 
@@ -305,8 +317,8 @@ def cmd_dlq(a: argparse.Namespace) -> int:
     if a.action == "ack":
         if not a.id:
             raise params.BadInput("give the job ID(s) to acknowledge: nbjobs dlq ack ID [ID ...]")
-        for i in a.id:
-            print(f"{api.ack(i).short_id}: acknowledged")
+        for job in api.ack(a.id):  # all or none
+            print(f"{job.short_id}: acknowledged")
         return EXIT_OK
     if a.id:
         raise params.BadInput(f"`nbjobs dlq {a.action}` takes no job IDs; did you mean `nbjobs dlq ack ID`?")
@@ -315,6 +327,7 @@ def cmd_dlq(a: argparse.Namespace) -> int:
                         states=["failed", "timed_out"])
         print(f"{'would purge' if a.dry_run else 'purged'} {len(ids)} dead letter(s)")
         return EXIT_OK
+    _check_limit(a.limit)
     recs = api.dead_letters(a.limit)
     if a.json:
         print(json.dumps([job_json(r.id) for r in recs]))
@@ -351,11 +364,46 @@ def cmd_retention(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_metrics(a: argparse.Namespace) -> int:
+    from . import metrics  # pandas loads here, never for the other verbs
+
+    if a.serve:
+        import signal
+
+        server = metrics.serve(a.port)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_OK))
+        print(f"nbjobs metrics: serving Prometheus metrics on http://127.0.0.1:{server.server_port}/metrics; "
+              "Ctrl-C stops", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return EXIT_OK
+        finally:
+            server.shutdown()
+    if a.format == "prometheus":
+        sys.stdout.write(metrics.prometheus_text())
+        return EXIT_OK
+    frame = metrics.sli(window=a.window, by=None if a.by == "none" else a.by, freq=a.freq)
+    if a.format == "csv":
+        sys.stdout.write(frame.to_csv())
+    elif a.format == "json":
+        print(frame.reset_index().to_json(orient="records", date_format="iso"))
+    elif frame.empty:
+        print(f"no finished or waiting jobs in the last {a.window}")
+    else:
+        print(frame.to_string(float_format=lambda v: f"{v:.4g}"))
+    return EXIT_OK
+
+
 def cmd_worker(a: argparse.Namespace) -> int:
     from .worker import Worker
 
     if a.concurrency < 1 or a.concurrency > 256:
         raise params.BadInput(f"--concurrency must be from 1 to 256, not {a.concurrency}")
+    for flag, value in (("--grace", a.grace), ("--idle-exit", a.idle_exit)):
+        if value is not None and not 0 <= value <= api.MAX_TIMEOUT:  # also false for nan
+            raise params.BadInput(f"{flag} must be a number of seconds from 0 to {api.MAX_TIMEOUT:.0f}, not {value}")
     w = Worker(concurrency=a.concurrency, idle_exit=a.idle_exit, autostarted=a.autostarted,
                grace=a.grace if a.grace is not None else api.config.STOP_GRACE)
     if not a.autostarted:
@@ -457,6 +505,19 @@ def parser() -> argparse.ArgumentParser:
     p = _add(sub, "retention", cmd_retention, "show or set the default retention that workers apply",
              "nbjobs retention 30d\n  nbjobs retention off")
     p.add_argument("value", nargs="?", help="a duration such as 30d, or 'off'")
+
+    p = _add(sub, "metrics", cmd_metrics, "print service-level indicators per job name, or Prometheus metrics",
+             "nbjobs metrics --window 24h\n  nbjobs metrics --by none --freq 1h\n"
+             "  nbjobs metrics --format prometheus\n  nbjobs metrics --serve --port 9464")
+    p.add_argument("--window", default="7D", metavar="DURATION", help="how far back to look (default 7D; e.g. 24h, 30D)")
+    p.add_argument("--by", default="name", choices=("name", "kind", "priority", "none"),
+                   help="one row per job name (default), kind, priority, or none (all jobs together)")
+    p.add_argument("--freq", metavar="DURATION", help="also one row per time bucket of this size (e.g. 1h, 1D)")
+    p.add_argument("--format", default="table", choices=("table", "csv", "json", "prometheus"),
+                   help="table (default), csv, json (a list of rows), or the Prometheus text exposition")
+    p.add_argument("--serve", action="store_true",
+                   help="serve the Prometheus metrics at http://127.0.0.1:PORT/metrics (this machine only) until Ctrl-C")
+    p.add_argument("--port", type=int, default=9464, help="port for --serve (default 9464; 0 picks a free one)")
 
     p = _add(sub, "worker", cmd_worker, "run a worker in the foreground; Ctrl-C stops it cleanly",
              "nbjobs worker --concurrency 2")

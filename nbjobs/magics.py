@@ -20,13 +20,16 @@ papermill, ipywidgets and sqlite-utils load when a magic first needs them.
 from __future__ import annotations
 
 import argparse
+import html
+import os
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import MagicArgumentParser, argument, kwds, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import MagicArgumentParser, argument, kwds, magic_arguments
+from IPython.utils.process import arg_split
 
 # --- options shared by %%job and %job run ---------------------------------------------------------
 _PARAM_OPTIONS = [
@@ -124,6 +127,12 @@ VERBS = {
             "%job dlq"),
     "prune": ("--older-than D [--state S]... [--dry-run]", "remove finished jobs older than D (e.g. 30d)",
               "%job prune --older-than 30d --state succeeded"),
+    "panel": ("[--state S] [--name N] [--tag T] [--limit N]",
+              "a live table of recent jobs (counts, progress, actions) that updates itself",
+              "%job panel --state active"),
+    "metrics": ("[--window 7D] [--by name|kind|priority|none] [--freq 1h]",
+                "service-level indicators (a DataFrame): runs, success rate, runtime percentiles, queue depth",
+                "%job metrics --window 24h --freq 1h"),
     "help": ("[VERB]", "this list, or one verb's options", "%job help run"),
 }
 
@@ -182,6 +191,15 @@ def _verb_parsers() -> dict[str, MagicArgumentParser]:
     p.add_argument("--older-than", required=True, metavar="D", help="e.g. 30d, 12h, 90m, 45s, 2w")
     p.add_argument("--state", action="append", help="only jobs in this final state (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    p = out["panel"] = make("panel")
+    p.add_argument("--state", default=None, help="all (default), active, a state, or several: failed,timed_out")
+    p.add_argument("--name", help="only jobs with this name (globs like 'train*' work)")
+    p.add_argument("--tag", help="only jobs with this tag")
+    p.add_argument("--limit", type=int, default=20, help="at most this many rows (default 20)")
+    p = out["metrics"] = make("metrics")
+    p.add_argument("--window", default="7D", help="how far back to look (default 7D; e.g. 24h, 30D)")
+    p.add_argument("--by", default="name", choices=("name", "kind", "priority", "none"), help="group rows by")
+    p.add_argument("--freq", help="also one row per time bucket of this size (e.g. 1h)")
     p = out["help"] = make("help")
     p.add_argument("verb", nargs="?", help="a verb")
     return out
@@ -230,6 +248,51 @@ def _reliability(a) -> dict[str, Any]:
     return {"retry_on": a.retry_on, "backoff": backoff or None, "secrets": a.secret}
 
 
+def _argv(line: str) -> list[str]:
+    """Split a magic's line as a shell would, as ``%run`` does: quotes group words and are removed
+    (``--name "Q3 report"`` is ``Q3 report``, ``--key ''`` is empty), so a value means the same as
+    in the ``nbjobs`` command.  An unclosed quote is one line, not a traceback."""
+    try:
+        return arg_split(line, posix=os.name == "posix")
+    except ValueError as exc:
+        raise UsageError(f"cannot read the options: {exc}; close the quote") from None
+
+
+class DeadLetters(list):
+    """What ``%job dlq`` returns: the dead letters' `Job` handles, shown as a table with each
+    job's reason and last error (text in a terminal, HTML in a notebook)."""
+
+    _HEAD = ("ID", "NAME", "STATE", "REASON", "ATTEMPTS", "LAST ERROR")
+
+    def __init__(self, records=()):
+        from .api import Job
+
+        super().__init__(Job(r.id) for r in records)
+        self.records = list(records)
+
+    def _rows(self) -> list[tuple[str, ...]]:
+        out = []
+        for r in self.records:
+            err = f"{r.error_type}: {r.error_message}" if r.error_type else "-"
+            out.append((r.short_id, r.name[:30], r.state.value, r.reason or "-", str(r.attempts),
+                        (err.splitlines() or ["-"])[0][:70]))
+        return out
+
+    def __repr__(self) -> str:
+        if not self.records:
+            return "no dead letters"
+        rows = [self._HEAD, *self._rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self._HEAD))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+    def _repr_html_(self) -> str:
+        if not self.records:
+            return "<p>no dead letters</p>"
+        head = "".join(f"<th style='text-align:left'>{h}</th>" for h in self._HEAD)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self._rows())
+        return f"<table class='nbjobs-dlq'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def _split(values: list[str]) -> list[str]:
     """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (``--in a,b --in c``)."""
     return [n.strip() for v in values for n in v.split(",") if n.strip()]
@@ -249,7 +312,7 @@ class JobMagics(Magics):
           "outputs can be read back after a kernel restart (%job pull ID).")
     @cell_magic("job")
     def job_cell(self, line: str, cell: str) -> Any:
-        args = parse_argstring(self.job_cell, line)
+        args = self.job_cell.parser.parse_args(_argv(line))
         if not cell.strip():
             raise UsageError("%%job needs code below its first line: the cell to run as a job")
         with _one_line_errors():
@@ -305,7 +368,7 @@ class JobMagics(Magics):
     @_doc(LINE_DOC)
     @line_magic("job")
     def job_line(self, line: str) -> Any:
-        top = parse_argstring(self.job_line, line)
+        top = self.job_line.parser.parse_args(_argv(line))
         verb = top.verb
         if verb not in _PARSERS:
             raise UsageError(f"unknown verb {verb!r} for %job; use one of: {', '.join(VERBS)} (see %job help)")
@@ -331,6 +394,11 @@ class JobMagics(Magics):
         from .panel import JobList
 
         return JobList(api.records(state=a.state or None, name=a.name, tag=a.tag, limit=a.limit))
+
+    def _panel(self, a) -> Any:
+        from .panel import Panel
+
+        return Panel(state=a.state, name=a.name, tag=a.tag, limit=a.limit)
 
     def _status(self, a) -> None:
         from . import api
@@ -410,25 +478,31 @@ class JobMagics(Magics):
 
     def _dlq(self, a) -> Any:
         from . import api
-        from .panel import JobList
 
         if a.action == "ack":
             if not a.id:
                 raise UsageError("give the job ID(s) to acknowledge: %job dlq ack ID")
-            for i in a.id:
-                print(f"{api.ack(i).short_id}: acknowledged")
+            for job in api.ack(a.id):  # all or none
+                print(f"{job.short_id}: acknowledged")
             return None
+        if a.id:
+            raise UsageError(f"%job dlq {a.action} takes no job IDs; did you mean %job dlq ack ID?")
         if a.action == "purge":
             ids = api.prune(a.older_than or "0.001s", states=["failed", "timed_out"], dead_letters_only=True)
             print(f"purged {len(ids)} dead letter(s)")
             return None
-        return JobList(api.dead_letters(a.limit))
+        return DeadLetters(api.dead_letters(a.limit))
 
     def _prune(self, a) -> None:
         from . import api
 
         ids = api.prune(a.older_than, states=a.state, dry_run=a.dry_run)
         print(f"{'would prune' if a.dry_run else 'pruned'} {len(ids)} job(s) finished more than {a.older_than} ago")
+
+    def _metrics(self, a) -> Any:
+        from . import metrics
+
+        return metrics.sli(window=a.window, by=None if a.by == "none" else a.by, freq=a.freq)
 
     def _help(self, a) -> None:
         if a.verb:

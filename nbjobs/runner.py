@@ -120,6 +120,10 @@ def load_secrets(names: list[str]) -> dict[str, str]:
     if missing:
         raise LookupError(f"secret {', '.join(missing)} is not set in the worker's environment; start the "
                           f"worker with it set (e.g. `{missing[0]}=... nbjobs worker`)")
+    short = [n for n in names if len(os.environ[n]) < Redactor.MIN_LEN]
+    if short:  # it could not be told apart from ordinary text, so it could not be kept out of the logs
+        raise ValueError(f"secret {', '.join(short)} is shorter than {Redactor.MIN_LEN} characters, too short "
+                         "to redact reliably from logs and notebooks; use a real secret")
     return {n: os.environ[n] for n in names}
 
 
@@ -240,6 +244,9 @@ def _error_from(exc: BaseException) -> tuple[str, dict[str, Any]]:
     if isinstance(exc, DeadKernelError):
         return "kernel_died", {"type": "DeadKernelError", "message": "the kernel died while running the job "
                                "(it may have run out of memory or called os._exit)"}
+    if isinstance(exc, RuntimeError) and str(exc).startswith("Kernel died before replying"):  # jupyter_client
+        return "kernel_died", {"type": "DeadKernelError", "message": "the kernel died while starting, before it "
+                               "ran any of the job (it may have been killed or run out of memory)"}
     name = type(exc).__name__
     message = str(exc).strip() or name
     if name == "NoSuchKernel":
@@ -368,7 +375,9 @@ def _watch_parent(parent: int, every: float = 0.5) -> None:
     """Stop this attempt if the worker that started us dies without stopping it (SIGKILL, the
     OOM killer): its lease expires and another worker runs the job again, so this attempt must
     not go on beside that one, and nobody is left to read our report.  We notice by our parent
-    pid changing (we were re-parented); then the kernel is killed and the runner exits."""
+    pid changing (we were re-parented); then the kernel is killed and the runner exits.
+    ``parent`` is the worker's pid as the worker told us (`WORKER_PID_ENV`), not our parent at
+    start-up: a worker killed before this runs has already left us re-parented."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -381,16 +390,21 @@ def _watch_parent(parent: int, every: float = 0.5) -> None:
     threading.Thread(target=watch, daemon=True, name="nbjobs-parent-watch").start()
 
 
+#: the executor passes the worker's pid here, so a runner notices a worker that died before it started
+WORKER_PID_ENV = "NBJOBS_WORKER_PID"
+
+
 def main() -> int:
     """``python -m nbjobs.runner``: spec on stdin, events as JSON lines on stdout."""
-    _watch_parent(os.getppid())
+    worker_pid = os.environ.pop(WORKER_PID_ENV, "")  # popped: the kernel must not inherit it
+    _watch_parent(int(worker_pid) if worker_pid.isdigit() else os.getppid())
     os.umask(0o077)  # everything an attempt writes (output notebook, logs, outputs) is private
     spec = json.loads(sys.stdin.read())
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything else printed goes to stderr (the attempt log), never into the channel
     names = (spec.get("options") or {}).get("secrets") or []
     pump = None
-    if names and all(n in os.environ for n in names):  # a missing one fails the attempt in run_attempt
+    if names and all(len(os.environ.get(n, "")) >= Redactor.MIN_LEN for n in names):  # else run_attempt fails it
         pump = _redact_stderr(Redactor(load_secrets(names)))
     lock = threading.Lock()
 

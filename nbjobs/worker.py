@@ -109,7 +109,8 @@ class Worker:
                               autostarted=self.autostarted)
         actor = f"worker:{self.id}"
         started = 0
-        last_beat = last_reclaim = last_cancel_check = last_claim = last_retention = 0.0
+        last_beat = last_reclaim = last_cancel_check = last_claim = 0.0
+        last_retention = -RETENTION_EVERY  # apply the retention setting at start, whatever the uptime
         last_version = -1
         idle_since = time.monotonic()
         beat_every = min(5.0, self.lease / 4)

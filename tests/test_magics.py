@@ -295,8 +295,11 @@ def test_cells_run_as_jobs_and_values_round_trip(shell, home, worker, tmp_path, 
     r = job.record
     assert r.state == nbjobs.State.SUCCEEDED, (r.error_type, r.error_message)
     assert r.finished_at - r.started_at >= 3.0
-    wait_for(lambda: 'data-state="succeeded"' in widget.value, 5, "the receipt to show the end")
-    wait_for(lambda: not panel.updater_alive(), 5, "the updater thread to stop when nothing is watched")
+    assert widget.__class__.__name__ == "VBox"  # the panel's row component, for one job
+    wait_for(lambda: 'data-state="succeeded"' in receipt.view.rows[job.id].cells["state"].value, 5,
+             "the receipt to show the end")
+    receipt.close()
+    wait_for(lambda: not panel.updater_alive(), 5, "the updater thread to stop when its last view is closed")
 
     values = job.result()
     assert values["n2"] == 43 and type(values["n2"]) is int
@@ -374,10 +377,20 @@ def test_job_cell_in_a_real_kernel_publishes_a_live_receipt(home, worker, tmp_pa
         assert re.search('data-state="(queued|running)"', data["text/html"])
         model_id = data[panel.WIDGET_MIME]["model_id"]
         opened = [m for m in msgs if m["msg_type"] == "comm_open" and m["content"]["comm_id"] == model_id]
-        assert opened and opened[0]["content"]["data"]["state"]["_model_name"] == "HTMLModel"
-        assert re.search('data-state="(queued|running)"', opened[0]["content"]["data"]["state"]["value"])
+        assert opened and opened[0]["content"]["data"]["state"]["_model_name"] == "VBoxModel"
+        assert "nbjobs-receipt" in opened[0]["content"]["data"]["state"]["_dom_classes"]
+        # the receipt's state cell: an HTML widget whose value is the badge
+        badges = [m for m in msgs if m["msg_type"] == "comm_open"
+                  and "nbjobs-col-state" in m["content"]["data"]["state"].get("_dom_classes", [])]
+        assert len(badges) == 1
+        model_id = badges[0]["content"]["comm_id"]
+        first = re.search('data-state="(queued|running)"', badges[0]["content"]["data"]["state"]["value"])
+        assert first
+        elapsed_ids = {m["content"]["comm_id"] for m in msgs if m["msg_type"] == "comm_open"
+                       and "nbjobs-col-elapsed" in m["content"]["data"]["state"].get("_dom_classes", [])}
+        assert len(elapsed_ids) == 1
 
-        states = []
+        states, ticks = [first.group(1)], 0
         deadline = time.monotonic() + JOB_WAIT
         while time.monotonic() < deadline and "succeeded" not in states:
             try:
@@ -389,8 +402,11 @@ def test_job_cell_in_a_real_kernel_publishes_a_live_receipt(home, worker, tmp_pa
                 value = content["data"].get("state", {}).get("value", "")
                 if 'data-state="' in value:
                     states.append(value.split('data-state="')[1].split('"')[0])
-        assert states and states[-1] == "succeeded", states
-        assert "running" in states  # updates arrived while it ran, not only at the end
+            elif m["msg_type"] == "comm_msg" and content.get("comm_id") in elapsed_ids and "running" in states \
+                    and "succeeded" not in states:
+                ticks += 1  # the elapsed cell ticks while the job runs
+        assert states[-1] == "succeeded" and "running" in states, states
+        assert ticks >= 1  # updates arrived while it ran, not only at the end
         job_id = data["text/plain"].split()[1]
         assert nbjobs.get(job_id).state == nbjobs.State.SUCCEEDED
     finally:

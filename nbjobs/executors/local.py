@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import make_private_dir
-from ..runner import attempt_dir
+from ..runner import WORKER_PID_ENV, attempt_dir
 from . import Executor, Handle, Report
 
 
@@ -30,7 +30,8 @@ class LocalExecutor(Executor):
         log = open(adir / "log.txt", "ab", opener=lambda p, f: os.open(p, f, 0o600))
         try:
             proc = subprocess.Popen([sys.executable, "-m", "nbjobs.runner"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+                                    stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                                    env=dict(os.environ, **{WORKER_PID_ENV: str(os.getpid())}))
         finally:
             log.close()
         handle = LocalHandle(spec, proc)

@@ -563,8 +563,8 @@ def prune(older_than: str | float, states: Iterable[str] | str | None = None, *,
     store = _store(home)
     ids = store.prunable(cutoff, states, dead_letters_only=dead_letters_only)
     if not dry_run and ids:
-        store.prune(ids, actor_name("api"))
-        config.remove_run_dirs(ids, store.path.parent)
+        config.remove_run_dirs(ids, store.path.parent)  # files first: a crash in between leaves rows to prune
+        store.prune(ids, actor_name("api"))              # again, never folders nobody knows about
     return ids
 
 

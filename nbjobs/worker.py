@@ -168,8 +168,8 @@ class Worker:
             return 0
         ids = self.store.prunable(time.time() - seconds)
         if ids:
+            config.remove_run_dirs(ids, self.home)  # files first, as in api.prune
             self.store.prune(ids, actor)
-            config.remove_run_dirs(ids, self.home)
         return len(ids)
 
     def _claim_one(self) -> bool:

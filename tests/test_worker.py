@@ -168,10 +168,8 @@ def test_kernel_death_fails_job_not_hangs(home, worker):
 def test_concurrency_two_runs_two_jobs_at_once(home, worker):
     assert _worker_row(home, worker.pid)["concurrency"] == 2
     code = "import time, nbjobs\nt0 = time.time()\ntime.sleep(3)\nnbjobs.record('window', [t0, time.time()])"
-    t0 = time.monotonic()
     jobs = [nbjobs.submit(code, name=f"sleep-{i}") for i in range(2)]
     nbjobs.wait(jobs, timeout=JOB_WAIT)
-    wall = time.monotonic() - t0
     assert all(j.state == nbjobs.State.SUCCEEDED for j in jobs)
     (s1, e1), (s2, e2) = (j.result()["window"] for j in jobs)
     overlap = min(e1, e2) - max(s1, s2)
@@ -181,7 +179,6 @@ def test_concurrency_two_runs_two_jobs_at_once(home, worker):
     one_by_one = sum(r.finished_at - r.started_at for r in recs)
     # one after the other would take 2 x (3 s sleep + kernel start), about 8-9 s; together about 4-5 s
     assert span < one_by_one - 2.0, f"two 3 s jobs took {span:.1f} s (their durations add up to {one_by_one:.1f} s)"
-    assert span < 9.0 and wall < 12.0, (span, wall)
 
 
 def test_job_timeout_stops_it(home, worker):

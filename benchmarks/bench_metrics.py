@@ -97,7 +97,8 @@ def generate(store, n: int, now: float, seed: int = 0) -> tuple[int, int]:
                 yield (ids[i], 1, workers[wk[i]], "host", 1, started[i], last_end, _outcome(state[i]), None, None,
                        None, "0123456789abcdef", "python3")
 
-    n_attempts = store.bulk_insert("attempts", ATTEMPT_COLUMNS, attempt_rows())
+    rows = sorted(attempt_rows(), key=lambda r: (r[0], r[1]))  # in primary-key order: appends, not page splits
+    n_attempts = store.bulk_insert("attempts", ATTEMPT_COLUMNS, rows)
     return n_jobs, n_attempts
 
 

@@ -105,8 +105,8 @@ def seconds(value: Any, what: str = "duration") -> float:
     >>> seconds("7D"), seconds("1h"), seconds("30min"), seconds(90), seconds("3600")
     (604800.0, 3600.0, 1800.0, 90.0, 3600.0)
     """
-    if isinstance(value, timedelta):
-        s = value.total_seconds()
+    if isinstance(value, (timedelta, np.timedelta64)):
+        s = pd.Timedelta(value).total_seconds()
     elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         s = float(value)
     elif isinstance(value, str):
@@ -700,7 +700,12 @@ def _le(bound: float) -> str:
 
 
 def registry(home: Path | str | None = None) -> Any:
-    """A fresh `prometheus_client.CollectorRegistry` holding only a `JobsCollector`."""
+    """A fresh `prometheus_client.CollectorRegistry` holding only a `JobsCollector` (nothing of the
+    process's default registry), e.g. to mount in your own web app.
+
+    >>> from prometheus_client import make_wsgi_app                  # doctest: +SKIP
+    >>> app = make_wsgi_app(nbjobs.metrics.registry())               # doctest: +SKIP
+    """
     from prometheus_client import CollectorRegistry
 
     reg = CollectorRegistry(auto_describe=False)

@@ -983,7 +983,18 @@ class Store:
         ...; the job's ``started_at`` becomes the first attempt's start and, if the job has
         finished, its ``finished_at`` becomes ``finished_at`` if given, else the last attempt's
         end (or ``submitted_at`` when it never started).  Events keep their times; nothing else
-        changes."""
+        changes.
+
+        >>> import tempfile, pathlib
+        >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
+        >>> rec, _ = s.insert_job({"name": "a", "kind": "cell", "source": "1"}, actor="doctest")
+        >>> _, number = s.claim("w1")
+        >>> s.finish_attempt(rec.id, number, "w1", "succeeded")
+        'succeeded'
+        >>> s.retime_for_tests(rec.id, 100.0, [(105.0, 135.0)])
+        >>> r = s.get(rec.id); (r.submitted_at, r.started_at, r.finished_at)
+        (100.0, 105.0, 135.0)
+        """
         spans = list(attempts)
         with self._tx() as conn:
             job = conn.execute("SELECT finished_at FROM jobs WHERE id = ?", (job_id,)).fetchone()

@@ -24,6 +24,17 @@ def home(tmp_path, monkeypatch) -> Path:
     nbjobs.store._local.__dict__.get("stores", {}).clear()
 
 
+def wait_for(pred, timeout: float, what: str, every: float = 0.05):
+    """Poll ``pred`` until it returns something truthy (returned) or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
 def start_worker(home: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     """A real `nbjobs worker` process for ``home``; waits until it has registered."""
     full_env = dict(os.environ, NBJOBS_HOME=str(home), **(env or {}))

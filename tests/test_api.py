@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from conftest import write_notebook
+from conftest import write_notebook, wait_for as _wait_for
 from nbjobs.errors import WaitTimeout
 from nbjobs.job import code_hash
 from nbjobs.store import Store
@@ -22,14 +22,6 @@ from nbjobs.store import Store
 JOB_WAIT = 60  # generous upper bound for one tiny papermill job on a loaded machine
 
 
-def _wait_for(pred, timeout: float, what: str, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _marker_code(marker: Path, sleep: float, tail: str = "") -> str:

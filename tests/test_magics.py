@@ -19,7 +19,7 @@ from traitlets.config import Config
 
 import nbjobs
 import nbjobs.store
-from conftest import write_notebook
+from conftest import write_notebook, wait_for
 from nbjobs import panel
 from nbjobs.store import Store
 
@@ -67,14 +67,6 @@ def job_rows(home: Path) -> int:
         store.close()
 
 
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # --- loading and help ------------------------------------------------------------------------------

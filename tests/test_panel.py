@@ -20,6 +20,8 @@ from nbjobs.job import JobRecord, State
 from nbjobs.panel import PanelModel, diff_rows, row_render, row_view
 from nbjobs.store import Store
 
+from conftest import wait_for
+
 ID_A, ID_B, ID_C = "a" * 32, "b" * 32, "c" * 32
 
 
@@ -27,14 +29,6 @@ def rec(id=ID_A, name="job", state=State.QUEUED, submitted_at=100.0, **kw) -> Jo
     return JobRecord(id=id, name=name, kind=kw.pop("kind", "cell"), state=state, submitted_at=submitted_at, **kw)
 
 
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def updater_threads() -> list[threading.Thread]:

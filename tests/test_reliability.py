@@ -20,7 +20,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import nbjobs
-from conftest import start_worker, stop_worker, write_notebook
+from conftest import start_worker, stop_worker, write_notebook, wait_for
 from nbjobs.errors import ExpiredJob
 from nbjobs.store import Store
 from test_cli import ID_RE, _assert_bad_input, nbj
@@ -58,14 +58,6 @@ def rows_of(home: Path, job_id: str) -> dict[str, int]:
                     (job_id,))[0][0] for t in ("jobs", "attempts", "events", "outputs")}
 
 
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def submit(*args: str, home: Path) -> str:

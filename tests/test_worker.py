@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from conftest import start_worker, stop_worker
+from conftest import start_worker, stop_worker, wait_for as _wait_for
 from nbjobs.store import Store
 
 pytestmark = pytest.mark.slow
@@ -18,14 +18,6 @@ pytestmark = pytest.mark.slow
 JOB_WAIT = 60
 
 
-def _wait_for(pred, timeout: float, what: str, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _marker_code(marker: Path, sleep: float) -> str:

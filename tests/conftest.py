@@ -27,12 +27,13 @@ def home(tmp_path, monkeypatch) -> Path:
 def wait_for(pred, timeout: float, what: str, every: float = 0.05):
     """Poll ``pred`` until it returns something truthy (returned) or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:  # the condition is checked at least once, even with no time left
         value = pred()
         if value:
             return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def start_worker(home: Path, *args: str, env: dict | None = None) -> subprocess.Popen:

@@ -202,6 +202,23 @@ _JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)
 _FAILURES = frozenset(policy.RETRY_ON)
 
 
+def _job_filters(table: str, state: Any, name: str | None, tag: str | None) -> tuple[list[str], list[Any]]:
+    """WHERE terms and parameters for the state(s) / name (exact or glob) / tag filters of job lists."""
+    where: list[str] = []
+    params: list[Any] = []
+    if state:
+        states = [state] if isinstance(state, str) else list(state)
+        where.append(f"{table}.state IN ({', '.join('?' * len(states))})")
+        params += [State(s).value for s in states]
+    if name:
+        where.append(f"{table}.name GLOB ?" if any(c in name for c in "*?[") else f"{table}.name = ?")
+        params.append(name)
+    if tag:
+        where.append(f"EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE value = ?)")
+        params.append(tag)
+    return where, params
+
+
 def _host() -> str:
     return socket.gethostname()
 
@@ -430,17 +447,7 @@ class Store:
                   tag: str | None = None, limit: int | None = 20) -> list[JobRecord]:
         """Newest first.  ``state`` may be one state or several; ``name`` matches exactly or as a
         glob (``train*``)."""
-        where, params = [], []
-        if state:
-            states = [state] if isinstance(state, str) else list(state)
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            params += [State(s).value for s in states]
-        if name:
-            where.append("name GLOB ?" if any(c in name for c in "*?[") else "name = ?")
-            params.append(name)
-        if tag:
-            where.append("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)")
-            params.append(tag)
+        where, params = _job_filters("jobs", state, name, tag)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY submitted_at DESC, id"
         if limit:
@@ -886,16 +893,9 @@ class Store:
         if until is not None:
             where.append("j.submitted_at < ?")
             params.append(float(until))
-        if state:
-            states = [state] if isinstance(state, str) else list(state)
-            where.append(f"j.state IN ({', '.join('?' * len(states))})")
-            params += [State(s).value for s in states]
-        if name:
-            where.append("j.name GLOB ?" if any(c in name for c in "*?[") else "j.name = ?")
-            params.append(name)
-        if tag:
-            where.append("EXISTS (SELECT 1 FROM json_each(j.tags) WHERE value = ?)")
-            params.append(tag)
+        more_where, more_params = _job_filters("j", state, name, tag)
+        where += more_where
+        params += more_params
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         if attempts:
             sql = ("SELECT j.id, a.number, j.name, j.kind, j.state, a.outcome, j.reason, j.attempts, j.priority, "

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from conftest import start_worker, stop_worker
+from conftest import start_worker, stop_worker, wait_for as _wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +29,6 @@ JOB_WAIT = 60
 
 
 # --- helpers: waiting, SQLite, /proc ------------------------------------------------------------------
-def _wait_for(pred, timeout: float, what: str, every: float = 0.05):
-    """``pred()``'s first true value, asked at least once and until ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(every)
 
 
 def _db(home: Path) -> sqlite3.Connection:

@@ -24,7 +24,7 @@ from conftest import start_worker, stop_worker, write_notebook, wait_for
 from nbjobs.errors import ExpiredJob
 from nbjobs.store import Store
 from test_cli import ID_RE, _assert_bad_input, nbj
-from test_magics import new_shell
+from test_magics import new_shell, shell  # noqa: F401  (the shell fixture)
 
 JOB_WAIT = 90  # generous bound for a few small papermill jobs on a loaded 2-CPU machine
 DATE_RE = re.compile(r"expired on (\d{4}-\d{2}-\d{2})")
@@ -78,18 +78,6 @@ def expired_line(r: subprocess.CompletedProcess) -> str:
     assert "no job matches" not in line
     return line
 
-
-@pytest.fixture
-def shell(home, tmp_path, monkeypatch):
-    from IPython.core.interactiveshell import InteractiveShell
-
-    from nbjobs import panel
-
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    sh = new_shell()
-    yield sh
-    panel.unwatch_all()
-    InteractiveShell.clear_instance()
 
 
 # --- dead letters -----------------------------------------------------------------------------------

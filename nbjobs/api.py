@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from . import config, params, policy
+from . import config, params, policy, wake
 from .errors import BadInput, NbjobsError, WaitTimeout
 from .job import TERMINAL, JobRecord, State, code_hash, short_id
 from .store import Store, actor_name, open_store
@@ -247,6 +247,7 @@ def ensure_worker(home: Path | str | None = None) -> bool:
 def _submit(spec: dict[str, Any], home: Path | str | None, start_worker: bool) -> Job:
     store = _store(home)
     rec, _created = store.insert_job(spec, actor_name("api"))
+    wake.poke(store.path)
     if start_worker:
         ensure_worker(home)
     return Job(rec.id, home)
@@ -496,6 +497,7 @@ def cancel(job_id: str, home: Path | str | None = None) -> Job:
     store = _store(home)
     full = store.resolve(job_id)
     store.request_cancel(full, actor_name("api"))
+    wake.poke(store.path)
     return Job(full, home)
 
 
@@ -504,18 +506,27 @@ def retry(job_id: str, home: Path | str | None = None, start_worker: bool = True
     store = _store(home)
     full = store.resolve(job_id)
     store.retry(full, actor_name("api"))
+    wake.poke(store.path)
     if start_worker:
         ensure_worker(home)
     return Job(full, home)
 
 
 def worker(concurrency: int = 1, executor: str = "local", idle_exit: float | None = None,
-           home: Path | str | None = None) -> int:
-    """Run a worker in this process until it is stopped (Ctrl-C) or idle for ``idle_exit`` seconds."""
+           home: Path | str | None = None, pool: int | None = None) -> int:
+    """Run a worker in this process until it is stopped (Ctrl-C) or idle for ``idle_exit`` seconds.
+
+    ``pool`` kernels are kept started ahead of need, each for one job only (default: one per
+    concurrency slot; 0: every kernel starts with its job).
+
+    >>> nbjobs.worker(concurrency=2, idle_exit=30)   # doctest: +SKIP
+    """
     from .worker import Worker
 
     concurrency = _check_int("concurrency", concurrency, 1, 256)
-    return Worker(home, concurrency=concurrency, executor=executor, idle_exit=idle_exit).run()
+    if pool is not None:
+        pool = _check_int("pool", pool, 0, 64)
+    return Worker(home, concurrency=concurrency, executor=executor, idle_exit=idle_exit, pool=pool).run()
 
 
 # --- dead letters and retention ---------------------------------------------------------------------

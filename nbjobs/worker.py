@@ -1,8 +1,9 @@
 """The worker: claim -> execute -> record, with heartbeats, cancels, timeouts and a clean stop.
 
 One thread owns the worker's SQLite connection and does every write; executors report from
-their own threads through a queue.  A worker that is idle notices new work through SQLite's
-``PRAGMA data_version`` (a cheap read, every 20 ms) instead of sleeping a fixed interval.
+their own threads through a queue.  A worker that is idle sleeps in ``select`` until a submitter
+pokes it (`nbjobs.wake`) or an executor reports, and picks new work up within a millisecond or
+two; a cheap ``PRAGMA data_version`` check every 0.25 s catches writes nobody poked about.
 
 Stopping (SIGTERM, SIGINT/Ctrl-C, or `Worker.stop`): no new claims; running attempts get
 ``grace`` seconds to finish, then are interrupted and released back to the queue (the attempt
@@ -17,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import queue
+import select
 import signal
 import socket
 import sys
@@ -26,12 +28,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import config, policy
+from . import config, policy, wake
 from .executors import Executor, Handle, get_executor
 from .errors import BadInput, StoreError
 from .store import Store, actor_name
 
-POLL = 0.02  # seconds between 'anything new?' checks when idle
+POLL = 0.25  # seconds between 'anything new?' checks of SQLite when no wake-up came (see `nbjobs.wake`)
+TICK = 0.05  # longest wait while jobs run (cancel checks, deadlines, heartbeats)
 RETENTION_EVERY = 600.0  # seconds between two applications of the retention setting
 
 
@@ -56,10 +59,13 @@ class Worker:
 
     def __init__(self, home: Path | str | None = None, *, concurrency: int = 1, executor: str | Executor = "local",
                  idle_exit: float | None = None, grace: float = config.STOP_GRACE,
-                 lease: float = config.LEASE_SECONDS, autostarted: bool = False):
+                 lease: float = config.LEASE_SECONDS, autostarted: bool = False, pool: int | None = None):
         self.home = Path(home) if home else config.home()
         self.concurrency = max(1, int(concurrency))
-        self.executor = get_executor(executor) if isinstance(executor, str) else executor
+        if pool is None and config.POOL_SIZE is not None:
+            pool = int(config.POOL_SIZE)
+        self.executor = (get_executor(executor, concurrency=self.concurrency, pool=pool, workdir=self.home)
+                         if isinstance(executor, str) else executor)
         self.idle_exit = idle_exit
         self.grace = grace
         self.lease = lease
@@ -70,6 +76,11 @@ class Worker:
         self._stop_at: float | None = None
         self._lock_file = None
         self.store: Store | None = None
+        self._events_r, self._events_w = os.pipe()  # a byte per event: lets the loop sleep in select
+        os.set_blocking(self._events_r, False)
+        os.set_blocking(self._events_w, False)
+        self._wake = None
+        self._poked = False
 
     # --- control --------------------------------------------------------------------------------
     def stop(self, grace: float | None = None) -> None:
@@ -109,15 +120,17 @@ class Worker:
                               autostarted=self.autostarted)
         actor = f"worker:{self.id}"
         started = 0
-        last_beat = last_reclaim = last_cancel_check = last_claim = 0.0
+        self._wake = wake.listen(config.db_path(self.home))
+        last_beat = last_reclaim = last_cancel_check = last_claim = last_checkpoint = 0.0
         last_retention = -RETENTION_EVERY  # apply the retention setting at start, whatever the uptime
         last_version = -1
         idle_since = time.monotonic()
         beat_every = min(5.0, self.lease / 4)
         try:
+            self.executor.begin()
             store.reclaim_expired(actor)
             while True:
-                self._drain(timeout=POLL)
+                self._drain(timeout=TICK if self.running else POLL)
                 now = time.monotonic()
                 if self._stop_at is not None:
                     if not self.running:
@@ -127,17 +140,18 @@ class Worker:
                             self._request_stop(r, "release")
                 elif len(self.running) < self.concurrency:
                     version = store.data_version()
-                    if version != last_version or now - last_claim > 0.5:
+                    if self._poked or version != last_version or now - last_claim > 0.5:
                         last_version, last_claim = version, now
                         while len(self.running) < self.concurrency and self._stop_at is None:
                             if not self._claim_one():
                                 break
                             started += 1
-                if now - last_cancel_check >= 0.2 and self.running:
+                if (self._poked or now - last_cancel_check >= 0.2) and self.running:
                     last_cancel_check = now
                     for job_id in store.cancel_requests(self.id):
                         if job_id in self.running:
                             self._request_stop(self.running[job_id], "cancelled")
+                self._poked = False
                 self._enforce_deadlines(now)
                 if now - last_beat >= beat_every:
                     last_beat = now
@@ -150,7 +164,10 @@ class Worker:
                     self._apply_retention(actor)
                 if self.running:
                     idle_since = now
-                elif self.idle_exit is not None and now - idle_since >= self.idle_exit:
+                elif now - idle_since > 1.0 and now - last_checkpoint > 30.0:
+                    last_checkpoint = now
+                    store.checkpoint()
+                if not self.running and self.idle_exit is not None and now - idle_since >= self.idle_exit:
                     break
         finally:
             self._shutdown()
@@ -189,6 +206,10 @@ class Worker:
         def report(event: dict, box=box) -> None:
             ready.wait()
             self.events.put((box[0], event))
+            try:
+                os.write(self._events_w, b"\0")
+            except BlockingIOError:  # the pipe is full: the loop is awake already
+                pass
 
         try:
             handle = self.executor.start(spec, report)
@@ -203,10 +224,23 @@ class Worker:
         return True
 
     def _drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for an executor event or a poke, then handle every queued event."""
         try:
-            run, event = self.events.get(timeout=timeout)
+            run, event = self.events.get_nowait()
         except queue.Empty:
-            return
+            waiting = [self._events_r] + ([self._wake] if self._wake is not None else [])
+            ready, _, _ = select.select(waiting, [], [], timeout)
+            if self._wake is not None and self._wake in ready:
+                self._poked = wake.drain(self._wake) > 0 or self._poked
+            if self._events_r in ready:
+                try:
+                    os.read(self._events_r, 65536)
+                except BlockingIOError:
+                    pass
+            try:
+                run, event = self.events.get_nowait()
+            except queue.Empty:
+                return
         while True:
             self._handle(run, event)
             try:
@@ -218,6 +252,8 @@ class Worker:
         h, store, kind = run.handle, self.store, event.get("type")
         if kind == "started":
             store.set_attempt_info(h.job_id, h.number, **event)
+        elif kind == "kernel":
+            store.set_attempt_info(h.job_id, h.number, kernel_pid=event.get("pid"), kernel_warm=bool(event.get("warm")))
         elif kind == "progress":
             store.set_progress(h.job_id, self.id, event["done"], event["total"])
         elif kind == "done":
@@ -225,6 +261,7 @@ class Worker:
         elif kind == "exit":
             self.running.pop(h.job_id, None)
             self._finish(run, event.get("returncode"))
+            self._poked = True  # a slot is free: claim now (our own commits leave data_version as it was)
 
     def _finish(self, run: _Running, returncode: int | None) -> None:
         h, done = run.handle, run.done or {}
@@ -281,6 +318,8 @@ class Worker:
                 self.store.worker_stopped(self.id)
             if self._lock_file is not None:
                 self._lock_file.close()
+            if self._wake is not None:
+                self._wake.close()
 
 
 def start_background(home: Path | str | None = None, idle_exit: float = config.AUTOSTART_IDLE_EXIT) -> int:

@@ -8,8 +8,8 @@ What it does, all with real processes (no mocks):
    sleeps 1.5 s so kills land mid-cell; 80 % with ``retries=4``, 20 % with none; every 50th fails
    on purpose with ``retries=1``), starts ``--workers`` workers (``--concurrency`` each,
    ``NBJOBS_LEASE_SECONDS=2``), and every 2.5-7.5 s (``--chaos-every 5``) either SIGKILLs a random
-   worker (and starts a new one) or SIGKILLs a random kernel (found in ``/proc`` by
-   ``NBJOBS_JOB_ID`` in its environment), until every job is in a final state.
+   worker (and starts a new one) or SIGKILLs a random kernel of the home (found in ``/proc``:
+   an ``ipykernel`` with the home's ``NBJOBS_HOME``: a job's, or a warm one waiting in a pool), until every job is in a final state.
 3. **Checks and table**: submitted / succeeded / failed (on purpose, or by chaos with no retry
    left) / lost (rows missing, or still active at the end) / duplicated (more than one succeeded
    attempt, more than one 'succeeded' event, or outputs not from the succeeded attempt or with
@@ -89,8 +89,10 @@ class Soak:
                 if stat.rsplit(")", 1)[1].split()[0] in "ZX":
                     continue
                 cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-                if any(v.startswith(b"NBJOBS_JOB_ID=") for v in env):  # set by the runner for what it starts
-                    found[int(entry)] = "kernel" if b"ipykernel" in cmd else "helper"  # helper: e.g. `ip addr`
+                if b"ipykernel" in cmd:  # a job's kernel, or a warm one waiting in a pool (a job must survive that too)
+                    found[int(entry)] = "kernel"
+                elif any(v.startswith(b"NBJOBS_JOB_ID=") for v in env):  # set for what a cold kernel starts
+                    found[int(entry)] = "helper"  # e.g. `ip addr`
                 elif b"nbjobs.runner" in cmd:
                     found[int(entry)] = "runner"
             except OSError:

@@ -120,8 +120,10 @@ def show_text(job_id: str) -> str:
         lines.append("attempt history:")
         for a in attempts:
             dur = fmt_duration(a["finished_at"] - a["started_at"]) if a["finished_at"] else "-"
+            kernel = (f", kernel pid {a['kernel_pid']} ({'warm' if a.get('kernel_warm') else 'cold'})"
+                      if a.get("kernel_pid") else "")
             lines.append(f"  #{a['number']}  {a['outcome']:<12} {fmt_time(a['started_at'])}  {dur:>7}  "
-                         f"worker {a['worker_id']}")
+                         f"worker {a['worker_id']}{kernel}")
     outs = job._store.outputs(r.id)
     if outs:
         lines.append("outputs:    " + ", ".join(f"{o['name']} ({o['kind']})" for o in outs))
@@ -404,10 +406,15 @@ def cmd_worker(a: argparse.Namespace) -> int:
     for flag, value in (("--grace", a.grace), ("--idle-exit", a.idle_exit)):
         if value is not None and not 0 <= value <= api.MAX_TIMEOUT:  # also false for nan
             raise params.BadInput(f"{flag} must be a number of seconds from 0 to {api.MAX_TIMEOUT:.0f}, not {value}")
+    pool = 0 if a.no_warm else a.pool
+    if pool is not None and not 0 <= pool <= 64:
+        raise params.BadInput(f"--pool must be from 0 to 64 warm kernels, not {pool}")
     w = Worker(concurrency=a.concurrency, idle_exit=a.idle_exit, autostarted=a.autostarted,
-               grace=a.grace if a.grace is not None else api.config.STOP_GRACE)
+               grace=a.grace if a.grace is not None else api.config.STOP_GRACE, pool=pool)
     if not a.autostarted:
-        print(f"nbjobs worker {w.id}: home {w.home}, concurrency {w.concurrency}; Ctrl-C stops it", flush=True)
+        warm = getattr(w.executor, "pool", None)
+        print(f"nbjobs worker {w.id}: home {w.home}, concurrency {w.concurrency}"
+              + (f", {warm} warm kernel(s)" if warm is not None else "") + "; Ctrl-C stops it", flush=True)
     n = w.run()
     if not a.autostarted:
         print(f"nbjobs worker {w.id}: stopped after {n} attempt(s)", flush=True)
@@ -520,8 +527,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9464, help="port for --serve (default 9464; 0 picks a free one)")
 
     p = _add(sub, "worker", cmd_worker, "run a worker in the foreground; Ctrl-C stops it cleanly",
-             "nbjobs worker --concurrency 2")
+             "nbjobs worker --concurrency 2 --pool 4")
     p.add_argument("--concurrency", type=int, default=1, help="jobs run at once (default 1)")
+    p.add_argument("--pool", type=int, metavar="N", help="kernels kept started ahead of need, each used by one job "
+                   "only (default: one per --concurrency slot; env NBJOBS_POOL_SIZE)")
+    p.add_argument("--no-warm", action="store_true", help="start every job's kernel when the job starts (the cold "
+                   "path; same as --pool 0)")
     p.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (default: never)")
     p.add_argument("--grace", type=float, help="seconds running jobs get to finish when stopping (default 10)")
     p.add_argument("--autostarted", action="store_true", help=argparse.SUPPRESS)

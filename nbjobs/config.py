@@ -19,6 +19,12 @@ STOP_GRACE = float(os.environ.get("NBJOBS_STOP_GRACE", "10"))
 #: how long a stopped kernel gets between interrupt and kill
 KILL_GRACE = float(os.environ.get("NBJOBS_KILL_GRACE", "1.5"))
 #: SQLite busy timeout, seconds
+#: warm kernels per worker (default: one per concurrency slot); 0 starts every kernel on demand
+POOL_SIZE = os.environ.get("NBJOBS_POOL_SIZE")
+#: a warm kernel nobody took for this long is retired (its kernel name goes cold until asked for)
+POOL_IDLE_RETIRE = float(os.environ.get("NBJOBS_POOL_IDLE_RETIRE", "900"))
+#: no new warm kernel starts while a runner host's idle kernels use more memory than this (bytes)
+POOL_MAX_MEMORY = int(float(os.environ.get("NBJOBS_POOL_MAX_MEMORY_MB", "1024")) * 2**20)
 BUSY_TIMEOUT = 30.0
 #: largest JSON value stored inline in SQLite; larger values go to a file in the run folder
 INLINE_LIMIT = 64 * 1024

@@ -1,4 +1,4 @@
-"""Kernels: which kernels exist, cheaply.  (The warm pool of pre-started kernels comes here too.)
+"""Kernels: which kernels exist (cheaply), and the warm pool of pre-started kernels handed to papermill.
 
 `kernel_exists` answers from the kernelspec folders without importing jupyter_client, so a
 submit can refuse an unknown kernel in well under a millisecond.
@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+import threading
 import time
+from typing import Any, Callable
 
 _cache: dict[str, tuple[float, list[str]]] = {}
 
@@ -96,3 +99,229 @@ def kernel_for_python(executable: str | None = None) -> str:
     name = best[2] if best else "python3"
     _cache["for:" + exe] = (time.monotonic(), [name])
     return name
+
+
+# --- the warm pool ---------------------------------------------------------------------------------
+#: the IPython history of a job kernel lives in memory, as papermill/nbclient start it
+KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
+#: run (silently, without touching history or the execution count) in a warm kernel when a job takes
+#: it, so that from inside the job it is the kernel a cold start in the job's folder would have given
+PREPARE = """exec({code!r}, {{"get_ipython": get_ipython}})"""
+_PREPARE_CODE = """\
+import os, pathlib
+os.chdir({cwd!r})
+os.environ.update({env!r})
+ip = get_ipython()
+ip.starting_dir = os.getcwd()
+ip.history_manager.dir_hist[:] = [pathlib.Path(os.getcwd())]
+"""
+
+
+def prepare_code(cwd: str, env: dict[str, str]) -> str:
+    """The silent cell that moves a warm kernel into a job: its working directory (also as IPython's
+    ``_dh`` and starting dir) and the job's own environment variables.  Runs in a throwaway
+    namespace, so it leaves no names in the job's."""
+    return PREPARE.format(code=_PREPARE_CODE.format(cwd=cwd, env=env))
+
+
+class Kernel:
+    """One kernel process for one job: started ahead of need (``warm``) or on demand.  Its raw
+    stdout/stderr (what ipykernel does not forward to the notebook, e.g. a crash message) goes to
+    ``sink`` once a job has taken it, and is dropped before."""
+
+    def __init__(self, km: Any, name: str, warm: bool):
+        self.km, self.name, self.warm = km, name, warm
+        self.pid: int | None = getattr(km.provisioner, "pid", None)
+        self.born = time.monotonic()
+        self.sink: Callable[[str], Any] | None = None
+        self._pump = threading.Thread(target=self._read, daemon=True, name=f"nbjobs-kernel-{self.pid}")
+        self._pump.start()
+
+    def _read(self) -> None:
+        stream = getattr(getattr(self.km.provisioner, "process", None), "stdout", None)
+        if stream is None:
+            return
+        with stream:
+            for line in stream:
+                sink = self.sink
+                if sink is not None:
+                    sink(line.decode(errors="replace"))
+
+    def alive(self) -> bool:
+        process = getattr(self.km.provisioner, "process", None)
+        return process is not None and process.poll() is None
+
+    def rss(self) -> int:
+        """Resident memory in bytes (0 if unknown)."""
+        try:
+            with open(f"/proc/{self.pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def kill(self) -> None:
+        """End the kernel now (one job only: it is never reused).  A kill, not jupyter_client's
+        ``shutdown_kernel``, which polls for the exit every 0.1 s."""
+        self.sink = None
+        kill_pid(self.pid)
+        process = getattr(self.km.provisioner, "process", None)
+        if process is not None:
+            process.wait()
+        self.km.cleanup_resources()  # the connection file
+        self._pump.join(1)
+
+
+def kill_pid(pid: int | None) -> None:
+    """SIGKILL a kernel and its process group (it runs in a session of its own)."""
+    import signal
+
+    if not pid:
+        return
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+
+
+def start_kernel(name: str, cwd: str, env: dict[str, str] | None = None, warm: bool = False) -> Kernel:
+    """Start a kernel called ``name`` in ``cwd`` (jupyter_client's KernelManager, asynchronous
+    client class so nbclient can drive it); returns at once, before it is ready."""
+    import subprocess
+
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name=name, client_class="jupyter_client.asynchronous.AsyncKernelClient")
+    km.start_kernel(extra_arguments=list(KERNEL_ARGS), cwd=cwd, env=dict(env if env is not None else os.environ),
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return Kernel(km, name, warm)
+
+
+class KernelPool:
+    """Kernels started ahead of need, ``size`` per kernel name, each handed to exactly one job.
+
+    `take` gives a warm kernel of that name if one is there (and starts its replacement in the
+    background), or starts one on demand (the cold path: a kernel name the pool does not hold, or
+    ``size=0``).  Names asked for on demand join the pool (at most ``max_names``).  Warm kernels idle
+    for ``idle_retire`` seconds are retired; no new warm kernel starts while the pool's kernels
+    use more than ``max_memory`` bytes.  `shutdown` (and `resize` down) kill what is no longer wanted.
+
+    >>> pool = KernelPool(["python3"], size=1, workdir="/tmp")   # doctest: +SKIP
+    >>> kernel = pool.take("python3", cwd="/data")                # doctest: +SKIP
+    """
+
+    def __init__(self, names: list[str], size: int = 1, *, workdir: str, idle_retire: float = 900.0,
+                 max_memory: int = 2 << 30, max_names: int = 4, on_change: Callable[[list[int]], Any] | None = None):
+        self.names = list(dict.fromkeys(names))
+        self.size = max(0, int(size))
+        self.workdir = workdir
+        self.idle_retire = idle_retire
+        self.max_memory = max_memory
+        self.max_names = max_names
+        self.on_change = on_change  # told the pids of the pool's idle kernels whenever they change
+        self.idle: dict[str, list[Kernel]] = {}
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._keep, daemon=True, name="nbjobs-kernel-pool")
+        self._thread.start()
+
+    # --- used by the runner ---------------------------------------------------------------------
+    def take(self, name: str, cwd: str, env: dict[str, str] | None = None) -> Kernel:
+        """A kernel for one job: a warm one (``kernel.warm``; the caller moves it into ``cwd``
+        and the job's environment with `prepare_code`), or, with none of that name ready, one
+        started now in ``cwd`` with ``env``."""
+        with self._cond:
+            kernels = self.idle.get(name) or []
+            dead = [k for k in kernels if not k.alive()]  # killed or crashed while waiting
+            kernels[:] = [k for k in kernels if k not in dead]
+            kernel = kernels.pop(0) if kernels else None
+            if name not in self.names and len(self.names) < self.max_names:
+                self.names.append(name)
+            self._cond.notify_all()
+        for k in dead:
+            k.kill()
+        if kernel is not None:
+            self._changed()
+            return kernel
+        return start_kernel(name, cwd, env)
+
+    def pids(self) -> list[int]:
+        with self._cond:
+            return [k.pid for ks in self.idle.values() for k in ks if k.pid]
+
+    def resize(self, size: int) -> None:
+        with self._cond:
+            self.size = max(0, int(size))
+            extra = [k for ks in self.idle.values() for k in ks[self.size:]]
+            for ks in self.idle.values():
+                del ks[self.size:]
+            self._cond.notify_all()
+        for k in extra:
+            k.kill()
+        self._changed()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._closed = True
+            kernels = [k for ks in self.idle.values() for k in ks]
+            self.idle.clear()
+            self._cond.notify_all()
+        for k in kernels:
+            k.kill()
+        self._thread.join(5)
+
+    def kill_now(self) -> None:
+        """From a dying process (no locks, no waiting): SIGKILL every idle kernel."""
+        for ks in list(self.idle.values()):
+            for k in list(ks):
+                kill_pid(k.pid)
+
+    # --- the keeper thread ----------------------------------------------------------------------
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.pids())
+
+    def _memory(self) -> int:
+        return sum(k.rss() for ks in self.idle.values() for k in ks)
+
+    def _keep(self) -> None:
+        while True:
+            start: str | None = None
+            retire: list[Kernel] = []
+            with self._cond:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                for ks in self.idle.values():
+                    retire += [k for k in ks if now - k.born > self.idle_retire]
+                    ks[:] = [k for k in ks if k not in retire]
+                if retire:  # a retired name stays cold until a job asks for it again
+                    gone = {k.name for k in retire}
+                    self.names = [n for n in self.names if n not in gone or self.idle.get(n)]
+                elif self._memory() < self.max_memory:
+                    start = next((n for n in self.names if len(self.idle.get(n, [])) < self.size), None)
+                if start is None and not retire:
+                    self._cond.wait(min(30.0, self.idle_retire))
+                    continue
+            for k in retire:
+                k.kill()
+            if start is not None:
+                try:
+                    kernel = start_kernel(start, self.workdir, warm=True)
+                except Exception as exc:  # noqa: BLE001 - e.g. a kernelspec removed: stop warming it
+                    print(f"nbjobs: cannot keep a warm {start!r} kernel ({exc}); jobs start it on demand",
+                          file=sys.stderr, flush=True)
+                    with self._cond:
+                        self.names = [n for n in self.names if n != start]
+                    continue
+                with self._cond:
+                    if self._closed or start not in self.names:
+                        kernel_to_kill: Kernel | None = kernel
+                    else:
+                        self.idle.setdefault(start, []).append(kernel)
+                        kernel_to_kill = None
+                if kernel_to_kill is not None:
+                    kernel_to_kill.kill()
+            self._changed()

@@ -30,8 +30,10 @@ from typing import Any, Callable
 
 from . import config, outputs
 from .job import code_hash
+from .kernels import kill_pid as _kill_kernel
 
 Report = Callable[[dict], None]
+SAVE_EVERY = 1.0  # seconds between two saves of the output notebook while cells run
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -101,17 +103,25 @@ class Redactor:
         return self(obj)
 
 
-class _RedactedFile:
-    """A text file whose writes pass through a `Redactor` (papermill's stdout/stderr file)."""
+class _LogFile:
+    """The attempt's log: papermill's stdout/stderr file, and the sink of the kernel's own output.
+    Writes pass through the job's `Redactor` and a lock (the kernel's output arrives on its own
+    thread)."""
 
-    def __init__(self, f, redact: Redactor):
-        self.f, self.redact = f, redact
+    def __init__(self, f):
+        self.f, self.redact, self.lock = f, Redactor({}), threading.Lock()
 
     def write(self, text: str) -> int:
-        return self.f.write(self.redact(text))
+        with self.lock:
+            return self.f.write(self.redact(text))
 
     def flush(self) -> None:
-        self.f.flush()
+        with self.lock:
+            self.f.flush()
+
+    def close(self) -> None:
+        with self.lock:
+            self.f.close()
 
 
 def load_secrets(names: list[str]) -> dict[str, str]:
@@ -146,39 +156,81 @@ def _redact_stderr(redact: Redactor) -> threading.Thread:
 
 
 class _Stop:
-    """Shared between the signal handler and the run: the kernel to stop and whether we did."""
+    """Shared between the stop request (a signal, or a message to a runner host) and the run of
+    the current attempt: the kernel to stop and whether we did.  Reset for every attempt."""
 
     requested: str | None = None
     kernel_pid: int | None = None
     finished = False  # the run is over: a late escalation must not interrupt the reporting
+    attempt = 0       # which attempt of this process a stop (and its escalation) belongs to
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.requested, cls.kernel_pid, cls.finished = None, None, False
+        cls.attempt += 1
 
 
-def _kill_kernel(pid: int | None) -> None:
-    if not pid:
-        return
-    try:
-        os.killpg(os.getpgid(pid), signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
+async def _ready(kc: Any, km: Any, timeout: float) -> None:
+    """Wait until the kernel answers and our iopub subscription is live.  jupyter_client's
+    ``wait_for_ready`` checks the same but waits 0.2 s for iopub after the first reply, which a
+    fresh subscription misses (ZeroMQ's slow joiner): a warm kernel would spend 200 ms there."""
+    from queue import Empty
+
+    from jupyter_core.utils import ensure_async
+
+    deadline = time.monotonic() + timeout
+    while True:
+        msg_id = kc.kernel_info()
+        while True:
+            try:
+                reply = await ensure_async(kc.shell_channel.get_msg(timeout=1))
+            except Empty:
+                break
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                try:
+                    await ensure_async(kc.iopub_channel.get_msg(timeout=0.02))
+                    return
+                except Empty:
+                    break
+        if not km.is_alive():
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
 
 
-def _engine(report: Report, redact: Redactor | None = None):
+def _engine(report: Report, redact: Redactor | None = None, kernel: Any = None, prepare: str | None = None):
     """papermill engine class of ours, registered as ``nbjobs``: progress reports per cell,
-    and the kernel's pid reported as soon as it runs (so a stop can reach it)."""
+    and the kernel's pid reported as soon as it runs (so a stop can reach it).
+
+    With ``kernel`` (a `nbjobs.kernels.Kernel` already started, warm or on demand) papermill runs
+    the notebook in it instead of starting one; ``prepare`` is the silent cell that moves a warm
+    kernel into the job (see `nbjobs.kernels.prepare_code`)."""
+    from jupyter_core.utils import ensure_async
     from nbclient.client import run_sync
+    from nbclient.util import run_hook
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
     from papermill.log import logger
 
     class Manager(NotebookExecutionManager):
+        last_save = None
+
         def save(self, **kwargs):
+            # papermill saves before and after every cell; a job of quick cells would spend most of
+            # its time writing the notebook.  Save at the start, then at most once a second while
+            # cells run, and at the end (papermill writes the finished notebook once more itself).
+            now = time.monotonic()
+            if self.last_save is not None and now - self.last_save < SAVE_EVERY:
+                return
+            self.last_save = now
             if redact:  # a secret the job printed never reaches the output notebook
                 for cell in self.nb.cells:
                     redact.deep(cell.get("outputs", []))
             super().save(**kwargs)
+
+        def notebook_complete(self, **kwargs):
+            self.last_save = None  # papermill's own final save goes through
+            super().notebook_complete(**kwargs)
 
         def cell_complete(self, cell, cell_index=None, **kwargs):
             super().cell_complete(cell, cell_index=cell_index, **kwargs)
@@ -191,12 +243,35 @@ def _engine(report: Report, redact: Redactor | None = None):
             await super().async_start_new_kernel(**kwargs)
             pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
             _Stop.kernel_pid = pid
-            report({"type": "kernel", "pid": pid})
+            report({"type": "kernel", "pid": pid, "warm": False})
             if _Stop.requested:  # asked to stop while the kernel was starting
                 _kill_kernel(pid)
 
         # nbclient binds the sync wrapper to its own coroutine: rebind it to ours
         start_new_kernel = run_sync(async_start_new_kernel)
+
+        async def async_start_new_kernel_client(self):
+            if kernel is None:
+                return await super().async_start_new_kernel_client()
+            # ours, already started (nbclient skipped async_start_new_kernel)
+            _Stop.kernel_pid = kernel.pid
+            report({"type": "kernel", "pid": kernel.pid, "warm": kernel.warm})
+            if _Stop.requested:
+                _kill_kernel(kernel.pid)
+            self.kc = kc = self.km.client()
+            await ensure_async(kc.start_channels())
+            await _ready(kc, self.km, self.startup_timeout)
+            kc.allow_stdin = False
+            await run_hook(self.on_notebook_start, notebook=self.nb)
+            if prepare:
+                reply = await self.async_wait_for_reply(await ensure_async(
+                    kc.execute(prepare, silent=True, store_history=False, allow_stdin=False)))
+                if (reply or {}).get("content", {}).get("status") != "ok":
+                    raise RuntimeError("the warm kernel could not be prepared for the job "
+                                       f"({(reply or {}).get('content', {}).get('evalue', 'no reply')})")
+            return kc
+
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
     class NbjobsEngine(NBClientEngine):
         @classmethod
@@ -215,9 +290,14 @@ def _engine(report: Report, redact: Redactor | None = None):
         @classmethod
         def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
                                      stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
-            return Client(nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
-                          kernel_name=kernel_name, log=logger, log_output=log_output,
-                          stdout_file=stdout_file, stderr_file=stderr_file).execute()
+            client = Client(nb_man, km=kernel.km if kernel is not None else None, timeout=execution_timeout,
+                            startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
+                            log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+            try:
+                return client.execute()
+            finally:
+                if kernel is not None and client.kc is not None:  # nbclient leaves a kernel it does not own
+                    client.kc.stop_channels()
 
     papermill_engines.register("nbjobs", NbjobsEngine)
     return "nbjobs"
@@ -256,11 +336,14 @@ def _error_from(exc: BaseException) -> tuple[str, dict[str, Any]]:
     return "error", {"type": name, "message": message, "traceback": "".join(traceback.format_exception(exc))}
 
 
-def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
+def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[str, Any]:
     """Run one attempt described by ``spec`` and return (and report) its ``done`` event.
 
     ``spec`` keys: ``job_id``, ``attempt``, ``kind`` ('notebook'|'cell'), ``notebook`` or
     ``source``, ``parameters``, ``kernel``, ``cwd``, ``run_dir``, optional ``cell_timeout``.
+    With ``pool`` (a `nbjobs.kernels.KernelPool`), the kernel comes from the pool (warm, or
+    started on demand) and is killed once the outcome is reported; without it papermill starts
+    one as usual.  Either way the job runs in a kernel no other job has used.
     """
     run_dir = Path(spec["run_dir"])
     adir = attempt_dir(run_dir, spec["attempt"])
@@ -268,10 +351,11 @@ def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
     config.make_private_dir(out_dir)
     output_path = adir / "output.ipynb"
     log_path = adir / "log.txt"
-    kind, kernel = spec["kind"], spec.get("kernel") or "python3"
+    kind, kernel_name = spec["kind"], spec.get("kernel") or "python3"
+    options = spec.get("options") or {}
     done: dict[str, Any] = {"type": "done", "output_path": str(output_path), "outputs": []}
-    log = open(log_path, "a", buffering=1, opener=lambda p, f: os.open(p, f, 0o600))
-    redact = Redactor({})
+    log = _LogFile(open(log_path, "a", buffering=1, opener=lambda p, f: os.open(p, f, 0o600)))
+    kernel = None
     try:
         try:
             digest = code_hash(kind, spec.get("notebook"), spec.get("source"))
@@ -280,32 +364,34 @@ def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
             raise FileNotFoundError(f"notebook {spec.get('notebook')} cannot be read ({exc.strerror})") from None
         finally:
             report({"type": "started", "output_path": str(output_path), "log_path": str(log_path),
-                    "code_hash": digest, "kernel": kernel, "versions": _versions()})
-        os.environ[outputs.ENV_OUTPUT_DIR] = str(out_dir)  # the kernel inherits our environment
-        os.environ[outputs.ENV_JOB_ID] = spec["job_id"]
-        secrets = load_secrets((spec.get("options") or {}).get("secrets") or [])
-        redact = Redactor(secrets)
-        if redact:
-            log = _RedactedFile(log, redact)
+                    "code_hash": digest, "kernel": kernel_name, "versions": _versions()})
+        job_env = {outputs.ENV_OUTPUT_DIR: str(out_dir), outputs.ENV_JOB_ID: spec["job_id"]}
+        log.redact = Redactor(load_secrets(options.get("secrets") or []))
         import papermill
 
-        engine = _engine(report, redact)
         if kind == "cell":
-            import nbformat
-
-            source = adir / "input.ipynb"
-            options = spec.get("options") or {}
-            inputs_dir = str(run_dir / outputs.INPUTS_DIR) if options.get("inputs") else None
-            nbformat.write(build_cell_notebook(spec["source"], kernel, inputs_dir=inputs_dir,
-                                               outputs=options.get("outputs") or ()), str(source))
+            source: Any = build_cell_notebook(spec["source"], kernel_name, outputs=options.get("outputs") or (),
+                                              inputs_dir=str(run_dir / outputs.INPUTS_DIR) if options.get("inputs") else None)
         else:
-            source = Path(spec["notebook"])
+            source = str(spec["notebook"])
         cwd = spec.get("cwd")
+        if _Stop.requested:  # before the attempt began (a runner host busy starting up)
+            raise KeyboardInterrupt
         if cwd and not Path(cwd).is_dir():
             raise NotADirectoryError(f"working directory {cwd} does not exist any more; submit from an existing folder")
+        prepare = None
+        if pool is None:
+            os.environ.update(job_env)  # the kernel papermill starts inherits our environment
+        else:
+            from .kernels import prepare_code
+
+            kernel = pool.take(kernel_name, cwd or os.getcwd(), env=dict(os.environ, **job_env))
+            kernel.sink = log.write
+            prepare = prepare_code(cwd or os.getcwd(), job_env) if kernel.warm else None
+        engine = _engine(report, log.redact, kernel, prepare)
         papermill.execute_notebook(
-            str(source), str(output_path), parameters=spec.get("parameters") or {}, engine_name=engine,
-            kernel_name=kernel, cwd=cwd, progress_bar=False, stdout_file=log, stderr_file=log,
+            source, str(output_path), parameters=spec.get("parameters") or {}, engine_name=engine,
+            kernel_name=kernel_name, cwd=cwd, progress_bar=False, stdout_file=log, stderr_file=log,
             execution_timeout=spec.get("cell_timeout"))
         done["outcome"] = "succeeded"
     except BaseException as exc:  # every failure becomes a recorded outcome
@@ -318,15 +404,16 @@ def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
             done["outcome"], done["error"] = "interrupted", {"type": "KeyboardInterrupt", "message": "interrupted"}
         else:
             done["outcome"], done["error"] = _error_from(exc)
-        redact.deep(done["error"])
+        log.redact.deep(done["error"])
         tb = done["error"].get("traceback")
         log.write(f"\n[nbjobs] attempt failed: {done['error']['type']}: {done['error']['message']}\n")
         if tb:
             log.write(tb + "\n")
     finally:
         _Stop.finished = True
-        log.flush()
-        getattr(log, "f", log).close()
+        if kernel is not None:
+            kernel.sink = None
+        log.close()
         _kill_kernel(_Stop.kernel_pid if _Stop.requested else None)
     prefix = f"{spec['attempt']}/outputs/"
     for entry in outputs.read_manifest(out_dir):
@@ -336,42 +423,48 @@ def run_attempt(spec: dict[str, Any], report: Report) -> dict[str, Any]:
     if not output_path.exists():
         done["output_path"] = None
     report(done)
+    if kernel is not None:
+        kernel.kill()  # one job per kernel
     return done
 
 
-def _install_stop_handler() -> None:
-    """SIGTERM from the worker: interrupt the kernel (the cell raises KeyboardInterrupt and the
-    traceback shows where it was), kill it if it has not stopped after a grace period, and as
-    a last resort interrupt our own main thread."""
+def request_stop(reason: str) -> None:
+    """Stop the current attempt: interrupt the kernel (the cell raises KeyboardInterrupt and the
+    traceback shows where it was), kill it if it has not stopped after a grace period, and as a
+    last resort interrupt our own main thread.  Safe from a signal handler or another thread."""
     import _thread
 
-    def handler(signum, frame):
-        if _Stop.requested:
+    if _Stop.requested or _Stop.finished:
+        return
+    _Stop.requested = reason
+    token = _Stop.attempt
+    pid = _Stop.kernel_pid
+    if pid:
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            pid = None
+
+    def escalate():
+        if _Stop.finished or _Stop.attempt != token:
             return
-        _Stop.requested = os.environ.get("NBJOBS_STOP_REASON", "stop requested")
-        pid = _Stop.kernel_pid
-        if pid:
-            try:
-                os.kill(pid, signal.SIGINT)
-            except ProcessLookupError:
-                pid = None
+        _kill_kernel(_Stop.kernel_pid)
+        time.sleep(config.KILL_GRACE)
+        if not _Stop.finished and _Stop.attempt == token:
+            _thread.interrupt_main()
 
-        def escalate():
-            if _Stop.finished:
-                return
-            _kill_kernel(_Stop.kernel_pid)
-            time.sleep(config.KILL_GRACE)
-            if not _Stop.finished:
-                _thread.interrupt_main()
-
-        t = threading.Timer(config.KILL_GRACE if pid else 0.0, escalate)
-        t.daemon = True
-        t.start()
-
-    signal.signal(signal.SIGTERM, handler)
+    t = threading.Timer(config.KILL_GRACE if pid else 0.0, escalate)
+    t.daemon = True
+    t.start()
 
 
-def _watch_parent(parent: int, every: float = 0.5) -> None:
+def _install_stop_handler() -> None:
+    """SIGTERM from the worker stops the attempt (`request_stop`)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: request_stop(
+        os.environ.get("NBJOBS_STOP_REASON", "stop requested")))
+
+
+def _watch_parent(parent: int, every: float = 0.5, on_exit: Callable[[], Any] | None = None) -> None:
     """Stop this attempt if the worker that started us dies without stopping it (SIGKILL, the
     OOM killer): its lease expires and another worker runs the job again, so this attempt must
     not go on beside that one, and nobody is left to read our report.  We notice by our parent
@@ -385,6 +478,8 @@ def _watch_parent(parent: int, every: float = 0.5) -> None:
         _Stop.requested = "the worker died"
         print(f"\n[nbjobs] the worker (pid {parent}) is gone; stopping this attempt", file=sys.stderr, flush=True)
         _kill_kernel(_Stop.kernel_pid)
+        if on_exit is not None:
+            on_exit()
         os._exit(3)
 
     threading.Thread(target=watch, daemon=True, name="nbjobs-parent-watch").start()
@@ -394,18 +489,10 @@ def _watch_parent(parent: int, every: float = 0.5) -> None:
 WORKER_PID_ENV = "NBJOBS_WORKER_PID"
 
 
-def main() -> int:
-    """``python -m nbjobs.runner``: spec on stdin, events as JSON lines on stdout."""
-    worker_pid = os.environ.pop(WORKER_PID_ENV, "")  # popped: the kernel must not inherit it
-    _watch_parent(int(worker_pid) if worker_pid.isdigit() else os.getppid())
-    os.umask(0o077)  # everything an attempt writes (output notebook, logs, outputs) is private
-    spec = json.loads(sys.stdin.read())
+def _channel() -> Report:
+    """Our stdout becomes the event channel (JSON lines); anything else printed goes to stderr."""
     channel = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # anything else printed goes to stderr (the attempt log), never into the channel
-    names = (spec.get("options") or {}).get("secrets") or []
-    pump = None
-    if names and all(len(os.environ.get(n, "")) >= Redactor.MIN_LEN for n in names):  # else run_attempt fails it
-        pump = _redact_stderr(Redactor(load_secrets(names)))
+    os.dup2(2, 1)
     lock = threading.Lock()
 
     def report(event: dict) -> None:
@@ -413,6 +500,24 @@ def main() -> int:
             channel.write(json.dumps(event) + "\n")
             channel.flush()
 
+    return report
+
+
+def _worker_pid() -> int:
+    worker_pid = os.environ.pop(WORKER_PID_ENV, "")  # popped: the kernel must not inherit it
+    return int(worker_pid) if worker_pid.isdigit() else os.getppid()
+
+
+def main() -> int:
+    """``python -m nbjobs.runner``: one attempt, its spec on stdin, events as JSON lines on stdout."""
+    _watch_parent(_worker_pid())
+    os.umask(0o077)  # everything an attempt writes (output notebook, logs, outputs) is private
+    spec = json.loads(sys.stdin.read())
+    report = _channel()
+    names = (spec.get("options") or {}).get("secrets") or []
+    pump = None
+    if names and all(len(os.environ.get(n, "")) >= Redactor.MIN_LEN for n in names):  # else run_attempt fails it
+        pump = _redact_stderr(Redactor(load_secrets(names)))
     _install_stop_handler()
     run_attempt(spec, report)
     if pump is not None:  # let the last lines through the redactor before we exit
@@ -422,5 +527,108 @@ def main() -> int:
     return 0
 
 
+def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | None = None) -> int:
+    """``python -m nbjobs.runner --serve``: a runner host that runs attempts one after another,
+    with papermill imported once and a warm `nbjobs.kernels.KernelPool` of its own.
+
+    Messages arrive as JSON lines on stdin: ``{"op": "run", "spec": {...}}``, ``{"op": "stop",
+    "job_id", "attempt", "reason"}`` (stop that attempt: interrupt it if it runs, end it at once if
+    it has not begun), ``{"op": "pool", "size": n}`` (resize the pool); end of input ends the host,
+    after killing its pool.
+    Events go out as JSON lines on stdout, as in `main`, plus ``{"type": "pool", "pids"}`` whenever
+    the pool's idle kernels change (so the executor can kill them if it must kill the host).
+    """
+    import queue
+
+    from .kernels import KernelPool
+
+    pools: list[KernelPool] = []
+    _watch_parent(_worker_pid(), on_exit=lambda: [p.kill_now() for p in pools])  # first: papermill takes a while
+    os.umask(0o077)
+    report = _channel()
+    runs: queue.Queue = queue.Queue()
+    current: list[tuple[str, int] | None] = [None]
+    waiting: set[tuple[str, int]] = set()   # runs received, not begun
+    dropped: set[tuple[str, int]] = set()   # runs stopped before they began: skip them
+    sizes = [pool_size]
+    lock = threading.Lock()
+
+    def read() -> None:
+        for line in sys.stdin:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            op = msg.get("op")
+            if op == "run":
+                with lock:
+                    waiting.add((msg["spec"]["job_id"], msg["spec"]["attempt"]))
+                runs.put(msg["spec"])
+            elif op == "stop":
+                key, reason = (msg.get("job_id"), msg.get("attempt")), msg.get("reason") or "stop requested"
+                with lock:
+                    if current[0] == key:
+                        request_stop(reason)
+                    elif key in waiting:  # not begun (the host may still be starting up): it ends now
+                        waiting.discard(key)
+                        dropped.add(key)
+                        report({"type": "done", "outcome": "interrupted", "outputs": [], "output_path": None,
+                                "error": {"type": "Interrupted", "message": f"stopped before it began: {reason}"}})
+            elif op == "pool":
+                with lock:
+                    sizes[0] = int(msg.get("size", 0))
+                    for p in pools:
+                        p.resize(sizes[0])
+        runs.put(None)
+
+    threading.Thread(target=read, daemon=True, name="nbjobs-host-control").start()
+    import papermill  # noqa: F401 - once per host, not once per job
+
+    with lock:
+        pool = KernelPool(kernels or ["python3"], size=sizes[0], workdir=workdir or os.getcwd(),
+                          idle_retire=config.POOL_IDLE_RETIRE, max_memory=config.POOL_MAX_MEMORY,
+                          on_change=lambda pids: report({"type": "pool", "pids": pids}))
+        pools.append(pool)
+    stderr = os.dup(2)
+    while True:
+        try:
+            spec = runs.get()
+            if spec is None:
+                break
+            with lock:
+                key = (spec["job_id"], spec["attempt"])
+                if key in dropped:
+                    dropped.discard(key)
+                    continue
+                waiting.discard(key)
+                _Stop.reset()
+                current[0] = key
+            log = attempt_dir(Path(spec["run_dir"]), spec["attempt"]) / "log.txt"
+            config.make_private_dir(log.parent)
+            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.dup2(fd, 2), os.close(fd)  # what papermill or Python itself prints goes to the attempt log
+            try:
+                run_attempt(spec, report, pool)
+            finally:
+                with lock:
+                    current[0] = None
+                sys.stderr.flush()
+                os.dup2(stderr, 2)
+        except KeyboardInterrupt:  # a stop's last resort that arrived as the attempt ended
+            continue
+    pool.shutdown()
+    return 0
+
+
 if __name__ == "__main__":
+    if "--serve" in sys.argv:
+        import argparse
+
+        ap = argparse.ArgumentParser(prog="python -m nbjobs.runner")
+        ap.add_argument("--serve", action="store_true")
+        ap.add_argument("--pool", type=int, default=1)
+        ap.add_argument("--kernel", action="append", default=[])
+        ap.add_argument("--workdir")
+        a = ap.parse_args()
+        sys.exit(serve(a.pool, a.kernel, a.workdir))
     sys.exit(main())

@@ -41,12 +41,16 @@ class Executor(ABC):
     def kill(self, handle: Handle) -> None:
         """End a running attempt now (runner and kernel)."""
 
+    def begin(self) -> None:
+        """Get ready before the first attempt (e.g. start processes, warm kernels); optional."""
+
     def shutdown(self) -> None:
         """Release resources; running attempts have already been stopped by the worker."""
 
 
 def get_executor(name: str = "local", **options: Any) -> Executor:
-    """The executor called ``name`` (``local``)."""
+    """The executor called ``name`` (``local``), built with ``options`` (for ``local``:
+    ``concurrency``, ``pool``, ``kernels``, ``workdir``)."""
     if name == "local":
         from .local import LocalExecutor
 

@@ -1,5 +1,10 @@
-"""Attempts as local processes: one ``python -m nbjobs.runner`` per attempt, in its own session,
-its events read from a pipe by a small thread."""
+"""Attempts on this machine, in runner hosts: ``python -m nbjobs.runner --serve`` processes that
+run one attempt at a time, one per concurrency slot, each with papermill imported once and a warm
+pool of kernels of its own (see `nbjobs.kernels.KernelPool`).  Every attempt still runs in a kernel
+of its own, started ahead of need and never reused.
+
+A host that dies (or is killed to end an attempt) is replaced by a new one at the next start.
+"""
 from __future__ import annotations
 
 import json
@@ -11,57 +16,173 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..config import make_private_dir
-from ..runner import WORKER_PID_ENV, attempt_dir
+from ..kernels import kill_pid
+from ..runner import WORKER_PID_ENV
 from . import Executor, Handle, Report
 
 
 class LocalHandle(Handle):
-    def __init__(self, spec: dict[str, Any], proc: subprocess.Popen):
+    def __init__(self, spec: dict[str, Any], host: "_Host"):
         super().__init__(spec)
-        self.proc = proc
+        self.host = host
 
 
-class LocalExecutor(Executor):
-    name = "local"
+class _Host:
+    """One runner host process and the pump thread that reads its events."""
 
-    def start(self, spec: dict[str, Any], report: Report) -> LocalHandle:
-        adir = make_private_dir(attempt_dir(Path(spec["run_dir"]), spec["attempt"]))
-        log = open(adir / "log.txt", "ab", opener=lambda p, f: os.open(p, f, 0o600))
-        try:
-            proc = subprocess.Popen([sys.executable, "-m", "nbjobs.runner"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=log, start_new_session=True,
-                                    env=dict(os.environ, **{WORKER_PID_ENV: str(os.getpid())}))
-        finally:
-            log.close()
-        handle = LocalHandle(spec, proc)
-        proc.stdin.write(json.dumps(spec).encode())
-        proc.stdin.close()
-        threading.Thread(target=self._pump, args=(handle, report), daemon=True,
-                         name=f"nbjobs-pump-{handle.job_id[:8]}").start()
-        return handle
+    def __init__(self, executor: "LocalExecutor", pool: int):
+        self.executor = executor
+        cmd = [sys.executable, "-m", "nbjobs.runner", "--serve", "--pool", str(pool), "--workdir", executor.workdir]
+        for name in executor.kernels:
+            cmd += ["--kernel", name]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+                                     env=dict(os.environ, **{WORKER_PID_ENV: str(os.getpid())}))
+        self.handle: LocalHandle | None = None
+        self.report: Report | None = None
+        self.pool_pids: list[int] = []
+        self._send_lock = threading.Lock()
+        threading.Thread(target=self._pump, daemon=True, name=f"nbjobs-host-{self.proc.pid}").start()
 
-    @staticmethod
-    def _pump(handle: LocalHandle, report: Report) -> None:
-        for line in handle.proc.stdout:
+    def send(self, msg: dict) -> None:
+        with self._send_lock:
+            try:
+                self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+                self.proc.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass  # the host is gone: its pump reports the attempt's end
+
+    def run(self, handle: LocalHandle, report: Report) -> None:
+        self.handle, self.report = handle, report
+        self.send({"op": "run", "spec": handle.spec})
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
             try:
                 event = json.loads(line)
             except ValueError:
-                continue  # a stray line is not an event; the runner's own output goes to the log
-            if event.get("type") == "kernel":
+                continue  # a stray line is not an event
+            kind = event.get("type")
+            if kind == "pool":
+                self.pool_pids = event.get("pids") or []
+                continue
+            handle, report = self.handle, self.report
+            if handle is None or report is None:
+                continue
+            if kind == "kernel":
                 handle.kernel_pid = event.get("pid")
             report(event)
-        report({"type": "exit", "returncode": handle.proc.wait()})
+            if kind == "done":  # the attempt is over; the host is free before the worker hears so
+                self.handle = self.report = None
+                self.executor._release(self)
+                report({"type": "exit", "returncode": 0})
+        returncode = self.proc.wait()
+        self.executor._forget(self)
+        for pid in self.pool_pids:  # a killed host cannot kill its own pool
+            kill_pid(pid)
+        handle, report = self.handle, self.report
+        self.handle = self.report = None
+        if handle is not None and report is not None:
+            report({"type": "exit", "returncode": returncode})
+
+    def close(self) -> None:
+        with self._send_lock:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        for pid in [self.handle.kernel_pid if self.handle else None, *self.pool_pids]:
+            kill_pid(pid)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class LocalExecutor(Executor):
+    """``concurrency`` runner hosts, with ``pool`` warm kernels in all (default: one per host;
+    0 = the cold path, every kernel started on demand) of the ``kernels`` names."""
+
+    name = "local"
+
+    def __init__(self, concurrency: int = 1, pool: int | None = None, kernels: list[str] | None = None,
+                 workdir: str | os.PathLike | None = None):
+        self.concurrency = max(1, int(concurrency))
+        self.pool = self.concurrency if pool is None else max(0, int(pool))
+        self.kernels = list(kernels or ["python3"])
+        self.workdir = str(workdir or Path.cwd())
+        self._lock = threading.Lock()
+        self._hosts: list[_Host] = []
+        self._idle: list[_Host] = []
+
+    def _pool_share(self, index: int) -> int:
+        return self.pool // self.concurrency + (1 if index < self.pool % self.concurrency else 0)
+
+    def begin(self) -> None:
+        """Start the hosts (and so their warm kernels) before the first job arrives."""
+        with self._lock:
+            while len(self._hosts) < self.concurrency:
+                host = _Host(self, self._pool_share(len(self._hosts)))
+                self._hosts.append(host)
+                self._idle.append(host)
+
+    def _release(self, host: _Host) -> None:
+        with self._lock:
+            if host in self._hosts and host not in self._idle:
+                self._idle.append(host)
+
+    def _forget(self, host: _Host) -> None:
+        with self._lock:
+            if host in self._hosts:
+                self._hosts.remove(host)
+            if host in self._idle:
+                self._idle.remove(host)
+
+    def start(self, spec: dict[str, Any], report: Report) -> LocalHandle:
+        with self._lock:
+            host = self._idle.pop(0) if self._idle else None
+            if host is None:
+                host = _Host(self, self._pool_share(len(self._hosts)))
+                self._hosts.append(host)
+        handle = LocalHandle(spec, host)
+        host.run(handle, report)
+        return handle
 
     def stop(self, handle: LocalHandle) -> None:
-        if handle.proc.poll() is None:
-            handle.proc.send_signal(signal.SIGTERM)
+        handle.host.send({"op": "stop", "job_id": handle.job_id, "attempt": handle.number,
+                          "reason": "stop requested"})
 
     def kill(self, handle: LocalHandle) -> None:
-        for pid in (handle.kernel_pid, handle.proc.pid):
-            if not pid:
-                continue
+        if handle.host.handle is handle:
+            handle.host.kill()
+        else:
+            kill_pid(handle.kernel_pid)
+
+    def resize(self, pool: int) -> None:
+        """Change the number of warm kernels; hosts kill the ones no longer wanted at once."""
+        with self._lock:
+            self.pool = max(0, int(pool))
+            hosts = list(self._hosts)
+        for i, host in enumerate(hosts):
+            host.send({"op": "pool", "size": self._pool_share(i)})
+
+    def pool_pids(self) -> list[int]:
+        with self._lock:
+            return [pid for host in self._hosts for pid in host.pool_pids]
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """End every host: each kills its pool and exits; what is left after ``timeout`` is killed."""
+        import time
+
+        with self._lock:
+            hosts = list(self._hosts)
+        for host in hosts:
+            host.close()
+        deadline = time.monotonic() + timeout
+        for host in hosts:
             try:
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                continue
+                host.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                host.kill()
+                host.proc.wait()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 
 import nbformat
@@ -182,6 +181,7 @@ def _requirement_names(lines) -> set[str]:
 
 
 def test_binder_installs_the_dependencies_then_nbjobs_from_the_repository():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = _requirement_names(project["dependencies"]) | _requirement_names(project["optional-dependencies"]["plot"])
     have = _requirement_names((ROOT / "binder" / "requirements.txt").read_text().splitlines())

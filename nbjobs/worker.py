@@ -70,6 +70,7 @@ class Worker:
         self._stop_at: float | None = None
         self._lock_file = None
         self.store: Store | None = None
+        self._ticker = None
 
     # --- control --------------------------------------------------------------------------------
     def stop(self, grace: float | None = None) -> None:
@@ -107,6 +108,10 @@ class Worker:
             signal.signal(signal.SIGINT, self._signal)
         store.register_worker(self.id, concurrency=self.concurrency, executor=self.executor.name,
                               autostarted=self.autostarted)
+        from .ticker import Ticker  # schedules, webhooks, dependency sweep: a thread of its own
+
+        self._ticker = Ticker(self.home, self.id)
+        self._ticker.start()
         actor = f"worker:{self.id}"
         started = 0
         last_beat = last_reclaim = last_cancel_check = last_claim = 0.0
@@ -148,7 +153,7 @@ class Worker:
                 if now - last_retention >= RETENTION_EVERY:
                     last_retention = now
                     self._apply_retention(actor)
-                if self.running:
+                if self.running or self._ticker.busy:
                     idle_since = now
                 elif self.idle_exit is not None and now - idle_since >= self.idle_exit:
                     break
@@ -277,6 +282,8 @@ class Worker:
                     self.store.release(run.handle.job_id, run.handle.number, self.id, "worker stopped")
             self.executor.shutdown()
         finally:
+            if self._ticker is not None:
+                self._ticker.stop()
             if self.store is not None:
                 self.store.worker_stopped(self.id)
             if self._lock_file is not None:

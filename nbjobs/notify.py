@@ -167,7 +167,7 @@ def deliver_due(store, now: float | None = None, limit: int = 20) -> int:
     for row in store.due_deliveries(now, limit):
         claimed = store.claim_delivery(row["id"], hold=TIMEOUT + 30, now=now)
         if claimed is not None:
-            delivered += deliver_one(store, claimed, secret_env)
+            delivered += deliver_one(store, claimed, secret_env, now)
     return delivered
 
 

@@ -4,36 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any
 
 from . import api, params
+from .schedule import schedule_text, schedules_table
 
 EXIT_OK = 0
-
-
-def _fmt(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
-
-
-def schedule_text(d: dict[str, Any]) -> str:
-    spec = d["spec"]
-    what = spec.get("notebook") or ((spec.get("source") or "").strip().splitlines() or [""])[0][:60]
-    lines = [f"name:       {d['name']}" + ("  (paused)" if d["paused"] else ""),
-             f"cron:       {d['cron']}  ({d['tz']})",
-             f"runs:       {spec['kind']}: {what}"]
-    if spec.get("parameters"):
-        lines.append(f"parameters: {json.dumps(spec['parameters'])}")
-    lines += [f"misfire:    {d['misfire']} (cap {d['misfire_cap']})    overlap: {d['overlap']}",
-              f"fired:      {d['fires']} job(s); last job {(d['last_job_id'] or '-')[:8]}",
-              "next:       " + (", ".join(d["next_local"]) or "- (paused)")]
-    if d.get("events"):
-        lines.append("recent decisions:")
-        for e in d["events"][:10]:
-            slot = f" slot {_fmt(e['slot'])}" if e["slot"] else ""
-            job = f" job {e['job_id'][:8]}" if e["job_id"] else ""
-            lines.append(f"  {_fmt(e['at'])}  {e['action']:<17}{slot}{job}  {e['detail'] or ''}".rstrip())
-    return "\n".join(lines)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
@@ -60,12 +36,7 @@ def cmd_schedule(a: argparse.Namespace) -> int:
         elif not rows:
             print('no schedules; add one with `nbjobs schedule add NAME "CRON" NOTEBOOK`')
         else:
-            table = [("NAME", "CRON", "TZ", "STATE", "FIRED", "NEXT RUNS")]
-            for d in rows:
-                table.append((d["name"], d["cron"], d["tz"], "paused" if d["paused"] else "active", str(d["fires"]),
-                              ", ".join(d["next_local"]) or "-"))
-            widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-            print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table))
+            print(schedules_table(rows))
         return EXIT_OK
     if a.action == "show":
         d = api.schedule_show(a.name)

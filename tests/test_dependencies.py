@@ -236,3 +236,36 @@ def test_fan_in_after_ten_and_failure_with_a_real_worker(home, worker):
     r = never.record
     assert (r.state, r.reason, r.attempts) == (State.CANCELLED, "dependency_failed", 0)
     assert bad.id[:8] in r.error_message
+
+
+# --- the magics ------------------------------------------------------------------------------------------------
+def test_magics_after_notify_and_the_documented_pattern(home, tmp_path, monkeypatch):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from conftest import write_notebook
+    from test_magics import new_shell, ok
+
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    shell = new_shell()
+    try:
+        a = ok(shell, "%%job --name a --no-worker --out x\nx = 20")
+        shell.user_ns["a"] = a.id
+        b = ok(shell, "%%job --name b --after {a} --notify http://127.0.0.1:9/hook --no-worker\ny = 1")
+        rb = b.record
+        assert rb.state == State.WAITING and rb.options["notify"] == "http://127.0.0.1:9/hook"
+        assert b._store.upstream(b.id) == [a.id]
+        write_notebook(tmp_path / "b.ipynb", ["import nbjobs\nnbjobs.record('y', nbjobs.result(source_job)['x'])"],
+                       parameters="source_job = None")
+        c = ok(shell, f"%job run {tmp_path / 'b.ipynb'} --after $a -p source_job $a --no-worker")
+        assert c.record.parameters == {"source_job": a.id} and c.state == State.WAITING
+        shell.user_ns["b"] = b
+        d = ok(shell, "%%job --after {a},{b.id} --after-any --no-worker\nz = 1")
+        assert sorted(d._store.upstream(d.id)) == sorted([a.id, b.id]) and d.record.options["after_any"]
+        before = len(nbjobs.records(limit=None))
+        for line in ("%%job --after 0000000 --no-worker", "%%job --notify ftp://x --no-worker"):
+            result = shell.run_cell(line + "\nq = 1", store_history=True)
+            assert isinstance(result.error_in_exec, UsageError) and "\n" not in str(result.error_in_exec)
+        assert len(nbjobs.records(limit=None)) == before
+    finally:
+        InteractiveShell.clear_instance()

@@ -342,3 +342,30 @@ def test_real_workers_fire_and_take_over_the_firer_lease(home):
         s.close()
         for w in (w1, w2):
             stop_worker(w)
+
+
+def test_job_schedule_magic(home, tmp_path, monkeypatch):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from test_magics import new_shell, ok
+
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    shell = new_shell()
+    try:
+        shown = ok(shell, '%job schedule add cells "*/5 * * * *" -c "x = 1" --tz Europe/Berlin --overlap queue '
+                          '--no-worker')
+        assert "name:       cells" in repr(shown) and "overlap: queue" in repr(shown)
+        assert "cells" in repr(ok(shell, "%job schedule ls"))
+        job = ok(shell, "%job schedule run-now cells --no-worker")
+        assert job.record.options["schedule"] == "cells" and job.record.source == "x = 1"
+        assert "(paused)" in repr(ok(shell, "%job schedule pause cells"))
+        for line in ('%job schedule add bad "0 0 * *" -c "x = 1" --no-worker', "%job schedule show nope",
+                     '%job schedule add cells "@daily" -c "x = 1" --no-worker'):
+            result = shell.run_cell(line, store_history=True)
+            assert isinstance(result.error_in_exec, UsageError) and "\n" not in str(result.error_in_exec), line
+        assert [s["name"] for s in nbjobs.schedules()] == ["cells"]
+        ok(shell, "%job schedule rm cells")
+        assert nbjobs.schedules() == []
+    finally:
+        InteractiveShell.clear_instance()

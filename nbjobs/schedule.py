@@ -355,12 +355,13 @@ def tick(store, holder: str, now: float | None = None, *, use_lease: bool = True
     {'daily-report': ['8f3a2c...']}
     """
     now = time.time() if now is None else now
+    active = [s for s in store.list_schedules() if not s["paused"]]
+    if not active:  # nothing to fire: no lease write (a home without schedules sees no writes at all)
+        return {}
     if use_lease and not store.take_lease(LEASE_NAME, holder, lease, now):
         return {}
     out: dict[str, list[str]] = {}
-    for schedule in store.list_schedules():
-        if schedule["paused"]:
-            continue
+    for schedule in active:
         try:
             ids = fire_due(store, schedule, now, f"schedule:{holder}", grace)
         except Exception as exc:  # noqa: one broken schedule must not stop the others

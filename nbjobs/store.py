@@ -890,10 +890,16 @@ class Store:
             if state not in RETRYABLE:
                 hint = "wait for it to end" if state.active else "it succeeded; submit it again to rerun"
                 raise IllegalTransition(f"job {short_id(job_id)} is {state}, so it cannot be retried ({hint})")
+            waits = conn.execute("SELECT 1 FROM deps WHERE job_id = ? LIMIT 1", (job_id,)).fetchone() is not None
+            new = State.WAITING.value if waits else State.QUEUED.value
             conn.execute(
-                "UPDATE jobs SET state = 'queued', reason = 'retried', cancel_requested = 0, failures = 0, "
-                "run_at = ?, finished_at = NULL, acked_at = NULL, updated_at = ? WHERE id = ?", (now, now, job_id))
-            self._event(conn, job_id, state.value, "queued", "retried", actor, now)
+                "UPDATE jobs SET state = ?, reason = 'retried', cancel_requested = 0, failures = 0, "
+                "run_at = ?, finished_at = NULL, acked_at = NULL, updated_at = ?, error_type = CASE WHEN reason = "
+                "'dependency_failed' THEN NULL ELSE error_type END, error_message = CASE WHEN reason = "
+                "'dependency_failed' THEN NULL ELSE error_message END WHERE id = ?", (new, now, now, job_id))
+            self._event(conn, job_id, state.value, new, "retried", actor, now)
+            if waits:  # upstream jobs again: queued at once if they all succeeded by now
+                self._resolve(conn, [job_id], actor, now)
 
     # --- workers ------------------------------------------------------------------------------
     def register_worker(self, worker_id: str, *, concurrency: int, executor: str = "local",
@@ -1171,6 +1177,9 @@ class Store:
         return True
 
     def drop_lease(self, name: str, holder: str) -> None:
+        """Give the lease up (a stopping holder), so the next taker need not wait for it to expire."""
+        if not self._q("SELECT 1 FROM leases WHERE name = ? AND holder = ?", (name, holder)):
+            return
         with self._tx() as conn:
             conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
 

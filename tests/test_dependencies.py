@@ -269,3 +269,17 @@ def test_magics_after_notify_and_the_documented_pattern(home, tmp_path, monkeypa
         assert len(nbjobs.records(limit=None)) == before
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_retry_of_a_dependency_failed_job_waits_for_its_upstream_again(store):
+    a = add(store, name="a")
+    b = add(store, [a], name="b")
+    run_to(store, a, "error")
+    assert store.get(b).reason == "dependency_failed"
+    store.retry(b, A)                          # a still failed: b is cancelled again at once
+    assert (state(store, b), store.get(b).reason) == ("cancelled", "dependency_failed")
+    store.retry(a, A)
+    store.retry(b, A)
+    assert state(store, b) == "waiting" and store.get(b).error_type is None
+    run_to(store, a, "succeeded")
+    assert state(store, b) == "queued"

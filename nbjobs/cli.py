@@ -148,12 +148,14 @@ def _flow_lines(job: api.Job) -> list[str]:
                                                                if r.options.get("slot") else " (run-now)"))
     deliveries = store.deliveries(r.id)
     if deliveries:
+        from .notify import display_url
+
         lines.append("deliveries:")
         for d in deliveries:
             last = f"HTTP {d['last_status']}" if d["last_status"] else ""
             err = f"  last error: {d['last_error']}" if d["last_error"] and d["state"] != "delivered" else ""
             lines.append(f"  {d['id'][:8]}  job.{d['event']:<10} {d['state']:<9} {d['attempts']} attempt(s) "
-                         f"{last}  {d['url']}{err}")
+                         f"{last}  {display_url(d['url'])}{err}")
     return lines
 
 

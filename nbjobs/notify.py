@@ -79,6 +79,23 @@ def check_url(url: Any) -> str:
     return text
 
 
+def display_url(url: str) -> str:
+    """The URL without credentials or query (which often carry tokens), for tables and logs.
+
+    >>> display_url("https://user:pw@hooks.example.com/T0/B1?token=abc")
+    'https://hooks.example.com/T0/B1?…'
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(malformed URL)"
+    return f"{parts.scheme}://{host}{port}{parts.path}" + ("?…" if parts.query else "")
+
+
 def check_env_name(name: Any) -> str:
     import re
 

@@ -374,10 +374,30 @@ def _check_callback(on_done: Any) -> None:
 
 
 def _done_callback(job: Job, on_done: Callable[[Job], Any] | None) -> Job:
-    if on_done is not None:
-        from .notify import on_done as watch_done
+    """Call ``on_done(job)`` once, from a background thread of this process, when ``job`` ends.
+    It rides on the panel's single updater thread (which polls SQLite's ``data_version`` about
+    twice a second); an exception in the callback is printed to stderr, never raised."""
+    if on_done is None:
+        return job
+    import sys
+    import traceback
 
-        watch_done(job, on_done)
+    from .panel import watch
+
+    fired: list[bool] = []
+
+    def check(record: JobRecord) -> bool | None:
+        if record.state in TERMINAL and not fired:
+            fired.append(True)
+            try:
+                on_done(job)
+            except Exception:  # noqa: a user's callback must not stop the updater
+                print(f"nbjobs: on_done callback of job {job.short_id} raised:\n{traceback.format_exc()}",
+                      file=sys.stderr, flush=True)
+            return False
+        return None
+
+    watch(job, check)
     return job
 
 

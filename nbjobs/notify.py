@@ -1,4 +1,4 @@
-"""Notifications: webhooks on job state changes, and ``on_done`` callbacks in the notebook.
+"""Notifications: webhooks on job state changes (``on_done`` callbacks: see `nbjobs.api.submit`).
 
 **Webhooks.**  A job submitted with ``notify=URL`` (``--notify URL``), or any job of a home with a
 default webhook (``nbjobs notify-default URL``), gets a JSON POST when it ends (``notify_on="all"``:
@@ -35,13 +35,10 @@ import hashlib
 import hmac
 import json
 import os
-import sys
 import time
-import traceback
-from typing import Any, Callable
+from typing import Any
 
 from .errors import BadInput
-from .job import TERMINAL
 
 #: delivery attempts before a webhook row is given up (state ``failed``)
 MAX_ATTEMPTS = int(os.environ.get("NBJOBS_NOTIFY_ATTEMPTS", "8"))
@@ -188,31 +185,4 @@ def deliver_due(store, now: float | None = None, limit: int = 20) -> int:
     return delivered
 
 
-# --- on_done: callbacks in the submitting process -------------------------------------------------------
-def on_done(job, callback: Callable[[Any], Any]) -> Callable[[], None]:
-    """Call ``callback(job)`` once, from a background thread of this process, when ``job`` ends
-    (succeeded, failed, timed out or cancelled).  Uses the panel's single updater thread (it
-    polls SQLite's ``data_version``, about twice a second).  Returns a function that cancels it.
-    An exception in the callback is printed to stderr, never raised.
-
-    >>> nbjobs.submit("x = 1", on_done=lambda job: print(job.state))   # doctest: +SKIP
-    """
-    from .panel import watch
-
-    fired = []
-
-    def check(record) -> bool | None:
-        if record.state in TERMINAL and not fired:
-            fired.append(True)
-            try:
-                callback(job)
-            except Exception:  # noqa: a user's callback must not kill the updater
-                print(f"nbjobs: on_done callback of job {job.id[:8]} raised:\n{traceback.format_exc()}",
-                      file=sys.stderr, flush=True)
-            return False
-        return None
-
-    return watch(job, check)
-
-
-__all__ = ["check_url", "build_body", "sign", "post", "deliver_one", "deliver_due", "on_done"]
+__all__ = ["check_url", "display_url", "build_body", "sign", "post", "deliver_one", "deliver_due"]

@@ -1168,6 +1168,9 @@ class Store:
         """Hold the named lease for ``ttl`` seconds (or renew it).  False while someone else
         holds it; it passes to the next taker once it expired (its holder died)."""
         now = time.time() if now is None else now
+        rows = self._q("SELECT holder, until FROM leases WHERE name = ?", (name,))
+        if rows and rows[0]["until"] > now and (rows[0]["holder"] != holder or rows[0]["until"] - now > ttl * 2 / 3):
+            return rows[0]["holder"] == holder  # held by another, or ours and fresh: no write
         with self._tx() as conn:
             row = conn.execute("SELECT holder, until FROM leases WHERE name = ?", (name,)).fetchone()
             if row is not None and row["holder"] != holder and row["until"] > now:

@@ -318,6 +318,8 @@ def test_real_workers_fire_and_take_over_the_firer_lease(home):
     w2 = start_worker(home, env=env)
     s = Store(home / "nbjobs.db")
     try:
+        assert s.lease_holder("firer") is None         # no schedules: nobody fires, no lease writes
+        nbjobs.schedule_add("yearly", "@yearly", code="x = 1", start_worker=False)
         holder = wait_for(lambda: s.lease_holder("firer"), 30, "a firer")
         workers = {w["id"]: w["pid"] for w in s.live_workers()}
         assert holder in workers

@@ -432,7 +432,8 @@ class Store:
 
     # --- submit ---------------------------------------------------------------------------------
     def insert_job(self, spec: dict[str, Any], actor: str) -> tuple[JobRecord, bool]:
-        """Record a new job as ``queued`` and return ``(record, created)``.
+        """Record a new job as ``queued`` (``waiting`` with upstream jobs in ``spec["after"]``,
+        full IDs that must exist) and return ``(record, created)``.
 
         With an idempotency key (``spec["idem_key"]``) that is already used, nothing is written
         and the existing job is returned with ``created=False``; the UNIQUE index decides, so

@@ -725,7 +725,7 @@ class Store:
                           job["code_hash"]))
             self._event(conn, job["id"], row["state"], State.RUNNING.value, f"attempt {number}",
                         f"worker:{worker_id}", now)
-            self._enqueue_notification(conn, job["id"], State.RUNNING.value, now)
+            self._enqueue_notification(conn, job["id"], State.RUNNING.value, now, job["options"])
         return self._record(job), number
 
     def heartbeat(self, worker_id: str, lease: float = config.LEASE_SECONDS) -> int:
@@ -819,7 +819,7 @@ class Store:
         if decision.state == State.RETRYING.value:
             why += f"; retry in {decision.delay:.1f} s"
         self._event(conn, job["id"], job["state"], decision.state, why, actor, now)
-        self._changed(conn, job["id"], decision.state, actor, now)
+        self._changed(conn, job["id"], decision.state, actor, now, job["options"])
         return decision.state
 
     def release(self, job_id: str, number: int, worker_id: str, why: str = "worker stopping") -> bool:
@@ -1033,14 +1033,16 @@ class Store:
     # --- dependencies, notifications, schedules, leases (schema v5) ---------------------------
     _ENDED_BADLY = ("failed", "timed_out", "cancelled")
 
-    def _changed(self, conn: sqlite3.Connection, job_id: str, state: str, actor: str, now: float) -> None:
+    def _changed(self, conn: sqlite3.Connection, job_id: str, state: str, actor: str, now: float,
+                 options: str | None = None) -> None:
         """Called inside the transaction that moved ``job_id`` to ``state``: queue its webhook
         (transactional outbox) and, when it ended, move on the jobs waiting for it; a dependent
-        cancelled for that reason cascades to its own dependents (a work list, no recursion)."""
-        todo = [(job_id, state)]
+        cancelled for that reason cascades to its own dependents (a work list, no recursion).
+        ``options``: the job's options JSON when the caller has it (saves a read)."""
+        todo = [(job_id, state, options)]
         while todo:
-            jid, st = todo.pop()
-            self._enqueue_notification(conn, jid, st, now)
+            jid, st, opts = todo.pop()
+            self._enqueue_notification(conn, jid, st, now, opts)
             if State(st).terminal:
                 waiting = [r[0] for r in conn.execute(
                     "SELECT d.job_id FROM deps d JOIN jobs j ON j.id = d.job_id "
@@ -1048,7 +1050,7 @@ class Store:
                 for dep in waiting:
                     new = self._resolve_one(conn, dep, actor, now)
                     if new:
-                        todo.append((dep, new))
+                        todo.append((dep, new, None))
 
     def _resolve(self, conn: sqlite3.Connection, ids: Iterable[str], actor: str, now: float) -> None:
         for jid in ids:
@@ -1113,11 +1115,14 @@ class Store:
     NOTIFY_FIELDS = ("id", "name", "kind", "state", "reason", "attempts", "retries", "submitted_at", "started_at",
                      "finished_at", "error_type", "error_message", "tags", "options")
 
-    def _enqueue_notification(self, conn: sqlite3.Connection, job_id: str, state: str, now: float) -> None:
-        row = conn.execute(f"SELECT {', '.join(self.NOTIFY_FIELDS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            return
-        options = json.loads(row["options"] or "{}")
+    def _enqueue_notification(self, conn: sqlite3.Connection, job_id: str, state: str, now: float,
+                              options_json: str | None = None) -> None:
+        if options_json is None:
+            got = conn.execute("SELECT options FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if got is None:
+                return
+            options_json = got[0]
+        options = json.loads(options_json or "{}")
         url = options.get("notify")
         on = options.get("notify_on")
         if url is None:
@@ -1128,6 +1133,7 @@ class Store:
                     on = r["value"]
         if not url or (not State(state).terminal and on != "all"):
             return
+        row = conn.execute(f"SELECT {', '.join(self.NOTIFY_FIELDS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         snapshot = {k: row[k] for k in self.NOTIFY_FIELDS if k not in ("options", "tags", "retries")}
         snapshot.update(state=state, max_attempts=row["retries"] + 1, tags=json.loads(row["tags"] or "[]"),
                         schedule=options.get("schedule"), at=now)

@@ -173,12 +173,17 @@ def deliver_one(store, row: dict[str, Any], secret_env: str | None = None, now: 
     return False
 
 
-def deliver_due(store, now: float | None = None, limit: int = 20) -> int:
+def deliver_due(store, now: float | None = None, limit: int = 20, budget: float = 2.0) -> int:
     """Deliver the due outbox rows of a home (each claimed first, so two workers never send the
-    same attempt).  Returns how many were delivered.  Workers call this about 4 times a second."""
+    same attempt).  Returns how many were delivered.  Workers call this about 4 times a second;
+    a round stops starting new POSTs after ``budget`` seconds, so slow receivers never hold up
+    the schedule firer that shares the worker's background thread for more than one `TIMEOUT`."""
     secret_env = store.get_setting("notify_secret_env")
     delivered = 0
+    started = time.monotonic()
     for row in store.due_deliveries(now, limit):
+        if time.monotonic() - started > budget:
+            break
         claimed = store.claim_delivery(row["id"], hold=TIMEOUT + 30, now=now)
         if claimed is not None:
             delivered += deliver_one(store, claimed, secret_env, now)

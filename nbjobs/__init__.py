@@ -18,7 +18,9 @@ from .outputs import record
 __version__ = "0.1.0"
 
 _API = ("Job", "submit", "run_notebook", "get", "jobs", "records", "wait", "result", "logs", "cancel",
-        "retry", "worker", "ensure_worker", "summary", "dead_letters", "ack", "prune", "retention")
+        "retry", "worker", "ensure_worker", "summary", "dead_letters", "ack", "prune", "retention",
+        "schedule_add", "schedules", "schedule_show", "schedule_pause", "schedule_resume", "schedule_rm",
+        "schedule_run_now", "notify_default", "deliveries")
 
 #: history and service levels (nbjobs.metrics; loads pandas on first use)
 _METRICS = ("history", "sli", "slo")

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from . import config, params, policy, wake
 from .errors import BadInput, NbjobsError, WaitTimeout
@@ -259,7 +259,10 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
            key: str | None = None, cell_timeout: float | None = None, home: Path | str | None = None,
            start_worker: bool = True, inputs: dict[str, Any] | None = None,
            outputs: Sequence[str] | str | None = None, secrets: Sequence[str] | str | None = None,
-           retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None) -> Job:
+           retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None,
+           after: Sequence[str | Job] | str | Job | None = None, after_any: bool = False,
+           notify: str | None = None, notify_on: str | None = None,
+           on_done: Callable[[Job], Any] | None = None) -> Job:
     """Submit Python source as a *cell job*; returns its `Job` handle at once.
 
     The source runs in a fresh kernel (papermill) after a ``parameters`` cell, with ``cwd`` (default:
@@ -281,6 +284,14 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     of the *worker* that the job needs: their values reach the kernel at run time and are never
     stored; they are redacted from logs, errors and output notebooks.
 
+    Chains and notifications (also on `run_notebook`): ``after=[id, ...]`` makes the job wait
+    (state ``waiting``) until all those jobs succeeded; if one ends failed, timed out or cancelled
+    it ends ``cancelled`` with reason ``dependency_failed`` (``after_any=True``: run once they all
+    ended, however).  ``nbjobs.result(upstream_id)`` reads an upstream job's outputs inside it.
+    ``notify=URL`` POSTs a JSON body when the job ends (``notify_on="all"``: on every state change;
+    see `nbjobs.notify`).  ``on_done=callback`` calls ``callback(job)`` in this process, from a
+    background thread, when the job ends.
+
     >>> job = nbjobs.submit("import nbjobs; nbjobs.record('n', n * 2)", parameters={"n": 21})  # doctest: +SKIP
     >>> job.wait().result()                                                                     # doctest: +SKIP
     {'n': 42}
@@ -299,8 +310,10 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     out_names = _check_names("output", outputs)
     if out_names:
         spec["options"]["outputs"] = out_names
+    _flow(spec, home, after, after_any, notify, notify_on)
+    _check_callback(on_done)
     if not inputs:
-        return _submit(spec, home, start_worker)
+        return _done_callback(_submit(spec, home, start_worker), on_done)
     if not isinstance(inputs, dict):
         raise BadInput(f"inputs must be a dict of name: value, not {type(inputs).__name__}")
     _check_names("input", list(inputs))
@@ -325,6 +338,67 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)
+    return _done_callback(job, on_done)
+
+
+def _flow(spec: dict[str, Any], home: Path | str | None, after: Any, after_any: bool, notify: str | None,
+          notify_on: str | None) -> dict[str, Any]:
+    """Add dependencies (resolved to full IDs; unknown or expired ones refused) and the webhook."""
+    if after is not None:
+        items = [after] if isinstance(after, (str, Job)) else list(after)
+        ids: list[str] = []
+        for item in items:
+            texts = [item.id] if isinstance(item, Job) else [t for t in str(item).split(",") if t.strip()]
+            for text in texts:
+                ids.append(_store(home).resolve(text.strip()))
+        if not ids and items:
+            raise BadInput("after names no job; give job IDs (or unique prefixes) separated by commas")
+        spec["after"] = list(dict.fromkeys(ids))
+    if after_any:
+        if not spec.get("after"):
+            raise BadInput("after_any needs after=[job IDs] (--after-any goes with --after ID,...)")
+        spec["options"]["after_any"] = True
+    if notify is not None:
+        from .notify import check_url
+
+        spec["options"]["notify"] = check_url(notify)
+    if notify_on is not None:
+        if notify_on not in ("end", "all"):
+            raise BadInput(f"notify_on must be 'end' (final states) or 'all' (every state change), not {notify_on!r}")
+        spec["options"]["notify_on"] = notify_on
+    return spec
+
+
+def _check_callback(on_done: Any) -> None:
+    if on_done is not None and not callable(on_done):
+        raise BadInput(f"on_done must be a function taking the job, not {type(on_done).__name__}")
+
+
+def _done_callback(job: Job, on_done: Callable[[Job], Any] | None) -> Job:
+    """Call ``on_done(job)`` once, from a background thread of this process, when ``job`` ends.
+    It rides on the panel's single updater thread (which polls SQLite's ``data_version`` about
+    twice a second); an exception in the callback is printed to stderr, never raised."""
+    if on_done is None:
+        return job
+    import sys
+    import traceback
+
+    from .panel import watch
+
+    fired: list[bool] = []
+
+    def check(record: JobRecord) -> bool | None:
+        if record.state in TERMINAL and not fired:
+            fired.append(True)
+            try:
+                on_done(job)
+            except Exception:  # noqa: a user's callback must not stop the updater
+                print(f"nbjobs: on_done callback of job {job.short_id} raised:\n{traceback.format_exc()}",
+                      file=sys.stderr, flush=True)
+            return False
+        return None
+
+    watch(job, check)
     return job
 
 
@@ -356,16 +430,32 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
                  timeout: float | None = None, priority: int = 0, tags: Sequence[str] | str | None = None,
                  key: str | None = None, cell_timeout: float | None = None, home: Path | str | None = None,
                  start_worker: bool = True, secrets: Sequence[str] | str | None = None,
-                 retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None) -> Job:
+                 retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None,
+                 after: Sequence[str | Job] | str | Job | None = None, after_any: bool = False,
+                 notify: str | None = None, notify_on: str | None = None,
+                 on_done: Callable[[Job], Any] | None = None) -> Job:
     """Submit a *notebook job*: ``path`` run by papermill with ``parameters``; returns its `Job`.
 
     The kernel defaults to the notebook's own kernelspec; the working directory to the current
     directory.  Each attempt writes its output notebook to ``$NBJOBS_HOME/runs/<id>/<attempt>/``.
+    ``after``, ``after_any``, ``notify``, ``notify_on`` and ``on_done`` as in `submit`; the
+    documented chain: ``b = run_notebook("b.ipynb", {"source_job": a.id}, after=[a])``, and in
+    b.ipynb ``nbjobs.result(source_job)``.
 
     >>> job = nbjobs.run_notebook("report.ipynb", parameters={"n": 7, "title": "Q3"})  # doctest: +SKIP
     >>> job.wait().state                                                             # doctest: +SKIP
     <State.SUCCEEDED: 'succeeded'>
     """
+    spec = _notebook_spec(path, parameters, name, kernel, cwd, retries, timeout, priority, tags, key, cell_timeout,
+                          secrets, retry_on, backoff)
+    _flow(spec, home, after, after_any, notify, notify_on)
+    _check_callback(on_done)
+    return _done_callback(_submit(spec, home, start_worker), on_done)
+
+
+def _notebook_spec(path: Any, parameters: Any, name: Any, kernel: Any, cwd: Any, retries: Any, timeout: Any,
+                   priority: Any, tags: Any, key: Any, cell_timeout: Any, secrets: Any, retry_on: Any,
+                   backoff: Any) -> dict[str, Any]:
     nb_path, nb = _read_notebook(path)
     spec = _common(name, retries, timeout, priority, tags, key, kernel, cwd, parameters)
     if spec["kernel"] is None:
@@ -374,7 +464,7 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
     spec.update(kind="notebook", notebook=nb_path, code_hash=code_hash("notebook", notebook=nb_path),
                 options=_options(cell_timeout, secrets, retry_on, backoff))
     spec["name"] = spec["name"] or Path(nb_path).stem
-    return _submit(spec, home, start_worker)
+    return spec
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -593,3 +683,152 @@ def retention(older_than: str | float | None = None, *, off: bool = False,
         policy.parse_duration(older_than, "retention")
         store.set_setting(RETENTION_SETTING, str(older_than))
     return store.get_setting(RETENTION_SETTING)
+
+
+# --- schedules -----------------------------------------------------------------------------------------
+def schedule_add(name: str, cron: str, notebook: str | os.PathLike | None = None,
+                 parameters: dict[str, Any] | None = None, *, code: str | None = None, tz: str = "UTC",
+                 misfire: str = "once", misfire_cap: int = 10, overlap: str = "skip", job_name: str | None = None,
+                 kernel: str | None = None, cwd: str | os.PathLike | None = None, retries: int = 0,
+                 timeout: float | None = None, priority: int = 0, tags: Sequence[str] | str | None = None,
+                 cell_timeout: float | None = None, secrets: Sequence[str] | str | None = None,
+                 retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None,
+                 notify: str | None = None, notify_on: str | None = None, home: Path | str | None = None,
+                 start_worker: bool = True, now: float | None = None) -> dict[str, Any]:
+    """Add a cron schedule that submits ``notebook`` (or ``code``, a cell job) at each slot.
+
+    ``cron``: 5 fields or an alias (``@daily``...), in the IANA zone ``tz`` (DST rules in
+    `nbjobs.schedule`).  ``misfire`` (after downtime): ``skip``, ``once`` (default) or ``all`` (at
+    most ``misfire_cap`` missed slots).  ``overlap`` (previous fire still active): ``skip``
+    (default), ``queue`` or ``allow``.  Each fire is an ordinary job named ``job_name`` (default:
+    the schedule's name) linked to the schedule.  Schedules fire while a worker of the home runs;
+    a background worker is started (``start_worker=False`` to skip) and stays while schedules
+    exist.  Invalid input raises `BadInput` and nothing is written.  Returns the schedule with its
+    next three fire times (``next``).
+
+    >>> nbjobs.schedule_add("daily-report", "30 6 * * 1-5", "report.ipynb", {"n": 7},
+    ...                     tz="Europe/Berlin")["next"]                       # doctest: +SKIP
+    """
+    from . import schedule as sch
+
+    name = sch.check_name(name)
+    cron = sch.check_cron(cron)
+    tz = sch.check_tz(tz)
+    misfire = sch.check_policy("misfire", misfire, sch.MISFIRE_POLICIES)
+    overlap = sch.check_policy("overlap", overlap, sch.OVERLAP_POLICIES)
+    misfire_cap = _check_int("misfire_cap", misfire_cap, 1, 1000)
+    if (notebook is None) == (code is None):
+        raise BadInput("give a notebook or code= for the schedule's job (one of them)")
+    if notebook is not None:
+        spec = _notebook_spec(notebook, parameters, job_name or name, kernel, cwd, retries, timeout, priority, tags,
+                              None, cell_timeout, secrets, retry_on, backoff)
+    else:
+        if not isinstance(code, str) or not code.strip():
+            raise BadInput("code must be a non-empty string of Python source")
+        spec = _common(job_name or name, retries, timeout, priority, tags, None, kernel, cwd, parameters)
+        spec.update(kind="cell", source=code, code_hash=code_hash("cell", source=code),
+                    options=_options(cell_timeout, secrets, retry_on, backoff))
+        spec["kernel"] = spec["kernel"] or "python3"
+    _flow(spec, home, None, False, notify, notify_on)
+    try:
+        sch.next_fire(cron, tz, time.time() if now is None else now)
+    except Exception:  # noqa: croniter gives up on dates that never come (Feb 30)
+        raise BadInput(f"cron expression {cron!r} never fires; check the day and month fields") from None
+    store = _store(home)
+    store.add_schedule(name, cron, tz, spec, misfire=misfire, misfire_cap=misfire_cap, overlap=overlap, now=now,
+                       actor=actor_name("api"))
+    if start_worker:
+        ensure_worker(home)
+    return schedule_show(name, home=home, now=now)
+
+
+def _with_next(d: dict[str, Any], now: float | None, n: int = 3) -> dict[str, Any]:
+    from . import schedule as sch
+
+    now = time.time() if now is None else now
+    d["next"] = [] if d["paused"] else sch.next_fires(d["cron"], d["tz"], max(now, d["last_slot"]), n)
+    d["next_local"] = [sch.fmt_slot(t, d["tz"]) for t in d["next"]]
+    return d
+
+
+def schedules(home: Path | str | None = None, now: float | None = None) -> list[dict[str, Any]]:
+    """Every schedule of the home with its next three fire times (``next``, ``next_local``).
+
+    >>> [(s["name"], s["next_local"][0]) for s in nbjobs.schedules()]   # doctest: +SKIP
+    [('daily-report', '2026-11-25 06:30 CET')]
+    """
+    return [_with_next(d, now) for d in _store(home).list_schedules()]
+
+
+def schedule_show(name: str, home: Path | str | None = None, now: float | None = None) -> dict[str, Any]:
+    """One schedule: its settings, next fire times, recent decisions (``events``: fired,
+    misfire_*, overlap_skipped, paused...) and the jobs it fired most recently (``jobs``)."""
+    store = _store(home)
+    d = _with_next(store.get_schedule(name), now)
+    d["events"] = store.schedule_events(name, 20)
+    d["jobs"] = [e["job_id"] for e in d["events"] if e["job_id"]]
+    return d
+
+
+def schedule_pause(name: str, home: Path | str | None = None) -> dict[str, Any]:
+    """Stop firing until `schedule_resume`; slots of the pause never fire (no misfire catch-up)."""
+    _store(home).set_schedule_paused(name, True, actor=actor_name("api"))
+    return schedule_show(name, home)
+
+
+def schedule_resume(name: str, home: Path | str | None = None) -> dict[str, Any]:
+    """Fire again from now on."""
+    _store(home).set_schedule_paused(name, False, actor=actor_name("api"))
+    return schedule_show(name, home)
+
+
+def schedule_rm(name: str, home: Path | str | None = None) -> None:
+    """Remove a schedule (the jobs it fired stay)."""
+    _store(home).remove_schedule(name)
+
+
+def schedule_run_now(name: str, home: Path | str | None = None, start_worker: bool = True) -> Job:
+    """Submit one job of the schedule now, outside its slots; returns its handle.
+
+    >>> nbjobs.schedule_run_now("daily-report").wait(600).result()   # doctest: +SKIP
+    """
+    from . import schedule as sch
+
+    job_id = sch.run_now(_store(home), name, actor_name("api"))
+    if start_worker:
+        ensure_worker(home)
+    return Job(job_id, home)
+
+
+def notify_default(url: str | None = None, *, secret_env: str | None = None, on: str | None = None,
+                   off: bool = False, home: Path | str | None = None) -> dict[str, Any]:
+    """Show or set the home's default webhook (used by jobs without ``notify=``).  ``secret_env``
+    names the worker's environment variable holding the HMAC signing secret (the value is never
+    stored); ``on`` is ``end`` (final states, default) or ``all``; ``off=True`` removes them.
+
+    >>> nbjobs.notify_default("https://hooks.example.com/nbjobs", secret_env="NBJOBS_WEBHOOK_SECRET")  # doctest: +SKIP
+    {'url': 'https://hooks.example.com/nbjobs', 'secret_env': 'NBJOBS_WEBHOOK_SECRET', 'on': 'end'}
+    """
+    from .notify import check_env_name, check_url
+
+    store = _store(home)
+    if off:
+        for k in ("notify_url", "notify_secret_env", "notify_on"):
+            store.set_setting(k, None)
+    else:
+        url = check_url(url) if url is not None else None
+        secret_env = check_env_name(secret_env) if secret_env is not None else None
+        if on is not None and on not in ("end", "all"):
+            raise BadInput(f"on must be 'end' (final states) or 'all' (every state change), not {on!r}")
+        for k, v in (("notify_url", url), ("notify_secret_env", secret_env), ("notify_on", on)):
+            if v is not None:
+                store.set_setting(k, v)
+    return {"url": store.get_setting("notify_url"), "secret_env": store.get_setting("notify_secret_env"),
+            "on": store.get_setting("notify_on") or "end"}
+
+
+def deliveries(job_id: str, home: Path | str | None = None) -> list[dict[str, Any]]:
+    """The webhook deliveries of a job: id, url, event, state (pending/delivered/failed),
+    attempts, last status and error."""
+    store = _store(home)
+    return store.deliveries(store.resolve(job_id))

@@ -78,6 +78,8 @@ def job_json(job_id: str, full: bool = False) -> dict[str, Any]:
         d["attempt_history"] = job.attempts()
         d["events"] = job.events()
         d["outputs"] = [o["name"] for o in job._store.outputs(r.id)]
+        d["after"] = job._store.upstream(r.id)
+        d["deliveries"] = job._store.deliveries(r.id)
     return d
 
 
@@ -127,11 +129,36 @@ def show_text(job_id: str) -> str:
     outs = job._store.outputs(r.id)
     if outs:
         lines.append("outputs:    " + ", ".join(f"{o['name']} ({o['kind']})" for o in outs))
+    lines += _flow_lines(job)
     lines.append("events:")
     for e in job.events():
         lines.append(f"  {fmt_time(e['at'])}  {(e['from_state'] or '-'):>9} -> {e['to_state']:<9}  "
                      f"{e['reason'] or ''}  [{e['actor']}]")
     return "\n".join(lines)
+
+
+def _flow_lines(job: api.Job) -> list[str]:
+    """Dependencies, schedule and webhook deliveries of a job, for `show`."""
+    store, r, lines = job._store, job.record, []
+    up, down = store.upstream(r.id), store.downstream(r.id)
+    if up:
+        lines.append(f"after:      {', '.join(u[:8] for u in up)}" + (" (any ending)" if r.options.get("after_any") else ""))
+    if down:
+        lines.append(f"before:     {', '.join(d[:8] for d in down)}")
+    if r.options.get("schedule"):
+        lines.append(f"schedule:   {r.options['schedule']}" + (f" (slot {fmt_time(r.options['slot'])})"
+                                                               if r.options.get("slot") else " (run-now)"))
+    deliveries = store.deliveries(r.id)
+    if deliveries:
+        from .notify import display_url
+
+        lines.append("deliveries:")
+        for d in deliveries:
+            last = f"HTTP {d['last_status']}" if d["last_status"] else ""
+            err = f"  last error: {d['last_error']}" if d["last_error"] and d["state"] != "delivered" else ""
+            lines.append(f"  {d['id'][:8]}  job.{d['event']:<10} {d['state']:<9} {d['attempts']} attempt(s) "
+                         f"{last}  {display_url(d['url'])}{err}")
+    return lines
 
 
 def _jsonable_outputs(job_id: str) -> dict[str, Any]:
@@ -179,6 +206,11 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--secret", action="append", default=[], metavar="NAME",
                    help="pass the worker's environment variable NAME to the job; its value is never stored "
                         "and is redacted from logs and output notebooks (repeatable)")
+    p.add_argument("--after", action="append", default=[], metavar="ID[,ID...]",
+                   help="wait (state waiting) until these jobs succeeded; cancelled (dependency_failed) if one fails")
+    p.add_argument("--after-any", action="store_true", help="with --after: run once they all ended, however")
+    p.add_argument("--notify", metavar="URL", help="POST a JSON body to this http(s) URL when the job ends")
+    p.add_argument("--notify-on", choices=("end", "all"), help="end (final states, default) or all state changes")
     p.add_argument("--wait", action="store_true", help="wait for the job to end; exit 0 if it succeeded, else 1")
     p.add_argument("--timeout-wait", type=float, metavar="S", help="with --wait: give up after S seconds")
     p.add_argument("--no-worker", action="store_true", help="do not start a background worker")
@@ -192,7 +224,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     parameters = params.build(p=a.parameter, r=a.raw, y=a.yaml, f=a.parameters_file)
     common = dict(name=a.name, parameters=parameters, kernel=a.kernel, cwd=a.cwd, retries=a.retries,
                   timeout=a.timeout, priority=a.priority, tags=a.tag, key=a.key, cell_timeout=a.cell_timeout,
-                  start_worker=not a.no_worker, secrets=a.secret, retry_on=a.retry_on, backoff=_backoff(a))
+                  start_worker=not a.no_worker, secrets=a.secret, retry_on=a.retry_on, backoff=_backoff(a),
+                  after=a.after or None, after_any=a.after_any, notify=a.notify, notify_on=a.notify_on)
     job = api.run_notebook(a.notebook, **common) if a.notebook else api.submit(a.code, **common)
     if not a.json:
         print(job.id, flush=True)
@@ -540,6 +573,10 @@ def parser() -> argparse.ArgumentParser:
     p = _add(sub, "demo", cmd_demo, "submit a few demo jobs, run them, print the table",
              "nbjobs demo")
     p.add_argument("--home", help="nbjobs home for the demo (default: a new temporary folder)")
+
+    from .cli_flow import add_verbs  # schedule, notify-default
+
+    add_verbs(sub, _add)
     return top
 
 

@@ -62,9 +62,10 @@ TRANSITIONS: dict[State, frozenset[State]] = {
                               State.RETRYING, State.QUEUED}),
     State.RETRYING: frozenset({State.RUNNING, State.CANCELLED}),
     State.SUCCEEDED: frozenset(),
-    State.FAILED: frozenset({State.QUEUED}),      # manual retry (re-drive)
-    State.TIMED_OUT: frozenset({State.QUEUED}),
-    State.CANCELLED: frozenset({State.QUEUED}),
+    # manual retry (re-drive); a job with upstream jobs waits for them again
+    State.FAILED: frozenset({State.QUEUED, State.WAITING}),
+    State.TIMED_OUT: frozenset({State.QUEUED, State.WAITING}),
+    State.CANCELLED: frozenset({State.QUEUED, State.WAITING}),
 }
 
 

@@ -63,6 +63,11 @@ _JOB_OPTIONS = [
     (("--secret",), dict(action="append", default=[], metavar="NAME",
                          help="pass the worker's environment variable NAME; never stored, redacted from logs "
                               "and output notebooks (repeatable)")),
+    (("--after",), dict(action="append", default=[], metavar="ID[,ID]",
+                        help="wait until these jobs succeeded (a failed one cancels this job: dependency_failed)")),
+    (("--after-any",), dict(action="store_true", help="with --after: run once they all ended, however")),
+    (("--notify",), dict(metavar="URL", help="POST a JSON body to this http(s) URL when the job ends")),
+    (("--notify-on",), dict(choices=("end", "all"), help="end (final states, default) or all state changes")),
     (("--wait",), dict(action="store_true", help="block until the job ends, then show its result")),
     (("--quiet",), dict(action="store_true", help="show nothing; the cell has no value")),
     (("--no-worker",), dict(action="store_true", help="do not start a background worker if none is alive")),
@@ -133,6 +138,9 @@ VERBS = {
     "metrics": ("[--window 7D] [--by name|kind|priority|none] [--freq 1h]",
                 "service-level indicators (a DataFrame): runs, success rate, runtime percentiles, queue depth",
                 "%job metrics --window 24h --freq 1h"),
+    "schedule": ("add NAME CRON NOTEBOOK|-c CODE [options] | ls | show NAME | pause NAME | resume NAME | rm NAME "
+                 "| run-now NAME", "cron schedules: each fire submits the notebook (or code) as an ordinary job",
+                 '%job schedule add daily "30 6 * * 1-5" report.ipynb -p n 7 --tz Europe/Berlin'),
     "help": ("[VERB]", "this list, or one verb's options", "%job help run"),
 }
 
@@ -200,6 +208,22 @@ def _verb_parsers() -> dict[str, MagicArgumentParser]:
     p.add_argument("--window", default="7D", help="how far back to look (default 7D; e.g. 24h, 30D)")
     p.add_argument("--by", default="name", choices=("name", "kind", "priority", "none"), help="group rows by")
     p.add_argument("--freq", help="also one row per time bucket of this size (e.g. 1h)")
+    p = out["schedule"] = make("schedule")
+    p.add_argument("action", choices=("add", "ls", "show", "pause", "resume", "rm", "run-now"), help="what to do")
+    p.add_argument("name", nargs="?", help="schedule name")
+    p.add_argument("cron", nargs="?", help="add: 5 cron fields or @daily/@hourly/...")
+    p.add_argument("notebook", nargs="?", help="add: the notebook each fire runs")
+    p.add_argument("-c", "--code", help="add: Python source to run as a cell job instead of a notebook")
+    _add_options(p, _PARAM_OPTIONS)
+    p.add_argument("--tz", default="UTC", help="IANA time zone of the cron fields (default UTC)")
+    p.add_argument("--misfire", default="once", help="after downtime: skip, once (default) or all")
+    p.add_argument("--misfire-cap", type=int, default=10, help="most missed slots run with --misfire all")
+    p.add_argument("--overlap", default="skip", help="previous fire still active: skip (default), queue or allow")
+    p.add_argument("--job-name", help="name of the fired jobs (default: the schedule's)")
+    p.add_argument("--retries", type=int, default=0, help="retries of each fired job")
+    p.add_argument("--timeout", type=float, help="whole-job timeout in seconds")
+    p.add_argument("--notify", metavar="URL", help="POST a JSON body here when a fired job ends")
+    p.add_argument("--no-worker", action="store_true", help="do not start a background worker")
     p = out["help"] = make("help")
     p.add_argument("verb", nargs="?", help="a verb")
     return out
@@ -245,7 +269,8 @@ def _reliability(a) -> dict[str, Any]:
     """The retry, backoff and secret options of %%job / %job run as `api.submit` keywords."""
     backoff = {k: v for k, v in (("base", a.backoff_base), ("factor", a.backoff_factor), ("cap", a.backoff_cap),
                                  ("jitter", a.jitter)) if v is not None}
-    return {"retry_on": a.retry_on, "backoff": backoff or None, "secrets": a.secret}
+    return {"retry_on": a.retry_on, "backoff": backoff or None, "secrets": a.secret,
+            "after": _split(a.after) or None, "after_any": a.after_any, "notify": a.notify, "notify_on": a.notify_on}
 
 
 def _argv(line: str) -> list[str]:
@@ -291,6 +316,13 @@ class DeadLetters(list):
         head = "".join(f"<th style='text-align:left'>{h}</th>" for h in self._HEAD)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self._rows())
         return f"<table class='nbjobs-dlq'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class _Text(str):
+    """A string shown as itself (no quotes) as a cell's value."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _split(values: list[str]) -> list[str]:
@@ -388,6 +420,36 @@ class JobMagics(Magics):
             kernel=a.kernel, cwd=a.cwd, retries=a.retries, timeout=a.timeout, priority=a.priority, tags=a.tag,
             key=a.key, cell_timeout=a.cell_timeout, start_worker=not a.no_worker, **_reliability(a))
         return self._shown(job, a)
+
+    def _schedule(self, a) -> Any:
+        from . import api, params
+        from .schedule import schedule_text, schedules_table
+
+        if a.action == "ls":
+            return _Text(schedules_table(api.schedules()))
+        if not a.name:
+            raise UsageError(f"%job schedule {a.action} needs the schedule's name (see %job help schedule)")
+        if a.action == "add":
+            if not a.cron:
+                raise UsageError('%job schedule add NAME "CRON" NOTEBOOK (or -c CODE): the cron expression is missing')
+            kernel = None
+            if a.code is not None:
+                from .kernels import kernel_for_python
+
+                kernel = kernel_for_python()
+            d = api.schedule_add(a.name, a.cron, a.notebook, params.build(p=a.parameter, r=a.raw, y=a.yaml,
+                                                                          f=a.parameters_file),
+                                 code=a.code, tz=a.tz, misfire=a.misfire, misfire_cap=a.misfire_cap, overlap=a.overlap,
+                                 job_name=a.job_name, retries=a.retries, timeout=a.timeout, notify=a.notify,
+                                 kernel=kernel, start_worker=not a.no_worker)
+            return _Text(schedule_text(d))
+        if a.action == "run-now":
+            return api.schedule_run_now(a.name, start_worker=not a.no_worker)
+        if a.action == "rm":
+            api.schedule_rm(a.name)
+            return _Text(f"schedule {a.name} removed (the jobs it fired stay)")
+        func = {"show": api.schedule_show, "pause": api.schedule_pause, "resume": api.schedule_resume}[a.action]
+        return _Text(schedule_text(func(a.name)))
 
     def _ls(self, a) -> Any:
         from . import api

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from . import config, policy
-from .errors import AmbiguousJob, ExpiredJob, IllegalTransition, StoreError, UnknownJob
+from .errors import AmbiguousJob, BadInput, ExpiredJob, IllegalTransition, StoreError, UnknownJob
 from .job import (ACTIVE, CLAIMABLE, RETRYABLE, TERMINAL, JobRecord, State, check_transition,
                   new_id, normalize_prefix, short_id, sources_of)
 
@@ -206,8 +206,66 @@ DROP INDEX jobs_state;
 DROP INDEX jobs_running;
 """
 
+# v6: dependencies between jobs, cron schedules (and what each fire decided), the webhook outbox
+# (one row per delivery, written in the transaction that ends the job) and named leases (the
+# schedule firer: one worker of a home at a time).
+SCHEMA_V6_FLOW = """
+CREATE TABLE deps (
+    job_id      TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    upstream_id TEXT NOT NULL,
+    PRIMARY KEY (job_id, upstream_id)
+);
+CREATE INDEX deps_upstream ON deps (upstream_id);
+CREATE TABLE schedules (
+    name        TEXT PRIMARY KEY,
+    cron        TEXT NOT NULL,
+    tz          TEXT NOT NULL,
+    spec        TEXT NOT NULL,
+    misfire     TEXT NOT NULL,
+    misfire_cap INTEGER NOT NULL,
+    overlap     TEXT NOT NULL,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    last_slot   REAL NOT NULL,
+    last_job_id TEXT,
+    fires       INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE schedule_events (
+    id       INTEGER PRIMARY KEY,
+    schedule TEXT NOT NULL,
+    at       REAL NOT NULL,
+    slot     REAL,
+    action   TEXT NOT NULL,
+    job_id   TEXT,
+    detail   TEXT
+);
+CREATE INDEX schedule_events_name ON schedule_events (schedule, id);
+CREATE TABLE outbox (
+    id           TEXT PRIMARY KEY,
+    job_id       TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL NOT NULL,
+    created_at   REAL NOT NULL,
+    delivered_at REAL,
+    last_status  INTEGER,
+    last_error   TEXT
+);
+CREATE INDEX outbox_due ON outbox (next_at) WHERE state = 'pending';
+CREATE INDEX outbox_job ON outbox (job_id, created_at);
+CREATE TABLE leases (
+    name   TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  REAL NOT NULL
+);
+"""
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: WAL pages between automatic checkpoints (32 MiB of WAL at most, then truncated to 64 MiB)
@@ -402,14 +460,25 @@ class Store:
 
     # --- submit ---------------------------------------------------------------------------------
     def insert_job(self, spec: dict[str, Any], actor: str) -> tuple[JobRecord, bool]:
-        """Record a new job as ``queued`` and return ``(record, created)``.
+        """Record a new job as ``queued`` (``waiting`` with upstream jobs in ``spec["after"]``,
+        full IDs that must exist) and return ``(record, created)``.
 
         With an idempotency key (``spec["idem_key"]``) that is already used, nothing is written
         and the existing job is returned with ``created=False``; the UNIQUE index decides, so
         two racing processes cannot both create one.
         """
         now = time.time()
-        row = {
+        row = self._job_row(spec, actor, now)
+        with self._tx() as conn:
+            created = self._insert(conn, row, list(spec.get("after") or ()), actor, now)
+            if not created:
+                existing = conn.execute("SELECT * FROM jobs WHERE idem_key = ?", (row["idem_key"],)).fetchone()
+                return self._record(existing), False
+        return self.get(row["id"]), True
+
+    @staticmethod
+    def _job_row(spec: dict[str, Any], actor: str, now: float) -> dict[str, Any]:
+        return {
             "id": spec.get("id") or new_id(),
             "name": spec.get("name") or "job",
             "kind": spec["kind"],
@@ -431,17 +500,33 @@ class Store:
             "submitted_by": actor,
             "options": json.dumps(spec.get("options") or {}),
         }
+
+    def _insert(self, conn: sqlite3.Connection, row: dict[str, Any], after: list[str], actor: str,
+                now: float) -> bool:
+        """Insert one job row inside a transaction (False: its idempotency key is taken).  With
+        upstream jobs (``after``: full IDs) it starts ``waiting`` and is resolved at once, so an
+        upstream that already ended moves it on in the same transaction."""
+        after = list(dict.fromkeys(after))
+        if row["id"] in after:
+            raise BadInput(f"job {short_id(row['id'])} cannot run after itself; remove it from --after")
+        for up in after:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (up,)).fetchone() is None:
+                raise self._unknown(up)
+        if after:
+            row = dict(row, state=State.WAITING.value)
         cols = ", ".join(row)
         marks = ", ".join("?" * len(row))
-        with self._tx() as conn:
-            cur = conn.execute(
-                f"INSERT INTO jobs ({cols}) VALUES ({marks}) ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL "
-                "DO NOTHING", tuple(row.values()))
-            if cur.rowcount == 0:
-                existing = conn.execute("SELECT * FROM jobs WHERE idem_key = ?", (row["idem_key"],)).fetchone()
-                return self._record(existing), False
-            self._event(conn, row["id"], None, State.QUEUED.value, "submitted", actor, now)
-        return self.get(row["id"]), True
+        cur = conn.execute(
+            f"INSERT INTO jobs ({cols}) VALUES ({marks}) ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL "
+            "DO NOTHING", tuple(row.values()))
+        if cur.rowcount == 0:
+            return False
+        why = "submitted" + (f" after {', '.join(short_id(u) for u in after)}" if after else "")
+        self._event(conn, row["id"], None, row["state"], why, actor, now)
+        if after:
+            conn.executemany("INSERT INTO deps (job_id, upstream_id) VALUES (?, ?)", [(row["id"], u) for u in after])
+            self._resolve(conn, [row["id"]], actor, now)
+        return True
 
     # --- reads ----------------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord:
@@ -668,6 +753,7 @@ class Store:
                           job["code_hash"]))
             self._event(conn, job["id"], row["state"], State.RUNNING.value, f"attempt {number}",
                         f"worker:{worker_id}", now)
+            self._enqueue_notification(conn, job["id"], State.RUNNING.value, now, job["options"])
         return self._record(job), number
 
     def heartbeat(self, worker_id: str, lease: float = config.LEASE_SECONDS) -> int:
@@ -762,6 +848,7 @@ class Store:
         if decision.state == State.RETRYING.value:
             why += f"; retry in {decision.delay:.1f} s"
         self._event(conn, job["id"], job["state"], decision.state, why, actor, now)
+        self._changed(conn, job["id"], decision.state, actor, now, job["options"])
         return decision.state
 
     def release(self, job_id: str, number: int, worker_id: str, why: str = "worker stopping") -> bool:
@@ -818,6 +905,7 @@ class Store:
             conn.execute("UPDATE jobs SET state = 'cancelled', reason = 'cancelled', cancel_requested = 1, "
                          "finished_at = ?, updated_at = ? WHERE id = ?", (now, now, job_id))
             self._event(conn, job_id, state.value, "cancelled", "cancelled before it ran", actor, now)
+            self._changed(conn, job_id, State.CANCELLED.value, actor, now)
             return State.CANCELLED.value
 
     def retry(self, job_id: str, actor: str) -> None:
@@ -832,10 +920,16 @@ class Store:
             if state not in RETRYABLE:
                 hint = "wait for it to end" if state.active else "it succeeded; submit it again to rerun"
                 raise IllegalTransition(f"job {short_id(job_id)} is {state}, so it cannot be retried ({hint})")
+            waits = conn.execute("SELECT 1 FROM deps WHERE job_id = ? LIMIT 1", (job_id,)).fetchone() is not None
+            new = State.WAITING.value if waits else State.QUEUED.value
             conn.execute(
-                "UPDATE jobs SET state = 'queued', reason = 'retried', cancel_requested = 0, failures = 0, "
-                "run_at = ?, finished_at = NULL, acked_at = NULL, updated_at = ? WHERE id = ?", (now, now, job_id))
-            self._event(conn, job_id, state.value, "queued", "retried", actor, now)
+                "UPDATE jobs SET state = ?, reason = 'retried', cancel_requested = 0, failures = 0, "
+                "run_at = ?, finished_at = NULL, acked_at = NULL, updated_at = ?, error_type = CASE WHEN reason = "
+                "'dependency_failed' THEN NULL ELSE error_type END, error_message = CASE WHEN reason = "
+                "'dependency_failed' THEN NULL ELSE error_message END WHERE id = ?", (new, now, now, job_id))
+            self._event(conn, job_id, state.value, new, "retried", actor, now)
+            if waits:  # upstream jobs again: queued at once if they all succeeded by now
+                self._resolve(conn, [job_id], actor, now)
 
     # --- workers ------------------------------------------------------------------------------
     def register_worker(self, worker_id: str, *, concurrency: int, executor: str = "local",
@@ -964,6 +1058,279 @@ class Store:
         sql = (f"SELECT {cols} FROM jobs WHERE finished_at >= ? "
                f"UNION ALL SELECT {cols} FROM jobs WHERE state IN ({active}) AND finished_at IS NULL")
         return self._rows(sql, (float(since),))
+
+    # --- dependencies, notifications, schedules, leases (schema v5) ---------------------------
+    _ENDED_BADLY = ("failed", "timed_out", "cancelled")
+
+    def _changed(self, conn: sqlite3.Connection, job_id: str, state: str, actor: str, now: float,
+                 options: str | None = None) -> None:
+        """Called inside the transaction that moved ``job_id`` to ``state``: queue its webhook
+        (transactional outbox) and, when it ended, move on the jobs waiting for it; a dependent
+        cancelled for that reason cascades to its own dependents (a work list, no recursion).
+        ``options``: the job's options JSON when the caller has it (saves a read)."""
+        todo = [(job_id, state, options)]
+        while todo:
+            jid, st, opts = todo.pop()
+            self._enqueue_notification(conn, jid, st, now, opts)
+            if State(st).terminal:
+                waiting = [r[0] for r in conn.execute(
+                    "SELECT d.job_id FROM deps d JOIN jobs j ON j.id = d.job_id "
+                    "WHERE d.upstream_id = ? AND j.state = 'waiting'", (jid,))]
+                for dep in waiting:
+                    new = self._resolve_one(conn, dep, actor, now)
+                    if new:
+                        todo.append((dep, new, None))
+
+    def _resolve(self, conn: sqlite3.Connection, ids: Iterable[str], actor: str, now: float) -> None:
+        for jid in ids:
+            new = self._resolve_one(conn, jid, actor, now)
+            if new:
+                self._changed(conn, jid, new, actor, now)
+
+    def _resolve_one(self, conn: sqlite3.Connection, job_id: str, actor: str, now: float) -> str | None:
+        """Queue a waiting job whose upstream jobs all succeeded (with ``after_any``: all ended),
+        or cancel it (reason ``dependency_failed``) when one ended failed, timed out or cancelled.
+        Returns the new state, or None when it keeps waiting."""
+        job = conn.execute("SELECT state, options FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if job is None or job["state"] != State.WAITING.value:
+            return None
+        after_any = bool(json.loads(job["options"] or "{}").get("after_any"))
+        ups = conn.execute(
+            "SELECT d.upstream_id AS id, COALESCE(j.state, x.state, 'cancelled') AS state, "
+            "COALESCE(j.name, x.name) AS name FROM deps d LEFT JOIN jobs j ON j.id = d.upstream_id "
+            "LEFT JOIN expired x ON x.id = d.upstream_id WHERE d.job_id = ? ORDER BY d.upstream_id",
+            (job_id,)).fetchall()
+        bad = [u for u in ups if u["state"] in self._ENDED_BADLY]
+        if bad and not after_any:
+            u = bad[0]
+            msg = f"upstream job {short_id(u['id'])} ({u['name']}) ended {u['state']}"
+            conn.execute("UPDATE jobs SET state = 'cancelled', reason = 'dependency_failed', finished_at = ?, "
+                         "updated_at = ?, error_type = 'DependencyFailed', error_message = ? "
+                         "WHERE id = ? AND state = 'waiting'", (now, now, msg, job_id))
+            self._event(conn, job_id, "waiting", "cancelled", f"dependency_failed: {msg}", actor, now)
+            return State.CANCELLED.value
+        done = [u for u in ups if u["state"] == State.SUCCEEDED.value or (after_any and State(u["state"]).terminal)]
+        if len(done) == len(ups):
+            conn.execute("UPDATE jobs SET state = 'queued', reason = NULL, run_at = ?, updated_at = ? "
+                         "WHERE id = ? AND state = 'waiting'", (now, now, job_id))
+            self._event(conn, job_id, "waiting", "queued",
+                        f"upstream {', '.join(short_id(u['id']) for u in ups)} ended", actor, now)
+            return State.QUEUED.value
+        return None
+
+    def resolve_waiting(self, actor: str) -> int:
+        """The safety net behind the resolution at the moment an upstream job ends: look at every
+        waiting job once.  Returns how many moved on."""
+        ids = [r["id"] for r in self._q("SELECT id FROM jobs WHERE state = 'waiting'")]
+        moved = 0
+        for jid in ids:
+            with self._tx() as conn:
+                before = conn.execute("SELECT state FROM jobs WHERE id = ?", (jid,)).fetchone()
+                self._resolve(conn, [jid], actor, time.time())
+                after = conn.execute("SELECT state FROM jobs WHERE id = ?", (jid,)).fetchone()
+                moved += int(before is not None and after is not None and before[0] != after[0])
+        return moved
+
+    def upstream(self, job_id: str) -> list[str]:
+        """IDs of the jobs ``job_id`` waits for (or waited for)."""
+        return [r[0] for r in self._q("SELECT upstream_id FROM deps WHERE job_id = ? ORDER BY upstream_id",
+                                      (job_id,))]
+
+    def downstream(self, job_id: str) -> list[str]:
+        """IDs of the jobs that run after ``job_id``."""
+        return [r[0] for r in self._q("SELECT job_id FROM deps WHERE upstream_id = ? ORDER BY job_id", (job_id,))]
+
+    #: job fields a webhook carries (never parameters, inputs, sources or tracebacks)
+    NOTIFY_FIELDS = ("id", "name", "kind", "state", "reason", "attempts", "retries", "submitted_at", "started_at",
+                     "finished_at", "error_type", "error_message", "tags", "options")
+
+    def _enqueue_notification(self, conn: sqlite3.Connection, job_id: str, state: str, now: float,
+                              options_json: str | None = None) -> None:
+        if options_json is None:
+            got = conn.execute("SELECT options FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if got is None:
+                return
+            options_json = got[0]
+        options = json.loads(options_json or "{}")
+        url = options.get("notify")
+        on = options.get("notify_on")
+        if url is None:
+            for r in conn.execute("SELECT name, value FROM settings WHERE name IN ('notify_url', 'notify_on')"):
+                if r["name"] == "notify_url":
+                    url = r["value"]
+                elif on is None:
+                    on = r["value"]
+        if not url or (not State(state).terminal and on != "all"):
+            return
+        row = conn.execute(f"SELECT {', '.join(self.NOTIFY_FIELDS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        snapshot = {k: row[k] for k in self.NOTIFY_FIELDS if k not in ("options", "tags", "retries")}
+        snapshot.update(state=state, max_attempts=row["retries"] + 1, tags=json.loads(row["tags"] or "[]"),
+                        schedule=options.get("schedule"), at=now)
+        conn.execute("INSERT INTO outbox (id, job_id, url, event, body, next_at, created_at) VALUES (?,?,?,?,?,?,?)",
+                     (new_id(), job_id, url, state, json.dumps(snapshot), now, now))
+
+    def due_deliveries(self, now: float | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Outbox rows whose (next) delivery attempt is due, oldest first."""
+        now = time.time() if now is None else now
+        return [dict(r) for r in self._q("SELECT * FROM outbox WHERE state = 'pending' AND next_at <= ? "
+                                         "ORDER BY next_at LIMIT ?", (now, int(limit)))]
+
+    def claim_delivery(self, delivery_id: str, hold: float = 60.0, now: float | None = None) -> dict[str, Any] | None:
+        """Take one due delivery for ``hold`` seconds (so another worker does not send it at the
+        same time); counts the attempt.  None if someone else took it."""
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            row = conn.execute("UPDATE outbox SET next_at = ?, attempts = attempts + 1 WHERE id = ? AND "
+                               "state = 'pending' AND next_at <= ? RETURNING *",
+                               (now + hold, delivery_id, now)).fetchone()
+        return dict(row) if row else None
+
+    def delivery_result(self, delivery_id: str, *, ok: bool, status: int | None = None, error: str | None = None,
+                        retry_at: float | None = None, now: float | None = None) -> None:
+        """Record one delivery attempt: delivered, retried at ``retry_at``, or given up (failed)."""
+        now = time.time() if now is None else now
+        state = "delivered" if ok else ("pending" if retry_at is not None else "failed")
+        with self._tx() as conn:
+            conn.execute("UPDATE outbox SET state = ?, last_status = ?, last_error = ?, delivered_at = ?, "
+                         "next_at = COALESCE(?, next_at) WHERE id = ?",
+                         (state, status, None if ok else (error or "")[:500], now if ok else None, retry_at,
+                          delivery_id))
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        """The webhook deliveries of one job (oldest first), with attempts and the last error."""
+        return [dict(r) for r in self._q("SELECT * FROM outbox WHERE job_id = ? ORDER BY created_at, id", (job_id,))]
+
+    def take_lease(self, name: str, holder: str, ttl: float, now: float | None = None) -> bool:
+        """Hold the named lease for ``ttl`` seconds (or renew it).  False while someone else
+        holds it; it passes to the next taker once it expired (its holder died)."""
+        now = time.time() if now is None else now
+        rows = self._q("SELECT holder, until FROM leases WHERE name = ?", (name,))
+        if rows and rows[0]["until"] > now and (rows[0]["holder"] != holder or rows[0]["until"] - now > ttl * 2 / 3):
+            return rows[0]["holder"] == holder  # held by another, or ours and fresh: no write
+        with self._tx() as conn:
+            row = conn.execute("SELECT holder, until FROM leases WHERE name = ?", (name,)).fetchone()
+            if row is not None and row["holder"] != holder and row["until"] > now:
+                return False
+            conn.execute("INSERT OR REPLACE INTO leases (name, holder, until) VALUES (?, ?, ?)",
+                         (name, holder, now + ttl))
+        return True
+
+    def drop_lease(self, name: str, holder: str) -> None:
+        """Give the lease up (a stopping holder), so the next taker need not wait for it to expire."""
+        if not self._q("SELECT 1 FROM leases WHERE name = ? AND holder = ?", (name, holder)):
+            return
+        with self._tx() as conn:
+            conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+    def lease_holder(self, name: str, now: float | None = None) -> str | None:
+        now = time.time() if now is None else now
+        rows = self._q("SELECT holder FROM leases WHERE name = ? AND until > ?", (name, now))
+        return rows[0][0] if rows else None
+
+    @staticmethod
+    def _schedule(row: sqlite3.Row) -> dict[str, Any]:
+        d = dict(row)
+        d["spec"] = json.loads(d["spec"])
+        d["paused"] = bool(d["paused"])
+        return d
+
+    def add_schedule(self, name: str, cron: str, tz: str, spec: dict[str, Any], *, misfire: str, misfire_cap: int,
+                     overlap: str, now: float | None = None, actor: str = "api") -> dict[str, Any]:
+        """Record a new schedule; slots before ``now`` never fire.  A taken name is refused."""
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM schedules WHERE name = ?", (name,)).fetchone():
+                raise BadInput(f"a schedule named {name!r} exists; pick another name or remove it first "
+                               f"(`nbjobs schedule rm {name}`)")
+            conn.execute("INSERT INTO schedules (name, cron, tz, spec, misfire, misfire_cap, overlap, created_at, "
+                         "updated_at, last_slot) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                         (name, cron, tz, json.dumps(spec), misfire, misfire_cap, overlap, now, now, now))
+            self._schedule_event(conn, name, now, None, "added", None, f"by {actor}")
+        return self.get_schedule(name)
+
+    def _schedule_event(self, conn: sqlite3.Connection, name: str, at: float, slot: float | None, action: str,
+                        job_id: str | None, detail: str | None) -> None:
+        conn.execute("INSERT INTO schedule_events (schedule, at, slot, action, job_id, detail) VALUES (?,?,?,?,?,?)",
+                     (name, at, slot, action, job_id, detail))
+
+    def get_schedule(self, name: str) -> dict[str, Any]:
+        rows = self._q("SELECT * FROM schedules WHERE name = ?", (name,))
+        if not rows:
+            raise BadInput(f"no schedule named {name!r}; list them with `nbjobs schedule ls`")
+        return self._schedule(rows[0])
+
+    def list_schedules(self) -> list[dict[str, Any]]:
+        return [self._schedule(r) for r in self._q("SELECT * FROM schedules ORDER BY name")]
+
+    def schedule_events(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
+        """What the schedule did, newest first: fired, skipped (overlap or misfire), paused..."""
+        return [dict(r) for r in self._q("SELECT * FROM schedule_events WHERE schedule = ? ORDER BY id DESC LIMIT ?",
+                                         (name, int(limit)))]
+
+    def set_schedule_paused(self, name: str, paused: bool, now: float | None = None, actor: str = "api") -> None:
+        """Pause or resume.  Resuming starts from ``now``: slots of the pause never fire."""
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            row = conn.execute("SELECT paused FROM schedules WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise BadInput(f"no schedule named {name!r}; list them with `nbjobs schedule ls`")
+            if bool(row["paused"]) == paused:
+                return
+            conn.execute("UPDATE schedules SET paused = ?, updated_at = ?" + ("" if paused else ", last_slot = ?")
+                         + " WHERE name = ?", (int(paused), now, name) if paused else (0, now, now, name))
+            self._schedule_event(conn, name, now, None, "paused" if paused else "resumed", None, f"by {actor}")
+
+    def remove_schedule(self, name: str) -> None:
+        """Delete a schedule and its events (the jobs it fired stay)."""
+        with self._tx() as conn:
+            if conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount == 0:
+                raise BadInput(f"no schedule named {name!r}; list them with `nbjobs schedule ls`")
+            conn.execute("DELETE FROM schedule_events WHERE schedule = ?", (name,))
+
+    def active_flow(self) -> bool:
+        """True while a worker has background duties: unpaused schedules or pending webhooks."""
+        return bool(self._q("SELECT EXISTS (SELECT 1 FROM schedules WHERE paused = 0) "
+                            "OR EXISTS (SELECT 1 FROM outbox WHERE state = 'pending')")[0][0])
+
+    def job_active(self, job_id: str | None) -> bool:
+        if not job_id:
+            return False
+        rows = self._q("SELECT state FROM jobs WHERE id = ?", (job_id,))
+        return bool(rows) and State(rows[0][0]).active
+
+    def fire_schedule(self, name: str, expected_slot: float | None, new_slot: float | None,
+                      fires: Iterable[tuple[float | None, dict[str, Any]]],
+                      notes: Iterable[tuple[float | None, str, str]], actor: str,
+                      now: float | None = None) -> list[str] | None:
+        """Apply one firing decision in ONE transaction: insert the jobs of ``fires`` (``(slot,
+        spec)``; each spec carries its idempotency key ``schedule:NAME:SLOT``), record ``notes``
+        (``(slot, action, detail)``) and move the schedule's ``last_slot`` from ``expected_slot``
+        to ``new_slot``.  Compare-and-set: if ``last_slot`` is no longer ``expected_slot`` (another
+        firer got there first) nothing is written and None is returned.  ``expected_slot=None``
+        (run-now) fires without moving ``last_slot``.  Returns the IDs of the jobs created."""
+        now = time.time() if now is None else now
+        created: list[str] = []
+        with self._tx() as conn:
+            row = conn.execute("SELECT last_slot, paused FROM schedules WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise BadInput(f"no schedule named {name!r}; list them with `nbjobs schedule ls`")
+            if expected_slot is not None and row["last_slot"] != expected_slot:
+                return None
+            last_job = None
+            for slot, spec in fires:
+                job_row = self._job_row(spec, actor, now)
+                if self._insert(conn, job_row, list(spec.get("after") or ()), actor, now):
+                    created.append(job_row["id"])
+                    last_job = job_row["id"]
+                    self._schedule_event(conn, name, now, slot, "fired", job_row["id"], spec.get("note"))
+                else:  # the slot's key exists: it fired before (never twice)
+                    self._schedule_event(conn, name, now, slot, "duplicate", None, "slot had already fired")
+            for slot, action, detail in notes:
+                self._schedule_event(conn, name, now, slot, action, None, detail)
+            conn.execute("UPDATE schedules SET last_slot = COALESCE(?, last_slot), fires = fires + ?, "
+                         "last_job_id = COALESCE(?, last_job_id), updated_at = ? WHERE name = ?",
+                         (new_slot if expected_slot is not None else None, len(created), last_job, now, name))
+        return created
 
     # --- helpers for benchmarks and tests (never used by nbjobs itself) --------------------------
     def bulk_insert(self, table: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], *,

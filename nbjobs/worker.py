@@ -81,6 +81,7 @@ class Worker:
         os.set_blocking(self._events_w, False)
         self._wake = None
         self._poked = False
+        self._ticker = None
 
     # --- control --------------------------------------------------------------------------------
     def stop(self, grace: float | None = None) -> None:
@@ -118,6 +119,10 @@ class Worker:
             signal.signal(signal.SIGINT, self._signal)
         store.register_worker(self.id, concurrency=self.concurrency, executor=self.executor.name,
                               autostarted=self.autostarted)
+        from .ticker import Ticker  # schedules, webhooks, dependency sweep: a thread of its own
+
+        self._ticker = Ticker(self.home, self.id)
+        self._ticker.start()
         actor = f"worker:{self.id}"
         started = 0
         self._wake = wake.listen(config.db_path(self.home))
@@ -162,7 +167,7 @@ class Worker:
                 if now - last_retention >= RETENTION_EVERY:
                     last_retention = now
                     self._apply_retention(actor)
-                if self.running:
+                if self.running or self._ticker.busy:
                     idle_since = now
                 elif now - idle_since > 1.0 and now - last_checkpoint > 30.0:
                     last_checkpoint = now
@@ -314,6 +319,8 @@ class Worker:
                     self.store.release(run.handle.job_id, run.handle.number, self.id, "worker stopped")
             self.executor.shutdown()
         finally:
+            if self._ticker is not None:
+                self._ticker.stop()
             if self.store is not None:
                 self.store.worker_stopped(self.id)
             if self._lock_file is not None:

@@ -23,6 +23,8 @@ LEGAL = {
     (S.RUNNING, S.RETRYING), (S.RUNNING, S.QUEUED),
     (S.RETRYING, S.RUNNING), (S.RETRYING, S.CANCELLED),
     (S.FAILED, S.QUEUED), (S.TIMED_OUT, S.QUEUED), (S.CANCELLED, S.QUEUED),
+    # a retried job with upstream jobs (`after`) waits for them again
+    (S.FAILED, S.WAITING), (S.TIMED_OUT, S.WAITING), (S.CANCELLED, S.WAITING),
 }
 ALL_PAIRS = list(itertools.product(State, State))
 ILLEGAL = [p for p in ALL_PAIRS if p not in LEGAL]
@@ -71,7 +73,7 @@ def test_illegal_transitions_raise(old, new):
 
 
 def test_illegal_count_and_samples():
-    assert len(ILLEGAL) == 64 - 15
+    assert len(ILLEGAL) == 64 - 18
     for pair in [(S.SUCCEEDED, S.RUNNING), (S.SUCCEEDED, S.QUEUED), (S.QUEUED, S.SUCCEEDED),
                  (S.WAITING, S.RUNNING), (S.RETRYING, S.SUCCEEDED), (S.FAILED, S.RUNNING), (S.RUNNING, S.RUNNING)]:
         assert pair in ILLEGAL
@@ -88,7 +90,7 @@ def test_sources_of():
     assert set(sources_of("queued")) == {"waiting", "running", "failed", "timed_out", "cancelled"}
     assert set(sources_of(S.RUNNING)) == {"queued", "retrying"}
     assert set(sources_of("succeeded")) == {"running"}
-    assert set(sources_of("waiting")) == set()
+    assert set(sources_of("waiting")) == {"failed", "timed_out", "cancelled"}
     assert all(isinstance(s, str) and not isinstance(s, State) for s in sources_of("cancelled"))
 
 

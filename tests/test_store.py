@@ -81,7 +81,8 @@ def test_new_database_schema_and_pragmas(tmp_path):
     assert s.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert s.conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(config.BUSY_TIMEOUT * 1000)
     tables = {r["name"] for r in rows(s, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"jobs", "attempts", "events", "outputs", "workers", "expired", "settings"}
+    assert tables == {"jobs", "attempts", "events", "outputs", "workers", "expired", "settings", "deps", "schedules",
+                      "schedule_events", "outbox", "leases"}
     add(s)  # a write, so the WAL file exists
     assert mode_of(home / "nbjobs.db") == 0o600
     assert mode_of(home / "nbjobs.db-wal") == 0o600

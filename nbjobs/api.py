@@ -509,13 +509,22 @@ def retry(job_id: str, home: Path | str | None = None, start_worker: bool = True
     return Job(full, home)
 
 
-def worker(concurrency: int = 1, executor: str = "local", idle_exit: float | None = None,
-           home: Path | str | None = None) -> int:
-    """Run a worker in this process until it is stopped (Ctrl-C) or idle for ``idle_exit`` seconds."""
+def worker(concurrency: int | None = None, executor: str | None = None, idle_exit: float | None = None,
+           home: Path | str | None = None, scheduler: str | None = None) -> int:
+    """Run a worker in this process until it is stopped (Ctrl-C) or idle for ``idle_exit`` seconds.
+
+    ``executor``: ``local`` (default, or ``$NBJOBS_EXECUTOR``) or ``dask``; with ``dask``,
+    ``scheduler`` is the Dask scheduler's address (default ``$NBJOBS_SCHEDULER``; none starts a
+    LocalCluster sized to this machine).  ``concurrency`` defaults to 1 for ``local`` and to the
+    cluster's threads for ``dask``.  Returns the number of attempts run.
+
+    >>> nbjobs.worker(executor="dask", scheduler="tcp://scheduler:8786")  # doctest: +SKIP
+    """
     from .worker import Worker
 
-    concurrency = _check_int("concurrency", concurrency, 1, 256)
-    return Worker(home, concurrency=concurrency, executor=executor, idle_exit=idle_exit).run()
+    if concurrency is not None:
+        concurrency = _check_int("concurrency", concurrency, 1, 256)
+    return Worker(home, concurrency=concurrency, executor=executor, idle_exit=idle_exit, scheduler=scheduler).run()
 
 
 # --- dead letters and retention ---------------------------------------------------------------------

@@ -54,12 +54,14 @@ class Worker:
     >>> w.run()                                    # doctest: +SKIP
     """
 
-    def __init__(self, home: Path | str | None = None, *, concurrency: int = 1, executor: str | Executor = "local",
-                 idle_exit: float | None = None, grace: float = config.STOP_GRACE,
-                 lease: float = config.LEASE_SECONDS, autostarted: bool = False):
+    def __init__(self, home: Path | str | None = None, *, concurrency: int | None = 1,
+                 executor: str | Executor | None = "local", idle_exit: float | None = None,
+                 grace: float = config.STOP_GRACE, lease: float = config.LEASE_SECONDS, autostarted: bool = False,
+                 scheduler: str | None = None):
         self.home = Path(home) if home else config.home()
-        self.concurrency = max(1, int(concurrency))
-        self.executor = get_executor(executor) if isinstance(executor, str) else executor
+        self.executor = executor if isinstance(executor, Executor) else get_executor(executor, scheduler=scheduler)
+        # None: as many as the executor can run at once (a Dask cluster's threads), else 1
+        self.concurrency = max(1, int(concurrency if concurrency else getattr(self.executor, "slots", 1)))
         self.idle_exit = idle_exit
         self.grace = grace
         self.lease = lease
@@ -105,7 +107,8 @@ class Worker:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._signal)
             signal.signal(signal.SIGINT, self._signal)
-        store.register_worker(self.id, concurrency=self.concurrency, executor=self.executor.name,
+        store.register_worker(self.id, concurrency=self.concurrency,
+                              executor=getattr(self.executor, "description", self.executor.name),
                               autostarted=self.autostarted)
         actor = f"worker:{self.id}"
         started = 0

@@ -253,6 +253,28 @@ def test_kill_9_of_a_dask_worker_mid_job_retries(home, cli_cluster, cli_worker):
     wait_for(lambda: _gone(runner_pid), 30, "the orphaned runner of the dead Dask worker to exit")
 
 
+def test_head_node_worker_killed_mid_job(home, cli_cluster):
+    """kill -9 of the head-node worker: the remote attempt stops (its future is released), the
+    lease expires, and the next head-node worker records the attempt as lost and retries the job."""
+    env = {"NBJOBS_LEASE_SECONDS": "3"}
+    head = start_worker(home, "--executor", "dask", "--scheduler", cli_cluster, env=env)
+    job = nbjobs.submit("import time\nprint('working', flush=True)\ntime.sleep(5)\nok = 1", retries=1,
+                        outputs=["ok"], start_worker=False)
+    wait_for(lambda: "working" in job.logs(), 90, "the remote job to run")
+    runner_pid = int(job.attempts()[-1]["versions"]["pid"])
+    head.kill()
+    head.wait()
+    wait_for(lambda: _gone(runner_pid), 30, "the abandoned remote attempt to stop")
+    second = start_worker(home, "--executor", "dask", "--scheduler", cli_cluster, env=env)
+    try:
+        job.wait(120)
+    finally:
+        stop_worker(second)
+    attempts = job.attempts()
+    assert [a["outcome"] for a in attempts] == ["worker_lost", "succeeded"]
+    assert job.result() == {"ok": 1}
+
+
 # --- clear errors -----------------------------------------------------------------------------------------
 def test_unreachable_scheduler_is_one_clear_line(home):
     env = dict(os.environ, NBJOBS_HOME=str(home), NBJOBS_DASK_CONNECT_TIMEOUT="2")

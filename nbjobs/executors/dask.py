@@ -57,8 +57,10 @@ from . import Executor, Handle, Report
 SHIP_LIMIT = int(os.environ.get("NBJOBS_DASK_SHIP_LIMIT", str(64 * 1024 * 1024)))
 #: seconds between two polls of the control variable (and log shipments) inside the task
 POLL = 0.2
-#: seconds between two log shipments while the job runs
+#: seconds between two log shipments while the job runs, and the most bytes in one (the scheduler keeps
+#: the last 1000 events of the executor's topic, so this bounds what it holds; the rest follows)
 LOG_EVERY = 0.5
+LOG_CHUNK = 64 * 1024
 #: seconds to wait for a scheduler before saying it cannot be reached
 CONNECT_TIMEOUT = float(os.environ.get("NBJOBS_DASK_CONNECT_TIMEOUT", "10"))
 MISSING_EXTRA = "the dask executor needs the dask extra: pip install 'nbjobs[dask]'"
@@ -169,11 +171,11 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
             try:
                 with open(log_path, "rb") as f:
                     f.seek(sent)
-                    data = f.read()
+                    data = f.read() if final else f.read(LOG_CHUNK)
             except OSError:
                 return b""
-            if data and not final:
-                send({"type": "_log", "offset": sent, "data": data.decode("utf-8", errors="replace")})
+            if data and not final:  # raw bytes at their offset: the head writes them where they belong
+                send({"type": "_log", "offset": sent, "data": data})
                 sent += len(data)
             return data
 
@@ -275,6 +277,7 @@ class DaskExecutor(Executor):
         self.topic = f"nbjobs-events-{uuid.uuid4().hex[:12]}"
         self.handles: dict[str, DaskHandle] = {}
         self._lock = threading.Lock()
+        self._alive: tuple[float, set[str]] = (0.0, set())
         client.subscribe_topic(self.topic, self._on_event)
         try:
             self.dashboard_link: str | None = client.dashboard_link
@@ -371,7 +374,7 @@ class DaskExecutor(Executor):
                     break
                 if handle.worker and time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()
-                    if handle.worker not in self.client.scheduler_info().get("workers", {}):
+                    if not self._worker_alive(handle.worker):
                         lost = handle.worker
                         break
             while not handle.events.empty():
@@ -385,6 +388,19 @@ class DaskExecutor(Executor):
             with self._lock:
                 self.handles.pop(handle.key, None)
             self._cleanup(handle)
+
+    def _worker_alive(self, address: str) -> bool:
+        """Is the Dask worker at ``address`` still in the cluster?  One scheduler query a second
+        for all attempts; when the scheduler cannot be asked, yes (the future will tell)."""
+        with self._lock:
+            at, workers = self._alive
+            if time.monotonic() - at > 1.0:
+                try:
+                    workers = set(self.client.scheduler_info().get("workers", {}))
+                except Exception:
+                    return True
+                self._alive = (time.monotonic(), workers)
+        return address in workers
 
     def _cleanup(self, handle: DaskHandle) -> None:
         distributed = _distributed()
@@ -412,7 +428,7 @@ class DaskExecutor(Executor):
         if kind == "_hello":
             handle.worker, handle.host = event.get("worker"), event.get("host")
         elif kind == "_log":
-            self._write_log(handle, event["offset"], event["data"].encode())
+            self._write_log(handle, event["offset"], event["data"])
         elif kind == "started":
             report(self._started(handle, event))
             return True

@@ -147,8 +147,6 @@ def test_cell_and_notebook_jobs_with_outputs(home, tmp_path, dask_worker, local_
 
 
 def test_progress_and_log_lines_arrive_while_running(home, dask_worker):
-    job = nbjobs.submit("print('step one', flush=True)", start_worker=False)
-    job.wait(120)  # the kernel is warm on neither worker the first time: run one to keep the next one short
     code = "import time\nprint('first line', flush=True)\ntime.sleep(4)"
     job = nbjobs.submit(code + "\n", start_worker=False)
     wait_for(lambda: "first line" in job.logs() and job.state == nbjobs.State.RUNNING, 60,

@@ -179,8 +179,12 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
                 sent += len(data)
             return data
 
-        while proc.poll() is None:
-            time.sleep(POLL)
+        while True:
+            try:
+                proc.wait(POLL)  # returns as soon as the runner exits
+                break
+            except subprocess.TimeoutExpired:
+                pass
             wanted = None
             if signalled != "kill":
                 try:
@@ -324,6 +328,7 @@ class DaskExecutor(Executor):
         distributed.Queue(f"nbjobs-start-{key}", client=self.client).put(1)
         handle.future = self.client.submit(run_remote, dict(spec, _ship=ship), self.topic, key, self.ship_limit,
                                            self.storage, key=f"nbjobs-{key}", pure=False, retries=0)
+        handle.future.add_done_callback(lambda _f: handle.events.put({"type": "_finished"}))  # wake _follow
         threading.Thread(target=self._follow, args=(handle, report), daemon=True,
                          name=f"nbjobs-dask-{handle.job_id[:8]}").start()
         return handle
@@ -364,10 +369,10 @@ class DaskExecutor(Executor):
         try:
             while True:
                 try:
-                    event = handle.events.get(timeout=0.1)
+                    event = handle.events.get(timeout=0.5)
                 except queue.Empty:
                     event = None
-                if event is not None:
+                if event is not None and event.get("type") != "_finished":
                     seen_started |= self._event(handle, event, report)
                     continue
                 if handle.future.done():

@@ -143,7 +143,12 @@ def test_cell_and_notebook_jobs_with_outputs(home, tmp_path, dask_worker, local_
     assert rec.state == nbjobs.State.FAILED
     assert (rec.error_type, rec.error_message, rec.error_cell) == ("ValueError", "remote boom", 1)
     assert "remote boom" in rec.error_traceback
-    assert any(e.startswith("dask@http") for e in nbjobs.summary(home=home)["executors"])
+    summary = nbjobs.summary(home=home)
+    assert summary["executors"] == [f"dask@{local_client.dashboard_link}"]
+    from nbjobs.panel import header_html, header_text
+
+    assert f'href="{local_client.dashboard_link}"' in header_html(summary)  # the panel links the dashboard
+    assert "executor dask (http" in header_text(summary)
 
 
 def test_progress_and_log_lines_arrive_while_running(home, dask_worker):

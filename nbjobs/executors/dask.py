@@ -34,7 +34,6 @@ Dask Queue and a second run finds it taken and refuses to start, so an attempt n
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import queue
@@ -51,6 +50,7 @@ from typing import Any
 
 from ..config import make_private_dir
 from ..errors import BadInput
+from ..runner import WORKER_PID_ENV
 from . import Executor, Handle, Report
 
 #: bytes of files shipped back with one attempt's result (``NBJOBS_DASK_SHIP_LIMIT``)
@@ -126,10 +126,10 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
             nb_path = tmp / Path(spec["notebook"]).name
             nb_path.write_text(ship["notebook"], encoding="utf-8")
             rspec["notebook"] = str(nb_path)
-        for rel, b64 in (ship.get("inputs") or {}).items():  # a cell job's inputs folder
+        for rel, data in (ship.get("inputs") or {}).items():  # a cell job's inputs folder
             path = run_dir / "inputs" / rel
             make_private_dir(path.parent)
-            path.write_bytes(base64.b64decode(b64))
+            path.write_bytes(data)
         if not (spec.get("cwd") and Path(spec["cwd"]).is_dir()):
             rspec["cwd"] = str(tmp)
         log_path = adir / "log.txt"
@@ -137,7 +137,7 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
         try:
             proc = subprocess.Popen([sys.executable, "-m", "nbjobs.runner"], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=log, start_new_session=True, cwd=str(tmp),
-                                    env=dict(os.environ, NBJOBS_WORKER_PID=str(os.getpid())))
+                                    env=dict(os.environ, **{WORKER_PID_ENV: str(os.getpid())}))
         finally:
             log.close()
         proc.stdin.write(json.dumps(rspec).encode())
@@ -321,8 +321,7 @@ class DaskExecutor(Executor):
                 ship["notebook"] = None  # the runner reports it as unreadable
         inputs = Path(spec["run_dir"]) / "inputs"
         if (spec.get("options") or {}).get("inputs") and inputs.is_dir():
-            ship["inputs"] = {p.relative_to(inputs).as_posix(): base64.b64encode(p.read_bytes()).decode()
-                              for p in inputs.rglob("*") if p.is_file()}
+            ship["inputs"] = {p.relative_to(inputs).as_posix(): p.read_bytes() for p in inputs.rglob("*") if p.is_file()}
         with self._lock:
             self.handles[key] = handle
         distributed.Queue(f"nbjobs-start-{key}", client=self.client).put(1)

@@ -244,6 +244,8 @@ class DaskHandle(Handle):
         self.worker: str | None = None   # the Dask worker's address, once the task started
         self.host: str | None = None
         self.killed = False
+        #: runs/<job id>/<attempt>/ on the head node: where the log, output notebook and outputs land
+        self.head_dir = make_private_dir(Path(spec["run_dir"]) / str(spec["attempt"]))
 
 
 class DaskExecutor(Executor):
@@ -311,8 +313,6 @@ class DaskExecutor(Executor):
         distributed = _distributed()
         key = f"{spec['job_id']}-{spec['attempt']}-{uuid.uuid4().hex[:6]}"
         handle = DaskHandle(spec, key)
-        head_dir = make_private_dir(Path(spec["run_dir"]) / str(spec["attempt"]))
-        handle.head_dir = head_dir
         ship: dict[str, Any] = {}
         if spec.get("kind") == "notebook" and spec.get("notebook"):
             try:

@@ -602,21 +602,28 @@ def retry(job_id: str, home: Path | str | None = None, start_worker: bool = True
     return Job(full, home)
 
 
-def worker(concurrency: int = 1, executor: str = "local", idle_exit: float | None = None,
-           home: Path | str | None = None, pool: int | None = None) -> int:
+def worker(concurrency: int | None = None, executor: str | None = None, idle_exit: float | None = None,
+           home: Path | str | None = None, scheduler: str | None = None, pool: int | None = None) -> int:
     """Run a worker in this process until it is stopped (Ctrl-C) or idle for ``idle_exit`` seconds.
 
-    ``pool`` kernels are kept started ahead of need, each for one job only (default: one per
-    concurrency slot; 0: every kernel starts with its job).
+    ``executor``: ``local`` (default, or ``$NBJOBS_EXECUTOR``) or ``dask``; with ``dask``,
+    ``scheduler`` is the Dask scheduler's address (default ``$NBJOBS_SCHEDULER``; none starts a
+    LocalCluster sized to this machine).  ``concurrency`` defaults to 1 for ``local`` and to the
+    cluster's threads for ``dask``.  ``pool`` (local): kernels kept started ahead of need, each for
+    one job only (default: one per concurrency slot; 0: every kernel starts with its job).
+    Returns the number of attempts run.
 
-    >>> nbjobs.worker(concurrency=2, idle_exit=30)   # doctest: +SKIP
+    >>> nbjobs.worker(concurrency=2, idle_exit=30)                          # doctest: +SKIP
+    >>> nbjobs.worker(executor="dask", scheduler="tcp://scheduler:8786")  # doctest: +SKIP
     """
     from .worker import Worker
 
-    concurrency = _check_int("concurrency", concurrency, 1, 256)
+    if concurrency is not None:
+        concurrency = _check_int("concurrency", concurrency, 1, 256)
     if pool is not None:
         pool = _check_int("pool", pool, 0, 64)
-    return Worker(home, concurrency=concurrency, executor=executor, idle_exit=idle_exit, pool=pool).run()
+    return Worker(home, concurrency=concurrency, executor=executor, idle_exit=idle_exit, scheduler=scheduler,
+                  pool=pool).run()
 
 
 # --- dead letters and retention ---------------------------------------------------------------------

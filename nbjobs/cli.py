@@ -434,7 +434,7 @@ def cmd_metrics(a: argparse.Namespace) -> int:
 def cmd_worker(a: argparse.Namespace) -> int:
     from .worker import Worker
 
-    if a.concurrency < 1 or a.concurrency > 256:
+    if a.concurrency is not None and not 1 <= a.concurrency <= 256:
         raise params.BadInput(f"--concurrency must be from 1 to 256, not {a.concurrency}")
     for flag, value in (("--grace", a.grace), ("--idle-exit", a.idle_exit)):
         if value is not None and not 0 <= value <= api.MAX_TIMEOUT:  # also false for nan
@@ -443,10 +443,14 @@ def cmd_worker(a: argparse.Namespace) -> int:
     if pool is not None and not 0 <= pool <= 64:
         raise params.BadInput(f"--pool must be from 0 to 64 warm kernels, not {pool}")
     w = Worker(concurrency=a.concurrency, idle_exit=a.idle_exit, autostarted=a.autostarted,
-               grace=a.grace if a.grace is not None else api.config.STOP_GRACE, pool=pool)
+               grace=a.grace if a.grace is not None else api.config.STOP_GRACE, pool=pool,
+               executor=a.executor, scheduler=a.scheduler)
     if not a.autostarted:
+        where = w.executor.name
+        if getattr(w.executor, "dashboard_link", None):
+            where += f" (dashboard {w.executor.dashboard_link})"
         warm = getattr(w.executor, "pool", None)
-        print(f"nbjobs worker {w.id}: home {w.home}, concurrency {w.concurrency}"
+        print(f"nbjobs worker {w.id}: home {w.home}, executor {where}, concurrency {w.concurrency}"
               + (f", {warm} warm kernel(s)" if warm is not None else "") + "; Ctrl-C stops it", flush=True)
     n = w.run()
     if not a.autostarted:
@@ -560,12 +564,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9464, help="port for --serve (default 9464; 0 picks a free one)")
 
     p = _add(sub, "worker", cmd_worker, "run a worker in the foreground; Ctrl-C stops it cleanly",
-             "nbjobs worker --concurrency 2 --pool 4")
-    p.add_argument("--concurrency", type=int, default=1, help="jobs run at once (default 1)")
+             "nbjobs worker --concurrency 2 --pool 4\n"
+             "  nbjobs worker --executor dask --scheduler tcp://scheduler.example.org:8786")
+    p.add_argument("--concurrency", type=int,
+                   help="jobs run at once (default 1; with --executor dask, the cluster's threads)")
     p.add_argument("--pool", type=int, metavar="N", help="kernels kept started ahead of need, each used by one job "
-                   "only (default: one per --concurrency slot; env NBJOBS_POOL_SIZE)")
+                   "only (default: one per --concurrency slot; env NBJOBS_POOL_SIZE; local executor)")
     p.add_argument("--no-warm", action="store_true", help="start every job's kernel when the job starts (the cold "
                    "path; same as --pool 0)")
+    p.add_argument("--executor", choices=("local", "dask"),
+                   help="where jobs run: local processes or a Dask cluster (default $NBJOBS_EXECUTOR or local)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="the Dask scheduler, e.g. tcp://host:8786 (default $NBJOBS_SCHEDULER; none: a "
+                        "LocalCluster sized to this machine)")
     p.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (default: never)")
     p.add_argument("--grace", type=float, help="seconds running jobs get to finish when stopping (default 10)")
     p.add_argument("--autostarted", action="store_true", help=argparse.SUPPRESS)

@@ -481,8 +481,35 @@ def header_html(summary: dict[str, Any] | None) -> str:
     stats = " &middot; ".join([item("queue_depth", "queue"), item("running", "running"),
                                item("workers", "workers alive", warn=False),
                                item("dead_letters", "dead letters", warn=True)])
-    return (f'<div class="nbjobs-header" style="font-size:12px;line-height:22px">{stats}'
+    execs = executors_html(summary.get("executors") or [])
+    return (f'<div class="nbjobs-header" style="font-size:12px;line-height:22px">{stats}{execs}'
             f'<span style="margin-left:12px">{counts or "no jobs yet"}</span></div>')
+
+
+def _executors(values: list[str]) -> list[tuple[str, str | None]]:
+    """(name, dashboard link or None) of each live worker's executor (``dask@http://...``)."""
+    out = []
+    for v in values:
+        name, _, link = v.partition("@")
+        out.append((name, link if link.startswith(("http://", "https://")) else None))
+    return out
+
+
+def executors_html(values: list[str]) -> str:
+    """The header's executor part: ``executor local`` or ``executor dask (dashboard)`` with a link.
+
+    >>> executors_html(["dask@http://127.0.0.1:8787/status"])
+    ' &middot; executor <b data-k="executor">dask</b> (<a href="http://127.0.0.1:8787/status" target="_blank">dashboard</a>)'
+    """
+    if not values:
+        return ""
+    parts = []
+    for name, link in _executors(values):
+        part = f'<b data-k="executor">{html.escape(name)}</b>'
+        if link:
+            part += f' (<a href="{html.escape(link)}" target="_blank">dashboard</a>)'
+        parts.append(part)
+    return " &middot; executor " + ", ".join(parts)
 
 
 def header_text(summary: dict[str, Any]) -> str:
@@ -492,8 +519,10 @@ def header_text(summary: dict[str, Any]) -> str:
     'queue 3, running 0, workers alive 0, dead letters 0 | 3 queued'
     """
     counts = ", ".join(f"{n} {s}" for s, n in summary.get("counts", {}).items() if n) or "no jobs yet"
+    execs = ", ".join(f"{n} ({link})" if link else n for n, link in _executors(summary.get("executors") or []))
     return (f"queue {summary.get('queue_depth', 0)}, running {summary.get('running', 0)}, "
-            f"workers alive {summary.get('workers', 0)}, dead letters {summary.get('dead_letters', 0)} | {counts}")
+            f"workers alive {summary.get('workers', 0)}, dead letters {summary.get('dead_letters', 0)}"
+            f"{', executor ' + execs if execs else ''} | {counts}")
 
 
 # --- static forms: receipt, tables ---------------------------------------------------------------------

@@ -644,13 +644,15 @@ class Store:
         live workers and dead letters (failed or timed-out jobs nobody retried or acknowledged).
         Two indexed queries."""
         counts = self.counts()
-        workers = self._q("SELECT count(*) FROM workers WHERE state = 'running' AND heartbeat_at > ?",
-                          (time.time() - lease,))[0][0]
+        workers = self._q("SELECT executor FROM workers WHERE state = 'running' AND heartbeat_at > ?",
+                          (time.time() - lease,))
         return {
             "counts": counts,
             "queue_depth": counts["queued"] + counts["retrying"] + counts["waiting"],
             "running": counts["running"],
-            "workers": workers,
+            "workers": len(workers),
+            # what the live workers run on: 'local', or 'dask@<dashboard link>' (see executors.dask)
+            "executors": sorted({w["executor"] or "local" for w in workers}),
             "dead_letters": self.dead_letter_count(),
         }
 
@@ -781,8 +783,8 @@ class Store:
 
     def set_attempt_info(self, job_id: str, number: int, **info: Any) -> None:
         """Record what the runner reports when an attempt starts (paths, kernel, versions, hash; the
-        kernel's pid and whether it was warm)."""
-        allowed = {"output_path", "log_path", "code_hash", "kernel", "versions", "kernel_pid", "kernel_warm"}
+        kernel's pid and whether it was warm; the host, for a Dask worker's)."""
+        allowed = {"output_path", "log_path", "code_hash", "kernel", "versions", "host", "kernel_pid", "kernel_warm"}
         info = {k: (json.dumps(v) if k == "versions" else v) for k, v in info.items() if k in allowed}
         if not info:
             return

@@ -57,15 +57,21 @@ class Worker:
     >>> w.run()                                    # doctest: +SKIP
     """
 
-    def __init__(self, home: Path | str | None = None, *, concurrency: int = 1, executor: str | Executor = "local",
-                 idle_exit: float | None = None, grace: float = config.STOP_GRACE,
-                 lease: float = config.LEASE_SECONDS, autostarted: bool = False, pool: int | None = None):
+    def __init__(self, home: Path | str | None = None, *, concurrency: int | None = 1,
+                 executor: str | Executor | None = "local", idle_exit: float | None = None,
+                 grace: float = config.STOP_GRACE, lease: float = config.LEASE_SECONDS, autostarted: bool = False,
+                 scheduler: str | None = None, pool: int | None = None):
         self.home = Path(home) if home else config.home()
-        self.concurrency = max(1, int(concurrency))
-        if pool is None and config.POOL_SIZE is not None:
-            pool = int(config.POOL_SIZE)
-        self.executor = (get_executor(executor, concurrency=self.concurrency, pool=pool, workdir=self.home)
-                         if isinstance(executor, str) else executor)
+        if isinstance(executor, Executor):
+            self.executor = executor
+        else:
+            name = executor or os.environ.get("NBJOBS_EXECUTOR") or "local"
+            if pool is None and config.POOL_SIZE is not None:
+                pool = int(config.POOL_SIZE)
+            local = {"concurrency": max(1, int(concurrency or 1)), "pool": pool, "workdir": self.home}
+            self.executor = get_executor(name, scheduler=scheduler, **(local if name == "local" else {}))
+        # None: as many as the executor can run at once (a Dask cluster's threads), else 1
+        self.concurrency = max(1, int(concurrency if concurrency else getattr(self.executor, "slots", 1)))
         self.idle_exit = idle_exit
         self.grace = grace
         self.lease = lease
@@ -117,7 +123,8 @@ class Worker:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._signal)
             signal.signal(signal.SIGINT, self._signal)
-        store.register_worker(self.id, concurrency=self.concurrency, executor=self.executor.name,
+        store.register_worker(self.id, concurrency=self.concurrency,
+                              executor=getattr(self.executor, "description", self.executor.name),
                               autostarted=self.autostarted)
         from .ticker import Ticker  # schedules, webhooks, dependency sweep: a thread of its own
 

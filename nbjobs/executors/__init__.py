@@ -48,11 +48,34 @@ class Executor(ABC):
         """Release resources; running attempts have already been stopped by the worker."""
 
 
-def get_executor(name: str = "local", **options: Any) -> Executor:
-    """The executor called ``name`` (``local``), built with ``options`` (for ``local``:
-    ``concurrency``, ``pool``, ``kernels``, ``workdir``)."""
+NAMES = ("local", "dask")
+
+
+def get_executor(name: str | None = None, *, scheduler: str | None = None, **options: Any) -> Executor:
+    """The executor called ``name``: ``local`` (the default) or ``dask``, built with ``options``
+    (for ``local``: ``concurrency``, ``pool``, ``kernels``, ``workdir``).
+
+    ``name`` and ``scheduler`` default to ``$NBJOBS_EXECUTOR`` and ``$NBJOBS_SCHEDULER``.  For
+    ``dask``, ``scheduler`` is the Dask scheduler's address (``tcp://host:8786``); without one a
+    `LocalCluster` sized to this machine is started.
+
+    >>> get_executor("local").name
+    'local'
+    """
+    import os
+
+    name = name or os.environ.get("NBJOBS_EXECUTOR") or "local"
+    scheduler = scheduler or os.environ.get("NBJOBS_SCHEDULER") or None
     if name == "local":
+        if scheduler and "NBJOBS_SCHEDULER" not in os.environ:
+            raise BadInput("--scheduler is for the dask executor; add --executor dask")
         from .local import LocalExecutor
 
         return LocalExecutor(**options)
-    raise BadInput(f"unknown executor {name!r}; use 'local'")
+    if name == "dask":
+        try:
+            from .dask import DaskExecutor
+        except ImportError:  # pragma: no cover - the module itself imports no Dask at import
+            raise BadInput("the dask executor needs the dask extra: pip install 'nbjobs[dask]'") from None
+        return DaskExecutor(scheduler, **options)
+    raise BadInput(f"unknown executor {name!r}; use one of {', '.join(NAMES)}")

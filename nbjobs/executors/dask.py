@@ -1,0 +1,535 @@
+"""Attempts on a Dask distributed cluster.  SQLite stays on the head node; the cluster only executes.
+
+The head-node worker claims from SQLite as usual and hands each attempt to `DaskExecutor.start`,
+which submits `run_remote` as one Dask task.  On a Dask worker that task runs the unchanged
+runner (``python -m nbjobs.runner``) as a subprocess in a private temporary folder, so a Dask
+worker needs nbjobs installed and nothing else: no access to ``NBJOBS_HOME``, the notebook or the
+submitting folder.  What the runner needs from the head node travels inside the task (the
+notebook's text, a cell job's inputs); what it produces travels back:
+
+* the runner's events (``started``, ``kernel``, ``progress``) and the log's new bytes, while the
+  job runs, as Dask structured events (``Worker.log_event`` -> ``Client.subscribe_topic``), so
+  the panel's progress bars and ``nbjobs logs -f`` work for remote jobs;
+* at the end, with the task's result, the attempt folder's files (``output.ipynb``,
+  ``outputs/...``) up to `SHIP_LIMIT` bytes in all.  Files that do not fit go to the shared
+  ``storage`` URL when one is given (any URL fsspec understands: ``s3://``, ``gs://``,
+  ``abfs://``, a path on a shared mount...) and the head node copies them into the run folder;
+  without one they are listed in the attempt's log as not shipped.
+
+The head writes everything into ``runs/<job id>/<attempt>/`` before it reports ``done`` and
+``exit``, so `nbjobs.result` and the output notebook work as for local jobs.
+
+Control: `stop` sets the attempt's ``stop`` Dask Event; the task polls it every 0.2 s and
+SIGTERMs the runner (which interrupts, then kills the kernel).  `kill` sets ``kill`` too (SIGKILL
+of runner and kernel) and cancels the future.  A task whose future was released (the head-node
+worker died, or gave up on it) stops its runner too, so an abandoned attempt does not run on
+beside the retry.
+
+A Dask worker that dies mid-job: the head notices its address leaving the cluster (or the
+task's error) and reports the attempt as ``worker_lost``, so the job is retried by its policy.
+Dask may re-run the task elsewhere on its own; each attempt carries a one-item start token in a
+Dask Queue and a second run finds it taken and refuses to start, so an attempt never runs twice.
+
+``import nbjobs`` never imports this module or Dask.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..config import make_private_dir
+from ..errors import BadInput
+from ..runner import WORKER_PID_ENV
+from . import Executor, Handle, Report
+
+#: bytes of files shipped back with one attempt's result (``NBJOBS_DASK_SHIP_LIMIT``)
+SHIP_LIMIT = int(os.environ.get("NBJOBS_DASK_SHIP_LIMIT", str(64 * 1024 * 1024)))
+#: seconds between two polls of the control variable (and log shipments) inside the task
+POLL = 0.2
+#: seconds between two log shipments while the job runs, and the most bytes in one (the scheduler keeps
+#: the last 1000 events of the executor's topic, so this bounds what it holds; the rest follows)
+LOG_EVERY = 0.5
+LOG_CHUNK = 64 * 1024
+#: seconds to wait for a scheduler before saying it cannot be reached
+CONNECT_TIMEOUT = float(os.environ.get("NBJOBS_DASK_CONNECT_TIMEOUT", "10"))
+MISSING_EXTRA = "the dask executor needs the dask extra: pip install 'nbjobs[dask]'"
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise BadInput(MISSING_EXTRA) from None
+    return distributed
+
+
+# --- on the Dask worker ----------------------------------------------------------------------------------
+def _kill_group(pid: int | None) -> None:
+    if not pid:
+        return
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _put(dest: str, data_path: Path) -> None:
+    import fsspec
+
+    with open(data_path, "rb") as src, fsspec.open(dest, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+
+
+def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, storage: str | None) -> dict[str, Any]:
+    """The Dask task: run one attempt with ``python -m nbjobs.runner`` in a temporary folder.
+
+    Streams events to ``topic`` as ``{"key", "event"}`` and returns the runner's ``done`` event
+    and the attempt's files (see the module's docstring).  Needs only nbjobs importable here.
+    """
+    from distributed import Event, Queue, get_client, get_worker
+
+    worker = get_worker()
+    client = get_client()
+    me = {"worker": worker.address, "host": socket.gethostname()}
+    try:  # the attempt's one start token: a re-run of this task (its first worker died) finds none
+        Queue(f"nbjobs-start-{key}", client=client).get(timeout=2)
+    except Exception:
+        return dict(me, refused=True)
+    stop_event = Event(f"nbjobs-stop-{key}", client=client)
+    kill_event = Event(f"nbjobs-kill-{key}", client=client)
+    task_key = worker.get_current_task()
+
+    def send(event: dict) -> None:
+        worker.log_event(topic, {"key": key, "event": event})
+
+    send({"type": "_hello", **me})
+    tmp = Path(tempfile.mkdtemp(prefix="nbjobs-dask-"))
+    try:
+        rspec = {k: v for k, v in spec.items() if k != "_ship"}
+        ship = spec.get("_ship") or {}
+        run_dir = tmp / "run"
+        rspec["run_dir"] = str(run_dir)
+        adir = make_private_dir(run_dir / str(spec["attempt"]))
+        if ship.get("notebook") is not None:  # the notebook's text, read on the head node
+            nb_path = tmp / Path(spec["notebook"]).name
+            nb_path.write_text(ship["notebook"], encoding="utf-8")
+            rspec["notebook"] = str(nb_path)
+        for rel, data in (ship.get("inputs") or {}).items():  # a cell job's inputs folder
+            path = run_dir / "inputs" / rel
+            make_private_dir(path.parent)
+            path.write_bytes(data)
+        if not (spec.get("cwd") and Path(spec["cwd"]).is_dir()):
+            rspec["cwd"] = str(tmp)
+        log_path = adir / "log.txt"
+        log = open(log_path, "ab", opener=lambda p, f: os.open(p, f, 0o600))
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "nbjobs.runner"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=log, start_new_session=True, cwd=str(tmp),
+                                    env=dict(os.environ, **{WORKER_PID_ENV: str(os.getpid())}))
+        finally:
+            log.close()
+        proc.stdin.write(json.dumps(rspec).encode())
+        proc.stdin.close()
+        state: dict[str, Any] = {"done": None, "started": None, "kernel": None}
+
+        def pump() -> None:
+            for line in proc.stdout:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                kind = event.get("type")
+                if kind == "done":
+                    state["done"] = event  # comes back with the files, in the result
+                    continue
+                if kind == "started":
+                    state["started"] = event
+                elif kind == "kernel":
+                    state["kernel"] = event.get("pid")
+                send(event)
+
+        reader = threading.Thread(target=pump, daemon=True, name="nbjobs-dask-pump")
+        reader.start()
+        sent = 0
+        last_log = 0.0
+        signalled: str | None = None
+
+        def ship_log(final: bool = False) -> bytes:
+            nonlocal sent
+            try:
+                with open(log_path, "rb") as f:
+                    f.seek(sent)
+                    data = f.read() if final else f.read(LOG_CHUNK)
+            except OSError:
+                return b""
+            if data and not final:  # raw bytes at their offset: the head writes them where they belong
+                send({"type": "_log", "offset": sent, "data": data})
+                sent += len(data)
+            return data
+
+        while True:
+            try:
+                proc.wait(POLL)  # returns as soon as the runner exits
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            wanted = None
+            if signalled != "kill":
+                try:
+                    if stop_event.is_set():
+                        wanted = "kill" if kill_event.is_set() else "stop"
+                except Exception:  # the scheduler is busy or gone: ask again next time
+                    pass
+            ts = worker.state.tasks.get(task_key) if task_key is not None else None
+            if wanted is None and (ts is None or ts.state in ("cancelled", "released", "forgotten")):
+                wanted = "stop"  # the head dropped this attempt (it died or cancelled): do not run on alone
+            if wanted == "kill" and signalled != "kill":
+                signalled = "kill"
+                _kill_group(state["kernel"])
+                _kill_group(proc.pid)
+            elif wanted == "stop" and signalled is None:
+                signalled = "stop"
+                proc.send_signal(signal.SIGTERM)
+            now = time.monotonic()
+            if now - last_log >= LOG_EVERY:
+                last_log = now
+                ship_log()
+        reader.join(5)
+        result = dict(me, returncode=proc.returncode, done=state["done"], started=state["started"],
+                      log_offset=sent, log_tail=ship_log(final=True), files={}, stored={}, skipped={})
+        budget = ship_limit
+        for path in sorted(adir.rglob("*")):
+            if not path.is_file() or path == log_path:
+                continue
+            rel = path.relative_to(adir).as_posix()
+            size = path.stat().st_size
+            if size <= budget:
+                result["files"][rel] = path.read_bytes()
+                budget -= size
+            elif storage:
+                url = f"{storage.rstrip('/')}/{spec['job_id']}/{spec['attempt']}/{rel}"
+                try:
+                    _put(url, path)
+                    result["stored"][rel] = url
+                except Exception as exc:
+                    result["skipped"][rel] = f"{size} bytes; writing it to {url} failed: {exc}"
+            else:
+                result["skipped"][rel] = f"{size} bytes, over the ship limit of {ship_limit} bytes"
+        return result
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- on the head node ------------------------------------------------------------------------------------
+class DaskHandle(Handle):
+    def __init__(self, spec: dict[str, Any], key: str):
+        super().__init__(spec)
+        self.key = key
+        self.future: Any = None
+        self.events: queue.Queue[dict] = queue.Queue()
+        self.worker: str | None = None   # the Dask worker's address, once the task started
+        self.host: str | None = None
+        self.killed = False
+        #: runs/<job id>/<attempt>/ on the head node: where the log, output notebook and outputs land
+        self.head_dir = make_private_dir(Path(spec["run_dir"]) / str(spec["attempt"]))
+
+
+class DaskExecutor(Executor):
+    """Runs attempts as tasks on a Dask cluster.
+
+    ``scheduler``: the scheduler's address (``tcp://host:8786``); None starts a `LocalCluster`
+    of worker processes sized to this machine (``n_workers``, one thread each).  ``client``: an
+    existing `distributed.Client` to use instead.  ``ship_limit``: bytes of result files shipped
+    back per attempt; ``storage``: a shared URL for the files over it.
+
+    >>> ex = DaskExecutor("tcp://127.0.0.1:8786")  # doctest: +SKIP
+    """
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, *, client: Any = None, n_workers: int | None = None,
+                 ship_limit: int | None = None, storage: str | None = None):
+        distributed = _distributed()
+        self.cluster = None
+        self._own_client = client is None
+        if client is None:
+            if scheduler:
+                client = _connect(distributed, scheduler)
+            else:
+                import logging
+
+                logging.getLogger("distributed").setLevel(logging.WARNING)
+                self.cluster = distributed.LocalCluster(n_workers=n_workers or os.cpu_count() or 1,
+                                                        threads_per_worker=1, processes=True,
+                                                        dashboard_address=":0")
+                client = distributed.Client(self.cluster)
+        self.client = client
+        self.ship_limit = SHIP_LIMIT if ship_limit is None else int(ship_limit)
+        self.storage = storage or os.environ.get("NBJOBS_DASK_STORAGE") or None
+        self.topic = f"nbjobs-events-{uuid.uuid4().hex[:12]}"
+        self.handles: dict[str, DaskHandle] = {}
+        self._lock = threading.Lock()
+        self._alive: tuple[float, set[str]] = (0.0, set())
+        client.subscribe_topic(self.topic, self._on_event)
+        try:
+            self.dashboard_link: str | None = client.dashboard_link
+        except Exception:
+            self.dashboard_link = None
+
+    @property
+    def description(self) -> str:
+        """What the worker registers as its executor: ``dask`` and the dashboard link."""
+        return f"dask@{self.dashboard_link}" if self.dashboard_link else "dask"
+
+    @property
+    def slots(self) -> int:
+        """Threads in the cluster: how many attempts can run at once."""
+        workers = self.client.scheduler_info().get("workers", {})
+        return max(1, sum(w.get("nthreads", 1) for w in workers.values()))
+
+    # --- events from the tasks (on the client's event loop: hand them over, never block) ---
+    def _on_event(self, event: Any) -> None:
+        msg = event[1] if isinstance(event, tuple) else event
+        handle = self.handles.get(msg.get("key")) if isinstance(msg, dict) else None
+        if handle is not None:
+            handle.events.put(msg["event"])
+
+    # --- the executor interface ---
+    def start(self, spec: dict[str, Any], report: Report) -> DaskHandle:
+        distributed = _distributed()
+        key = f"{spec['job_id']}-{spec['attempt']}-{uuid.uuid4().hex[:6]}"
+        handle = DaskHandle(spec, key)
+        ship: dict[str, Any] = {}
+        if spec.get("kind") == "notebook" and spec.get("notebook"):
+            try:
+                ship["notebook"] = Path(spec["notebook"]).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                ship["notebook"] = None  # the runner reports it as unreadable
+        inputs = Path(spec["run_dir"]) / "inputs"
+        if (spec.get("options") or {}).get("inputs") and inputs.is_dir():
+            ship["inputs"] = {p.relative_to(inputs).as_posix(): p.read_bytes() for p in inputs.rglob("*") if p.is_file()}
+        with self._lock:
+            self.handles[key] = handle
+        distributed.Queue(f"nbjobs-start-{key}", client=self.client).put(1)
+        handle.future = self.client.submit(run_remote, dict(spec, _ship=ship), self.topic, key, self.ship_limit,
+                                           self.storage, key=f"nbjobs-{key}", pure=False, retries=0)
+        handle.future.add_done_callback(lambda _f: handle.events.put({"type": "_finished"}))  # wake _follow
+        threading.Thread(target=self._follow, args=(handle, report), daemon=True,
+                         name=f"nbjobs-dask-{handle.job_id[:8]}").start()
+        return handle
+
+    def _control(self, handle: DaskHandle, kill: bool = False) -> None:
+        distributed = _distributed()
+        try:
+            if kill:
+                distributed.Event(f"nbjobs-kill-{handle.key}", client=self.client).set()
+            distributed.Event(f"nbjobs-stop-{handle.key}", client=self.client).set()
+        except Exception:
+            pass  # the scheduler is gone: the task notices its future is released and stops
+
+    def stop(self, handle: DaskHandle) -> None:
+        self._control(handle)
+
+    def kill(self, handle: DaskHandle) -> None:
+        handle.killed = True
+        self._control(handle, kill=True)
+        if handle.future is not None:
+            handle.future.cancel()
+
+    def shutdown(self) -> None:
+        try:
+            self.client.unsubscribe_topic(self.topic)
+        except Exception:
+            pass
+        if self._own_client:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    # --- one thread per attempt: events, liveness of its Dask worker, the end ---
+    def _follow(self, handle: DaskHandle, report: Report) -> None:
+        seen_started = False
+        last_check = time.monotonic()
+        lost: str | None = None
+        try:
+            while True:
+                try:
+                    event = handle.events.get(timeout=0.5)
+                except queue.Empty:
+                    event = None
+                if event is not None and event.get("type") != "_finished":
+                    seen_started |= self._event(handle, event, report)
+                    continue
+                if handle.future.done():
+                    break
+                if handle.worker and time.monotonic() - last_check > 1.0:
+                    last_check = time.monotonic()
+                    if not self._worker_alive(handle.worker):
+                        lost = handle.worker
+                        break
+            while not handle.events.empty():
+                seen_started |= self._event(handle, handle.events.get(), report)
+            self._end(handle, report, lost, seen_started)
+        except Exception as exc:  # never leave the worker waiting for an exit that will not come
+            report({"type": "done", "outcome": "runner_died",
+                    "error": {"type": type(exc).__name__, "message": f"the dask executor failed: {exc}"}})
+            report({"type": "exit", "returncode": None})
+        finally:
+            with self._lock:
+                self.handles.pop(handle.key, None)
+            self._cleanup(handle)
+
+    def _worker_alive(self, address: str) -> bool:
+        """Is the Dask worker at ``address`` still in the cluster?  One scheduler query a second
+        for all attempts; when the scheduler cannot be asked, yes (the future will tell)."""
+        with self._lock:
+            at, workers = self._alive
+            if time.monotonic() - at > 1.0:
+                try:
+                    workers = set(self.client.scheduler_info().get("workers", {}))
+                except Exception:
+                    return True
+                self._alive = (time.monotonic(), workers)
+        return address in workers
+
+    def _cleanup(self, handle: DaskHandle) -> None:
+        distributed = _distributed()
+        try:
+            for what in ("stop", "kill"):
+                distributed.Event(f"nbjobs-{what}-{handle.key}", client=self.client).clear()
+            distributed.Queue(f"nbjobs-start-{handle.key}", client=self.client).close()
+        except Exception:
+            pass  # the scheduler is gone, and with it these
+
+    def _paths(self, handle: DaskHandle) -> dict[str, str]:
+        return {"output_path": str(handle.head_dir / "output.ipynb"), "log_path": str(handle.head_dir / "log.txt")}
+
+    def _started(self, handle: DaskHandle, event: dict) -> dict:
+        event = dict(event, **self._paths(handle))
+        versions = dict(event.get("versions") or {})
+        versions.update(executor="dask", dask_worker=handle.worker or "")
+        event["versions"] = versions
+        if versions.get("host"):
+            event["host"] = versions["host"]
+        return event
+
+    def _event(self, handle: DaskHandle, event: dict, report: Report) -> bool:
+        kind = event.get("type")
+        if kind == "_hello":
+            handle.worker, handle.host = event.get("worker"), event.get("host")
+        elif kind == "_log":
+            self._write_log(handle, event["offset"], event["data"])
+        elif kind == "started":
+            report(self._started(handle, event))
+            return True
+        elif kind == "kernel":
+            handle.kernel_pid = event.get("pid")  # a pid on the Dask worker's machine, for information
+            report(event)
+        elif kind == "progress":
+            report(event)
+        return False
+
+    def _write_log(self, handle: DaskHandle, offset: int, data: bytes) -> None:
+        path = handle.head_dir / "log.txt"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+
+    def _note(self, handle: DaskHandle, text: str) -> None:
+        with open(handle.head_dir / "log.txt", "a", opener=lambda p, f: os.open(p, f, 0o600)) as f:
+            f.write(f"\n[nbjobs] {text}\n")
+
+    def _end(self, handle: DaskHandle, report: Report, lost: str | None, seen_started: bool) -> None:
+        distributed = _distributed()
+        result = None
+        if lost is None:
+            try:
+                result = handle.future.result()
+            except distributed.CancelledError:
+                pass
+            except Exception as exc:
+                name = type(exc).__name__
+                if name == "KilledWorker" or "worker" in str(exc).lower() and "lost" in str(exc).lower():
+                    lost = handle.worker or "?"
+                else:
+                    report({"type": "done", "outcome": "runner_died", "error": {
+                        "type": name, "message": f"the Dask task failed: {exc} (is nbjobs installed on the "
+                                                 "Dask workers?)"}})
+                    report({"type": "exit", "returncode": None})
+                    return
+        if result is not None and result.get("refused"):
+            lost = handle.worker or "?"
+        if lost is not None:
+            self._control(handle)
+            handle.future.cancel()
+            message = f"the Dask worker {lost} running it left the cluster (it died or was stopped)"
+            self._note(handle, message)
+            report({"type": "done", "outcome": "worker_lost", "error": {"type": "WorkerLost", "message": message}})
+            report({"type": "exit", "returncode": None})
+            return
+        if result is None:  # cancelled after a kill
+            report({"type": "exit", "returncode": None})
+            return
+        handle.worker = handle.worker or result.get("worker")
+        self._write_log(handle, result.get("log_offset", 0), result.get("log_tail") or b"")
+        for rel, data in result["files"].items():
+            path = handle.head_dir / rel
+            make_private_dir(path.parent)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        for rel, url in result["stored"].items():
+            try:
+                import fsspec
+
+                make_private_dir((handle.head_dir / rel).parent)
+                with fsspec.open(url, "rb") as src, open(handle.head_dir / rel, "wb",
+                                                          opener=lambda p, f: os.open(p, f, 0o600)) as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+                self._note(handle, f"{rel} came through the shared storage {url}")
+            except Exception as exc:
+                self._note(handle, f"{rel} is at {url} but could not be copied here: {exc}")
+        for rel, why in result["skipped"].items():
+            self._note(handle, f"{rel} was not shipped back from the Dask worker ({why}); "
+                               "raise NBJOBS_DASK_SHIP_LIMIT or give a shared storage URL")
+        if not seen_started and result.get("started"):
+            report(self._started(handle, result["started"]))
+        done = result.get("done")
+        if done is not None:
+            done = dict(done)
+            out = handle.head_dir / "output.ipynb"
+            done["output_path"] = str(out) if out.exists() else None
+            report(done)
+        report({"type": "exit", "returncode": result.get("returncode")})
+
+
+def _connect(distributed, address: str):
+    """A Client for ``address``, or one clear line saying it cannot be reached."""
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    try:
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"cannot reach the Dask scheduler at {address} ({why[:200]}); check the address "
+                       "(tcp://HOST:8786) and that `dask scheduler` runs there") from None
+    finally:
+        logging.getLogger("distributed").setLevel(logging.WARNING)

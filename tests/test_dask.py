@@ -1,0 +1,305 @@
+"""The Dask executor on real clusters: a `LocalCluster` of worker processes, and a scheduler plus
+two workers started with Dask's own command line on 127.0.0.1, each worker in its own temporary
+folder and without NBJOBS_HOME, as on another machine.  Real kernels, real SQLite, real workers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import nbjobs
+from nbjobs.errors import BadInput
+from nbjobs.store import Store
+
+from conftest import start_worker, stop_worker, wait_for, write_notebook
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = [pytest.mark.dask, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env_without_home() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBJOBS_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return env
+
+
+# --- clusters, shared by the module -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def cli_cluster(tmp_path_factory):
+    """`dask scheduler` and two `dask worker` processes on 127.0.0.1; yields (address, workers)."""
+    base = tmp_path_factory.mktemp("dask-cli")
+    env = _env_without_home()
+    sched_file = base / "scheduler.json"
+    procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(sched_file)], cwd=base, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    try:
+        wait_for(lambda: sched_file.exists() and sched_file.stat().st_size, 60, "the dask scheduler")
+        address = json.loads(sched_file.read_text())["address"]
+        for i in range(2):
+            wdir = base / f"worker{i}"
+            wdir.mkdir()
+            procs.append(subprocess.Popen(
+                ["dask", "worker", address, "--nthreads", "1", "--nworkers", "1", "--name", f"w{i}",
+                 "--local-directory", str(wdir), "--no-dashboard", "--host", "127.0.0.1"],
+                cwd=wdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        with distributed.Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def dask_worker(home, local_client):
+    """A head-node worker (in this process) running jobs on the module's LocalCluster."""
+    from nbjobs.executors.dask import DaskExecutor
+    from nbjobs.worker import Worker
+
+    w = Worker(home, concurrency=2, executor=DaskExecutor(client=local_client), grace=5)
+    t = threading.Thread(target=w.run, daemon=True)
+    t.start()
+    wait_for(lambda: w.store is not None and nbjobs.summary(home=home)["workers"], 30, "the worker to register")
+    yield w
+    w.stop(0)
+    t.join(60)
+
+
+@pytest.fixture
+def cli_worker(home, cli_cluster):
+    """A real `nbjobs worker --executor dask --scheduler ADDRESS` process for this test's home."""
+    proc = start_worker(home, "--executor", "dask", "--scheduler", cli_cluster, "--concurrency", "2",
+                        "--grace", "5")
+    yield proc
+    stop_worker(proc)
+
+
+def _cluster_workers(address_or_client) -> set[str]:
+    if isinstance(address_or_client, str):
+        with distributed.Client(address_or_client, timeout=30) as c:
+            return set(c.scheduler_info()["workers"])
+    return set(address_or_client.scheduler_info()["workers"])
+
+
+def _check_remote(job, workers: set[str]) -> dict:
+    attempt = job.attempts()[-1]
+    assert attempt["versions"]["executor"] == "dask"
+    assert attempt["versions"]["dask_worker"] in workers
+    return attempt
+
+
+# --- a LocalCluster of worker processes ----------------------------------------------------------------
+def test_cell_and_notebook_jobs_with_outputs(home, tmp_path, dask_worker, local_client):
+    import numpy as np
+
+    cell = nbjobs.submit("import numpy as np\nprint('hello from dask')\nx = n * 6\narr = np.arange(n)",
+                         inputs={"n": 7}, outputs=["x", "arr"], start_worker=False)
+    nb = write_notebook(tmp_path / "nb.ipynb", ["import nbjobs\nnbjobs.record('total', a + 1)\nprint('nb ran')"],
+                        parameters="a = 1")
+    nbj = nbjobs.run_notebook(nb, parameters={"a": 41}, start_worker=False)
+    failing = nbjobs.submit("y = 1\nraise ValueError('remote boom')", start_worker=False)
+    nbjobs.wait([cell, nbj, failing], timeout=120)
+
+    assert cell.state == nbjobs.State.SUCCEEDED, cell.record.error_message
+    res = cell.result()
+    assert res["x"] == 42 and np.array_equal(res["arr"], np.arange(7))
+    assert "hello from dask" in cell.logs()
+    attempt = _check_remote(cell, _cluster_workers(local_client))
+    assert Path(attempt["output_path"]).is_file()  # the output notebook came back to the head's run folder
+    assert attempt["output_path"].startswith(str(home))
+
+    assert nbj.state == nbjobs.State.SUCCEEDED and nbj.result() == {"total": 42}
+    out = json.loads(Path(nbj.attempts()[-1]["output_path"]).read_text())
+    assert any("nb ran" in "".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", []))
+
+    rec = failing.record
+    assert rec.state == nbjobs.State.FAILED
+    assert (rec.error_type, rec.error_message, rec.error_cell) == ("ValueError", "remote boom", 1)
+    assert "remote boom" in rec.error_traceback
+    summary = nbjobs.summary(home=home)
+    assert summary["executors"] == [f"dask@{local_client.dashboard_link}"]
+    from nbjobs.panel import header_html, header_text
+
+    assert f'href="{local_client.dashboard_link}"' in header_html(summary)  # the panel links the dashboard
+    assert "executor dask (http" in header_text(summary)
+
+
+def test_progress_and_log_lines_arrive_while_running(home, dask_worker):
+    code = "import time\nprint('first line', flush=True)\ntime.sleep(4)"
+    job = nbjobs.submit(code + "\n", start_worker=False)
+    wait_for(lambda: "first line" in job.logs() and job.state == nbjobs.State.RUNNING, 60,
+             "the log line on the head node while the job runs")
+    job.wait(60)
+    assert job.state == nbjobs.State.SUCCEEDED
+    assert job.logs().count("first line") == 1  # shipped once, not again with the result
+    rec = job.record
+    assert rec.progress_done == rec.progress_total and rec.progress_total >= 2
+
+
+def test_timeout_reaches_the_remote_kernel(home, dask_worker):
+    job = nbjobs.submit("import time\ntime.sleep(120)", timeout=3, start_worker=False)
+    wait_for(lambda: job.state == nbjobs.State.RUNNING, 60, "the job to start")
+    job.wait(60)
+    rec = job.record
+    assert rec.state == nbjobs.State.TIMED_OUT
+    assert rec.finished_at - rec.started_at < 45
+
+
+def test_large_files_over_the_ship_limit(home, tmp_path, local_client):
+    """Over the limit: through the shared storage URL when one is given, else a clear note."""
+    from nbjobs.executors.dask import DaskExecutor
+    from nbjobs.worker import Worker
+
+    storage = tmp_path / "shared"
+    code = "import nbjobs\nnbjobs.record('blob', 'x' * 200_000)"
+    for ex, expect in ((DaskExecutor(client=local_client, ship_limit=50_000, storage=f"file://{storage}"), True),
+                       (DaskExecutor(client=local_client, ship_limit=50_000), False)):
+        job = nbjobs.submit(code, start_worker=False)
+        Worker(home, concurrency=1, executor=ex, idle_exit=0.5).run()
+        assert job.state == nbjobs.State.SUCCEEDED, job.record.error_message
+        if expect:
+            assert job.result()["blob"] == "x" * 200_000
+            assert "came through the shared storage" in job.logs()
+            assert list(storage.rglob("*.json"))
+        else:
+            assert "was not shipped back from the Dask worker" in job.logs()
+            with pytest.raises(nbjobs.NbjobsError, match="missing its file"):
+                job.result()
+
+
+# --- `dask scheduler` + 2 `dask worker` from the command line, a real `nbjobs worker` --------------------
+def test_cli_cluster_jobs(home, tmp_path, cli_cluster, cli_worker):
+    nb = write_notebook(tmp_path / "report.ipynb",
+                        ["import os, nbjobs\nnbjobs.record('cwd_ok', os.path.isdir('.'))\n"
+                         "nbjobs.record('home', os.environ.get('NBJOBS_HOME'))\nnbjobs.record('n', n * 2)"],
+                        parameters="n = 1")
+    nbj = nbjobs.run_notebook(nb, parameters={"n": 21}, start_worker=False)
+    cell = nbjobs.submit("import pandas as pd\ndf = pd.DataFrame({'a': [a, a + 1]})", inputs={"a": 1},
+                         outputs=["df"], start_worker=False)
+    bad = nbjobs.submit("1 / 0", start_worker=False)
+    nbjobs.wait([nbj, cell, bad], timeout=150)
+    assert nbj.state == nbjobs.State.SUCCEEDED, nbj.record.error_message
+    assert nbj.result() == {"cwd_ok": True, "home": None, "n": 42}  # the Dask worker has no NBJOBS_HOME
+    assert cell.result()["df"]["a"].tolist() == [1, 2]
+    workers = _cluster_workers(cli_cluster)
+    _check_remote(nbj, workers), _check_remote(cell, workers)
+    assert bad.state == nbjobs.State.FAILED and bad.record.error_type == "ZeroDivisionError"
+    live = Store(home / "nbjobs.db").live_workers()
+    assert [w["executor"].split("@")[0] for w in live] == ["dask"]
+
+
+def test_cancel_a_remote_running_job(home, cli_worker):
+    job = nbjobs.submit("import time\nprint('started', flush=True)\ntime.sleep(120)", start_worker=False)
+    wait_for(lambda: "started" in job.logs(), 90, "the remote job to run")
+    runner_pid = int(job.attempts()[-1]["versions"]["pid"])
+    t0 = time.monotonic()
+    job.cancel()
+    job.wait(60)
+    assert job.state == nbjobs.State.CANCELLED
+    assert time.monotonic() - t0 < 30
+    assert job.attempts()[-1]["outcome"] == "cancelled"
+    assert "KeyboardInterrupt" in job.record.error_traceback  # interrupted in the cell, on the Dask worker
+    wait_for(lambda: _gone(runner_pid), 30, "the remote runner to exit")
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_kill_9_of_a_dask_worker_mid_job_retries(home, cli_cluster, cli_worker):
+    job = nbjobs.submit("import time\nprint('working', flush=True)\ntime.sleep(6)\nok = True", retries=2,
+                        outputs=["ok"], start_worker=False)
+    wait_for(lambda: "working" in job.logs(), 90, "the remote job to run")
+    runner_pid = int(job.attempts()[-1]["versions"]["pid"])
+    dask_worker_pid = _parent(runner_pid)  # the task runs the runner from the Dask worker process
+    os.kill(dask_worker_pid, signal.SIGKILL)
+    job.wait(150)
+    attempts = job.attempts()
+    assert job.state == nbjobs.State.SUCCEEDED, [(a["outcome"], a["error_message"]) for a in attempts]
+    assert attempts[0]["outcome"] == "worker_lost"
+    assert attempts[-1]["outcome"] == "succeeded" and len(attempts) == 2
+    assert job.result() == {"ok": True}
+    wait_for(lambda: _gone(runner_pid), 30, "the orphaned runner of the dead Dask worker to exit")
+
+
+def test_head_node_worker_killed_mid_job(home, cli_cluster):
+    """kill -9 of the head-node worker: the remote attempt stops (its future is released), the
+    lease expires, and the next head-node worker records the attempt as lost and retries the job."""
+    env = {"NBJOBS_LEASE_SECONDS": "3"}
+    head = start_worker(home, "--executor", "dask", "--scheduler", cli_cluster, env=env)
+    job = nbjobs.submit("import time\nprint('working', flush=True)\ntime.sleep(5)\nok = 1", retries=1,
+                        outputs=["ok"], start_worker=False)
+    wait_for(lambda: "working" in job.logs(), 90, "the remote job to run")
+    runner_pid = int(job.attempts()[-1]["versions"]["pid"])
+    head.kill()
+    head.wait()
+    wait_for(lambda: _gone(runner_pid), 30, "the abandoned remote attempt to stop")
+    second = start_worker(home, "--executor", "dask", "--scheduler", cli_cluster, env=env)
+    try:
+        job.wait(120)
+    finally:
+        stop_worker(second)
+    attempts = job.attempts()
+    assert [a["outcome"] for a in attempts] == ["worker_lost", "succeeded"]
+    assert job.result() == {"ok": 1}
+
+
+# --- clear errors -----------------------------------------------------------------------------------------
+def test_unreachable_scheduler_is_one_clear_line(home):
+    env = dict(os.environ, NBJOBS_HOME=str(home), NBJOBS_DASK_CONNECT_TIMEOUT="2")
+    proc = subprocess.run([sys.executable, "-m", "nbjobs", "worker", "--executor", "dask", "--scheduler",
+                           "tcp://127.0.0.1:9"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("code", [
+    "import sys; sys.modules['distributed'] = None\n"
+    "from nbjobs.executors import get_executor\n"
+    "try:\n    get_executor('dask')\nexcept Exception as e:\n    print(type(e).__name__, e)",
+])
+def test_missing_extra_and_light_import(code):
+    env = _env_without_home()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "BadInput the dask executor needs the dask extra: pip install 'nbjobs[dask]'"
+    light = subprocess.run([sys.executable, "-c", "import nbjobs, nbjobs.api, nbjobs.worker, nbjobs.cli, sys; "
+                            "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert light.stdout.strip() == "[]"
+    assert issubclass(BadInput, nbjobs.NbjobsError)

@@ -50,6 +50,7 @@ from typing import Any
 
 from ..config import make_private_dir
 from ..errors import BadInput
+from ..kernels import kill_pid
 from ..runner import WORKER_PID_ENV
 from . import Executor, Handle, Report
 
@@ -75,15 +76,6 @@ def _distributed():
 
 
 # --- on the Dask worker ----------------------------------------------------------------------------------
-def _kill_group(pid: int | None) -> None:
-    if not pid:
-        return
-    try:
-        os.killpg(os.getpgid(pid), signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _put(dest: str, data_path: Path) -> None:
     import fsspec
 
@@ -197,8 +189,8 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
                 wanted = "stop"  # the head dropped this attempt (it died or cancelled): do not run on alone
             if wanted == "kill" and signalled != "kill":
                 signalled = "kill"
-                _kill_group(state["kernel"])
-                _kill_group(proc.pid)
+                kill_pid(state["kernel"])
+                kill_pid(proc.pid)
             elif wanted == "stop" and signalled is None:
                 signalled = "stop"
                 proc.send_signal(signal.SIGTERM)

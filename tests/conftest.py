@@ -24,6 +24,14 @@ def home(tmp_path, monkeypatch) -> Path:
     nbjobs.store._local.__dict__.get("stores", {}).clear()
 
 
+@pytest.fixture
+def store(home) -> nbjobs.store.Store:
+    """The home's store (a real SQLite file), closed after the test."""
+    s = nbjobs.store.Store(home / "nbjobs.db")
+    yield s
+    s.close()
+
+
 def wait_for(pred, timeout: float, what: str, every: float = 0.05):
     """Poll ``pred`` until it returns something truthy (returned) or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -6,25 +6,16 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import nbjobs
-from conftest import wait_for
 from nbjobs.errors import BadInput, ExpiredJob, UnknownJob
 from nbjobs.job import State
 from nbjobs.store import Store
 
 A = "test"
-
-
-@pytest.fixture
-def store(home):
-    s = Store(home / "nbjobs.db")
-    yield s
-    s.close()
 
 
 def add(store: Store, after=(), **spec) -> str:

@@ -15,7 +15,6 @@ import sys
 import textwrap
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,13 +38,6 @@ SLI_COLUMNS = ["runs", "succeeded", "failed", "timed_out", "cancelled", "success
 SLO_COLUMNS = ["objective", "runs", "bad", "sli", "budget_total", "budget_spent", "budget_remaining",
                "budget_remaining_ratio", "burn_5m", "burn_30m", "burn_1h", "burn_6h", "burn_24h", "burn_3d", "alert"]
 ERRORS = {"error": {"type": "ValueError", "message": "boom"}, "timeout": {"type": "Timeout", "message": "too slow"}}
-
-
-@pytest.fixture
-def store(home):
-    s = Store(home / "nbjobs.db")
-    yield s
-    s.close()
 
 
 def make_job(store: Store, name: str, submitted: float, attempts=(), outcomes=(), *, cancel_at: float | None = None,

@@ -60,13 +60,6 @@ def receiver():
     r.close()
 
 
-@pytest.fixture
-def store(home):
-    s = Store(home / "nbjobs.db")
-    yield s
-    s.close()
-
-
 def finish(store: Store, outcome: str, **spec) -> str:
     rec, _ = store.insert_job({"kind": "cell", "source": "1", "name": "n", **spec}, actor=A)
     claimed, n = store.claim("w1")

@@ -18,7 +18,6 @@ import nbjobs
 from nbjobs import config, panel
 from nbjobs.job import JobRecord, State
 from nbjobs.panel import PanelModel, diff_rows, row_render, row_view
-from nbjobs.store import Store
 
 from conftest import wait_for
 
@@ -41,13 +40,6 @@ def _no_views_left():
     panel.unwatch_all()
     wait_for(lambda: not panel.updater_alive(), 5, "the updater thread to stop")
     panel._server_info = False  # forget any Jupyter server a test pretended to run under
-
-
-@pytest.fixture
-def store(home) -> Store:
-    s = Store(config.db_path(home))
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -29,13 +29,6 @@ def utc(*args) -> float:
 T0 = utc(2026, 1, 5, 0, 0)   # a Monday, no DST anywhere near
 
 
-@pytest.fixture
-def store(home):
-    s = Store(home / "nbjobs.db")
-    yield s
-    s.close()
-
-
 def add(name="s", cron="0 * * * *", now=T0, **kw) -> dict:
     kw.setdefault("start_worker", False)
     return nbjobs.schedule_add(name, cron, code=kw.pop("code", "x = 1"), now=now, **kw)

@@ -26,13 +26,6 @@ DATA = Path(__file__).parent / "data"
 ACTOR = "test"
 
 
-@pytest.fixture
-def store(home):
-    s = Store(home / "nbjobs.db")
-    yield s
-    s.close()
-
-
 def add(store: Store, **spec) -> str:
     """Insert a cell job; returns its ID."""
     rec, created = store.insert_job({"kind": "cell", "source": "1 + 1", **spec}, actor=ACTOR)

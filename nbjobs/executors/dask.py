@@ -345,7 +345,7 @@ class DaskExecutor(Executor):
     def shutdown(self) -> None:
         try:
             self.client.unsubscribe_topic(self.topic)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the scheduler is gone already: nothing left to unsubscribe from
             pass
         if self._own_client:
             self.client.close()

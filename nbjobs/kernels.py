@@ -127,13 +127,19 @@ def prepare_code(cwd: str, env: dict[str, str]) -> str:
 class Kernel:
     """One kernel process for one job: started ahead of need (``warm``) or on demand.  Its raw
     stdout/stderr (what ipykernel does not forward to the notebook, e.g. a crash message) goes to
-    ``sink`` once a job has taken it, and is dropped before."""
+    ``sink`` once a job has taken it; its last `TAIL` lines are kept whoever listens (`tail`), so a
+    kernel that dies explains itself in the attempt's error."""
+
+    TAIL = 20
 
     def __init__(self, km: Any, name: str, warm: bool):
+        from collections import deque
+
         self.km, self.name, self.warm = km, name, warm
         self.pid: int | None = getattr(km.provisioner, "pid", None)
         self.born = time.monotonic()
         self.sink: Callable[[str], Any] | None = None
+        self._tail: deque[str] = deque(maxlen=self.TAIL)
         self._pump = threading.Thread(target=self._read, daemon=True, name=f"nbjobs-kernel-{self.pid}")
         self._pump.start()
 
@@ -143,9 +149,18 @@ class Kernel:
             return
         with stream:
             for line in stream:
+                text = line.decode(errors="replace")
+                self._tail.append(text)
                 sink = self.sink
                 if sink is not None:
-                    sink(line.decode(errors="replace"))
+                    sink(text)
+
+    def tail(self, wait: float = 0.0) -> str:
+        """The last lines the kernel printed (after up to ``wait`` seconds for its pipe to close,
+        so the last words of a kernel that just died are in)."""
+        if wait:
+            self._pump.join(wait)
+        return "".join(self._tail)
 
     def alive(self) -> bool:
         process = getattr(self.km.provisioner, "process", None)

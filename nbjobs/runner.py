@@ -404,6 +404,11 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
             done["outcome"], done["error"] = "interrupted", {"type": "KeyboardInterrupt", "message": "interrupted"}
         else:
             done["outcome"], done["error"] = _error_from(exc)
+        if done["outcome"] == "kernel_died" and kernel is not None:
+            last = kernel.tail(wait=1.0).strip()
+            if last:
+                done["error"]["message"] += f"; its last output: {last.splitlines()[-1][:300]}"
+                done["error"]["traceback"] = f"the kernel's last output:\n{last}"
         log.redact.deep(done["error"])
         tb = done["error"].get("traceback")
         log.write(f"\n[nbjobs] attempt failed: {done['error']['type']}: {done['error']['message']}\n")

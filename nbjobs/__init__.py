@@ -18,7 +18,7 @@ from .outputs import record
 __version__ = "0.1.0"
 
 _API = ("Job", "submit", "run_notebook", "get", "jobs", "records", "wait", "result", "logs", "cancel",
-        "retry", "worker", "ensure_worker", "summary", "dead_letters", "ack", "prune", "retention",
+        "retry", "worker", "ensure_worker", "summary", "dead_letters", "ack", "prune", "retention", "infra_retries",
         "schedule_add", "schedules", "schedule_show", "schedule_pause", "schedule_resume", "schedule_rm",
         "schedule_run_now", "notify_default", "deliveries")
 

@@ -207,9 +207,12 @@ def _common(name: Any, retries: Any, timeout: Any, priority: Any, tags: Iterable
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _options(cell_timeout: Any, secrets: Any, retry_on: Any, backoff: Any) -> dict[str, Any]:
-    """The job's ``options``: per-cell timeout, secret names (never values), retry policy."""
+def _options(cell_timeout: Any, secrets: Any, retry_on: Any, backoff: Any, infra_retries: Any = None) -> dict[str, Any]:
+    """The job's ``options``: per-cell timeout, secret names (never values), retry policy, and its
+    infrastructure budget (only when given: else the home's setting applies when it is needed)."""
     out: dict[str, Any] = {"cell_timeout": _check_seconds("cell_timeout", cell_timeout)}
+    if infra_retries is not None:
+        out["infra_retries"] = policy.check_infra_retries(infra_retries)
     names = [n.strip() for n in secrets.split(",")] if isinstance(secrets, str) else list(secrets or [])
     for n in names:
         if not isinstance(n, str) or not _ENV_NAME.match(n):
@@ -262,7 +265,7 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
            retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None,
            after: Sequence[str | Job] | str | Job | None = None, after_any: bool = False,
            notify: str | None = None, notify_on: str | None = None,
-           on_done: Callable[[Job], Any] | None = None) -> Job:
+           on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None) -> Job:
     """Submit Python source as a *cell job*; returns its `Job` handle at once.
 
     The source runs in a fresh kernel (papermill) after a ``parameters`` cell, with ``cwd`` (default:
@@ -282,7 +285,10 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     of ``error`` (kernel death counts as error), ``timeout``, ``lost``; default all), ``timeout`` for
     the whole job and ``cell_timeout`` per cell (seconds).  ``secrets`` names environment variables
     of the *worker* that the job needs: their values reach the kernel at run time and are never
-    stored; they are redacted from logs, errors and output notebooks.
+    stored; they are redacted from logs, errors and output notebooks.  A job fails only when its own
+    code fails: an attempt lost to the system (its worker lost, its runner died, its kernel failed
+    to start or died before the job's first cell) is re-queued without charging ``retries``, up to
+    ``infra_retries`` times (default: the home's setting, see `infra_retries`, else 3).
 
     Chains and notifications (also on `run_notebook`): ``after=[id, ...]`` makes the job wait
     (state ``waiting``) until all those jobs succeeded; if one ends failed, timed out or cancelled
@@ -304,7 +310,7 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
         raise BadInput("code must be a non-empty string of Python source")
     spec = _common(name, retries, timeout, priority, tags, key, kernel, cwd, parameters)
     spec.update(kind="cell", source=code, code_hash=code_hash("cell", source=code),
-                options=_options(cell_timeout, secrets, retry_on, backoff))
+                options=_options(cell_timeout, secrets, retry_on, backoff, infra_retries))
     spec["name"] = spec["name"] or _default_cell_name(code)
     spec["kernel"] = spec["kernel"] or "python3"
     out_names = _check_names("output", outputs)
@@ -433,12 +439,12 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
                  retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None,
                  after: Sequence[str | Job] | str | Job | None = None, after_any: bool = False,
                  notify: str | None = None, notify_on: str | None = None,
-                 on_done: Callable[[Job], Any] | None = None) -> Job:
+                 on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None) -> Job:
     """Submit a *notebook job*: ``path`` run by papermill with ``parameters``; returns its `Job`.
 
     The kernel defaults to the notebook's own kernelspec; the working directory to the current
     directory.  Each attempt writes its output notebook to ``$NBJOBS_HOME/runs/<id>/<attempt>/``.
-    ``after``, ``after_any``, ``notify``, ``notify_on`` and ``on_done`` as in `submit`; the
+    ``after``, ``after_any``, ``notify``, ``notify_on``, ``on_done`` and ``infra_retries`` as in `submit`; the
     documented chain: ``b = run_notebook("b.ipynb", {"source_job": a.id}, after=[a])``, and in
     b.ipynb ``nbjobs.result(source_job)``.
 
@@ -447,7 +453,7 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
     <State.SUCCEEDED: 'succeeded'>
     """
     spec = _notebook_spec(path, parameters, name, kernel, cwd, retries, timeout, priority, tags, key, cell_timeout,
-                          secrets, retry_on, backoff)
+                          secrets, retry_on, backoff, infra_retries)
     _flow(spec, home, after, after_any, notify, notify_on)
     _check_callback(on_done)
     return _done_callback(_submit(spec, home, start_worker), on_done)
@@ -455,14 +461,14 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
 
 def _notebook_spec(path: Any, parameters: Any, name: Any, kernel: Any, cwd: Any, retries: Any, timeout: Any,
                    priority: Any, tags: Any, key: Any, cell_timeout: Any, secrets: Any, retry_on: Any,
-                   backoff: Any) -> dict[str, Any]:
+                   backoff: Any, infra_retries: Any = None) -> dict[str, Any]:
     nb_path, nb = _read_notebook(path)
     spec = _common(name, retries, timeout, priority, tags, key, kernel, cwd, parameters)
     if spec["kernel"] is None:
         nb_kernel = (nb.get("metadata") or {}).get("kernelspec", {}).get("name") or "python3"
         spec["kernel"] = _check_kernel(nb_kernel)
     spec.update(kind="notebook", notebook=nb_path, code_hash=code_hash("notebook", notebook=nb_path),
-                options=_options(cell_timeout, secrets, retry_on, backoff))
+                options=_options(cell_timeout, secrets, retry_on, backoff, infra_retries))
     spec["name"] = spec["name"] or Path(nb_path).stem
     return spec
 
@@ -690,6 +696,21 @@ def retention(older_than: str | float | None = None, *, off: bool = False,
         policy.parse_duration(older_than, "retention")
         store.set_setting(RETENTION_SETTING, str(older_than))
     return store.get_setting(RETENTION_SETTING)
+
+
+def infra_retries(n: int | None = None, *, home: Path | str | None = None) -> int:
+    """Show (no argument) or set the home's infrastructure budget: how many times a job is re-queued
+    after attempts lost to the system (worker lost, runner died, kernel lost before the job's code
+    ran) before it fails, without charging its ``retries``.  A job's own ``infra_retries`` wins.
+
+    >>> nbjobs.infra_retries(5)   # doctest: +SKIP
+    5
+    """
+    store = _store(home)
+    if n is not None:
+        store.set_setting("infra_retries", str(policy.check_infra_retries(n)))
+    value = store.get_setting("infra_retries")
+    return policy.check_infra_retries(value) if value is not None else policy.INFRA_RETRIES
 
 
 # --- schedules -----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import api, params
+from . import api, params, policy
 from .errors import NbjobsError, WaitTimeout
 from .job import JobRecord, State
 
@@ -96,7 +96,8 @@ def show_text(job_id: str) -> str:
         lines.append(f"parameters: {json.dumps(r.parameters)}")
     if r.tags:
         lines.append(f"tags:       {', '.join(r.tags)}")
-    lines += [f"priority:   {r.priority}", f"attempts:   {r.attempts} of {r.max_attempts}",
+    infra = f" ({r.infra_failures} lost to infrastructure, not charged to the job)" if r.infra_failures else ""
+    lines += [f"priority:   {r.priority}", f"attempts:   {r.attempts} of {r.max_attempts}{infra}",
               f"submitted:  {fmt_time(r.submitted_at)} by {r.submitted_by}",
               f"started:    {fmt_time(r.started_at)}", f"finished:   {fmt_time(r.finished_at)}",
               f"duration:   {fmt_duration(elapsed(r))}"]
@@ -124,8 +125,10 @@ def show_text(job_id: str) -> str:
             dur = fmt_duration(a["finished_at"] - a["started_at"]) if a["finished_at"] else "-"
             kernel = (f", kernel pid {a['kernel_pid']} ({'warm' if a.get('kernel_warm') else 'cold'})"
                       if a.get("kernel_pid") else "")
+            why = f"\n        {a['error_type']}: {a['error_message']}" if a["outcome"] in policy.INFRA else ""
             lines.append(f"  #{a['number']}  {a['outcome']:<12} {fmt_time(a['started_at'])}  {dur:>7}  "
-                         f"worker {a['worker_id']}{kernel}")
+                         f"worker {a['worker_id']}{kernel}"
+                         f"{' [infrastructure: re-queued, not charged]' if a['outcome'] in policy.INFRA else ''}{why}")
     outs = job._store.outputs(r.id)
     if outs:
         lines.append("outputs:    " + ", ".join(f"{o['name']} ({o['kind']})" for o in outs))
@@ -199,6 +202,9 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", help="idempotency key: a second submit with the same key returns the first job")
     p.add_argument("--retry-on", metavar="KINDS",
                    help="which failures retry: any of error,timeout,lost (default all; kernel death is an error)")
+    p.add_argument("--infra-retries", type=int, metavar="N",
+                   help="re-queues after attempts lost to the system (worker, runner or kernel lost before the "
+                        "job's code ran), not charged to --retries (default: the home's setting, else 3)")
     p.add_argument("--backoff-base", type=float, metavar="S", help="first retry delay ceiling in seconds (default 1)")
     p.add_argument("--backoff-factor", type=float, metavar="F", help="delay growth per retry (default 2)")
     p.add_argument("--backoff-cap", type=float, metavar="S", help="largest retry delay in seconds (default 300)")
@@ -225,7 +231,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     common = dict(name=a.name, parameters=parameters, kernel=a.kernel, cwd=a.cwd, retries=a.retries,
                   timeout=a.timeout, priority=a.priority, tags=a.tag, key=a.key, cell_timeout=a.cell_timeout,
                   start_worker=not a.no_worker, secrets=a.secret, retry_on=a.retry_on, backoff=_backoff(a),
-                  after=a.after or None, after_any=a.after_any, notify=a.notify, notify_on=a.notify_on)
+                  after=a.after or None, after_any=a.after_any, notify=a.notify, notify_on=a.notify_on,
+                  infra_retries=a.infra_retries)
     job = api.run_notebook(a.notebook, **common) if a.notebook else api.submit(a.code, **common)
     if not a.json:
         print(job.id, flush=True)
@@ -277,6 +284,9 @@ def cmd_ls(a: argparse.Namespace) -> int:
         print("no jobs yet; submit one with `nbjobs run NOTEBOOK` or `nbjobs run -c CODE`")
     else:
         print(table(recs))
+    if not a.json:
+        for note in api._store().summary()["worker_notes"]:
+            print(f"note: {note}")
     return EXIT_OK
 
 

@@ -155,6 +155,7 @@ class JobRecord:
     idem_key: str | None = None
     attempts: int = 0
     failures: int = 0
+    infra_failures: int = 0
     submitted_at: float = 0.0
     run_at: float | None = None
     started_at: float | None = None
@@ -186,7 +187,9 @@ class JobRecord:
 
     @property
     def max_attempts(self) -> int:
-        return self.retries + 1
+        """Attempts the job may make: its own ``retries`` + 1, plus those lost to infrastructure
+        failures so far (re-queued without charging the job)."""
+        return self.retries + 1 + self.infra_failures
 
     @property
     def duration(self) -> float | None:

@@ -11,11 +11,14 @@ False
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import sys
 import threading
 import time
 from typing import Any, Callable
+
+from .procs import Proc
 
 _cache: dict[str, tuple[float, list[str]]] = {}
 
@@ -137,6 +140,7 @@ class Kernel:
 
         self.km, self.name, self.warm = km, name, warm
         self.pid: int | None = getattr(km.provisioner, "pid", None)
+        self.proc: Proc | None = Proc.of(self.pid)  # taken now: our child, not reaped yet
         self.born = time.monotonic()
         self.sink: Callable[[str], Any] | None = None
         self._tail: deque[str] = deque(maxlen=self.TAIL)
@@ -175,40 +179,48 @@ class Kernel:
             return 0
 
     def kill(self) -> None:
-        """End the kernel now (one job only: it is never reused).  A kill, not jupyter_client's
-        ``shutdown_kernel``, which polls for the exit every 0.1 s."""
+        """End the kernel and its process group now (one job only: it is never reused).  A kill,
+        not jupyter_client's ``shutdown_kernel``, which polls for the exit every 0.1 s."""
         self.sink = None
-        kill_pid(self.pid)
+        if self.proc is not None:
+            self.proc.kill()
         process = getattr(self.km.provisioner, "process", None)
         if process is not None:
             process.wait()
-        self.km.cleanup_resources()  # the connection file
+        self.km.cleanup_resources()  # the connection file and the ipc sockets
         self._pump.join(1)
 
 
-def kill_pid(pid: int | None) -> None:
-    """SIGKILL a kernel and its process group (it runs in a session of its own)."""
-    import signal
+_sockets: list[str] = []  # this process's private folder of kernel sockets, made on first use
+_kernel_numbers = itertools.count(1)
 
-    if not pid:
-        return
-    try:
-        os.killpg(os.getpgid(pid), signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
+
+def _socket_prefix() -> str:
+    """A path prefix for one kernel's ipc sockets (jupyter_client appends ``-1`` ... ``-5``), in a
+    folder private to this process.  Short: a Unix socket's path has at most 107 bytes."""
+    if not _sockets:
+        import atexit
+        import shutil
+        import tempfile
+
+        _sockets.append(tempfile.mkdtemp(prefix="nbjobs-k"))  # mode 0700
+        atexit.register(shutil.rmtree, _sockets[0], True)
+    return os.path.join(_sockets[0], str(next(_kernel_numbers)))
 
 
 def start_kernel(name: str, cwd: str, env: dict[str, str] | None = None, warm: bool = False) -> Kernel:
     """Start a kernel called ``name`` in ``cwd`` (jupyter_client's KernelManager, asynchronous
-    client class so nbclient can drive it); returns at once, before it is ready."""
+    client class so nbclient can drive it); returns at once, before it is ready.
+
+    It listens on Unix sockets (ZeroMQ's ``ipc`` transport), not TCP ports: jupyter_client picks
+    free ports per process, so two runner hosts could hand out the same port and the second kernel
+    to bind it died at start ("Address already in use"), about one job in 600 at concurrency 2."""
     import subprocess
 
     from jupyter_client import KernelManager
 
-    km = KernelManager(kernel_name=name, client_class="jupyter_client.asynchronous.AsyncKernelClient")
+    km = KernelManager(kernel_name=name, client_class="jupyter_client.asynchronous.AsyncKernelClient",
+                       transport="ipc", ip=_socket_prefix())
     km.start_kernel(extra_arguments=list(KERNEL_ARGS), cwd=cwd, env=dict(env if env is not None else os.environ),
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return Kernel(km, name, warm)
@@ -228,14 +240,14 @@ class KernelPool:
     """
 
     def __init__(self, names: list[str], size: int = 1, *, workdir: str, idle_retire: float = 900.0,
-                 max_memory: int = 2 << 30, max_names: int = 4, on_change: Callable[[list[int]], Any] | None = None):
+                 max_memory: int = 2 << 30, max_names: int = 4, on_change: Callable[[list[Proc]], Any] | None = None):
         self.names = list(dict.fromkeys(names))
         self.size = max(0, int(size))
         self.workdir = workdir
         self.idle_retire = idle_retire
         self.max_memory = max_memory
         self.max_names = max_names
-        self.on_change = on_change  # told the pids of the pool's idle kernels whenever they change
+        self.on_change = on_change  # told the processes of the pool's idle kernels whenever they change
         self.idle: dict[str, list[Kernel]] = {}
         self._cond = threading.Condition()
         self._closed = False
@@ -262,9 +274,10 @@ class KernelPool:
             return kernel
         return start_kernel(name, cwd, env)
 
-    def pids(self) -> list[int]:
+    def procs(self) -> list[Proc]:
+        """The idle kernels' processes."""
         with self._cond:
-            return [k.pid for ks in self.idle.values() for k in ks if k.pid]
+            return [k.proc for ks in self.idle.values() for k in ks if k.proc is not None]
 
     def resize(self, size: int) -> None:
         with self._cond:
@@ -291,12 +304,13 @@ class KernelPool:
         """From a dying process (no locks, no waiting): SIGKILL every idle kernel."""
         for ks in list(self.idle.values()):
             for k in list(ks):
-                kill_pid(k.pid)
+                if k.proc is not None:
+                    k.proc.kill()
 
     # --- the keeper thread ----------------------------------------------------------------------
     def _changed(self) -> None:
         if self.on_change is not None:
-            self.on_change(self.pids())
+            self.on_change(self.procs())
 
     def _memory(self) -> int:
         return sum(k.rss() for ks in self.idle.values() for k in ks)

@@ -56,6 +56,8 @@ _JOB_OPTIONS = [
     (("--cwd",), dict(metavar="DIR", help="working directory of the job (default: this kernel's current "
                                           "directory, which Jupyter sets to the notebook's folder)")),
     (("--retry-on",), dict(metavar="KINDS", help="which failures retry: any of error,timeout,lost (default all)")),
+    (("--infra-retries",), dict(type=int, metavar="N", help="re-queues after attempts lost to the system, not "
+                                                         "charged to --retries (default: the home's setting, else 3)")),
     (("--backoff-base",), dict(type=float, metavar="S", help="first retry delay ceiling in seconds (default 1)")),
     (("--backoff-factor",), dict(type=float, metavar="F", help="retry delay growth (default 2)")),
     (("--backoff-cap",), dict(type=float, metavar="S", help="largest retry delay in seconds (default 300)")),
@@ -269,7 +271,7 @@ def _reliability(a) -> dict[str, Any]:
     """The retry, backoff and secret options of %%job / %job run as `api.submit` keywords."""
     backoff = {k: v for k, v in (("base", a.backoff_base), ("factor", a.backoff_factor), ("cap", a.backoff_cap),
                                  ("jitter", a.jitter)) if v is not None}
-    return {"retry_on": a.retry_on, "backoff": backoff or None, "secrets": a.secret,
+    return {"retry_on": a.retry_on, "infra_retries": a.infra_retries, "backoff": backoff or None, "secrets": a.secret,
             "after": _split(a.after) or None, "after_any": a.after_any, "notify": a.notify, "notify_on": a.notify_on}
 
 

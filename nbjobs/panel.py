@@ -482,8 +482,10 @@ def header_html(summary: dict[str, Any] | None) -> str:
                                item("workers", "workers alive", warn=False),
                                item("dead_letters", "dead letters", warn=True)])
     execs = executors_html(summary.get("executors") or [])
+    notes = "".join(f'<div data-k="worker_note" style="color:#9a6700">{html.escape(n)}</div>'
+                    for n in summary.get("worker_notes") or [])
     return (f'<div class="nbjobs-header" style="font-size:12px;line-height:22px">{stats}{execs}'
-            f'<span style="margin-left:12px">{counts or "no jobs yet"}</span></div>')
+            f'<span style="margin-left:12px">{counts or "no jobs yet"}</span>{notes}</div>')
 
 
 def _executors(values: list[str]) -> list[tuple[str, str | None]]:
@@ -522,7 +524,8 @@ def header_text(summary: dict[str, Any]) -> str:
     execs = ", ".join(f"{n} ({link})" if link else n for n, link in _executors(summary.get("executors") or []))
     return (f"queue {summary.get('queue_depth', 0)}, running {summary.get('running', 0)}, "
             f"workers alive {summary.get('workers', 0)}, dead letters {summary.get('dead_letters', 0)}"
-            f"{', executor ' + execs if execs else ''} | {counts}")
+            f"{', executor ' + execs if execs else ''} | {counts}"
+            + "".join(f"\n{note}" for note in summary.get("worker_notes") or []))
 
 
 # --- static forms: receipt, tables ---------------------------------------------------------------------

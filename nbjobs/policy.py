@@ -3,6 +3,11 @@
 Backoff is exponential with *full jitter* (AWS architecture blog, "Exponential Backoff And
 Jitter"): the n-th retry waits ``uniform(0, min(cap, base * factor**(n-1)))`` seconds.
 
+A job fails only when its own code fails.  Outcomes in `INFRA` (the worker lost, the runner host
+died, a kernel that failed to start or died before the job's first cell) are the system's: the
+job is re-queued on a budget of its own (`INFRA_RETRIES`, a per-job option and a home setting),
+not counted against ``retries``, and fails (a dead letter) only once that budget is spent.
+
 >>> import random; random.seed(1)
 >>> 0 <= backoff(3, base=1, factor=2, cap=60) <= 4
 True
@@ -31,17 +36,29 @@ OUTCOME_STATE = {
     "kernel_died": State.FAILED,
     "runner_died": State.FAILED,
     "worker_lost": State.FAILED,
+    "kernel_lost": State.FAILED,
     "timeout": State.TIMED_OUT,
+    "cell_timeout": State.TIMED_OUT,
     "cancelled": State.CANCELLED,
 }
+#: the system's failures, not the job's: the worker lost (its lease expired, or its runner host
+#: ended the attempt when it stopped renewing), the runner process died, the kernel failed to start
+#: or died before the job's first cell
+INFRA = frozenset({"worker_lost", "runner_died", "kernel_lost"})
 #: outcomes that may be retried (a cancel never is)
-RETRY_ON = frozenset({"error", "kernel_died", "runner_died", "worker_lost", "timeout"})
-#: the user's words for `retry_on` and the outcomes each covers (kernel death counts as error)
+RETRY_ON = frozenset({"error", "kernel_died", "timeout", "cell_timeout"}) | INFRA
+#: the user's words for `retry_on` and the outcomes each covers (a kernel that died while the job's
+#: code ran counts as error; ``lost`` lets ``retries`` cover infrastructure failures once the
+#: infrastructure budget is spent)
 RETRY_CLASSES = {
-    "error": frozenset({"error", "kernel_died", "runner_died"}),
-    "timeout": frozenset({"timeout"}),
-    "lost": frozenset({"worker_lost"}),
+    "error": frozenset({"error", "kernel_died"}),
+    "timeout": frozenset({"timeout", "cell_timeout"}),
+    "lost": INFRA,
 }
+#: infrastructure re-queues per job (``infra_retries`` option, home setting ``infra_retries``)
+INFRA_RETRIES = 3
+#: their backoff: quick, since nothing is wrong with the job (``uniform(0, min(30, 0.5 * 2**(n-1)))``)
+INFRA_BACKOFF = {"base": 0.5, "factor": 2.0, "cap": 30.0}
 
 
 def backoff(n: int, base: float = BACKOFF_BASE, factor: float = BACKOFF_FACTOR,
@@ -57,28 +74,64 @@ def backoff(n: int, base: float = BACKOFF_BASE, factor: float = BACKOFF_FACTOR,
 
 @dataclass(frozen=True)
 class Decision:
-    state: str          # the job's next state
-    reason: str         # why (the outcome)
-    delay: float = 0.0  # seconds before the next attempt may start (retrying only)
+    state: str               # the job's next state
+    reason: str              # why (the outcome)
+    delay: float = 0.0       # seconds before the next attempt may start (retrying only)
+    failures: int = 0        # the job's failed attempts charged to its ``retries``, this one included
+    infra_failures: int = 0  # the job's infrastructure failures, this one included
+    infra: bool = False      # re-queued on the infrastructure budget (not charged to the job)
 
 
-def decide(outcome: str, failures: int, retries: int, retry_on: Iterable[str] | None = None,
-           **backoff_args: Any) -> Decision:
+def decide(outcome: str, failures: int, retries: int, retry_on: Iterable[str] | None = None, *,
+           infra_failures: int = 0, infra_retries: int = INFRA_RETRIES, **backoff_args: Any) -> Decision:
     """The job's next state after an attempt ended with ``outcome``.
 
-    ``failures`` counts failed attempts including this one; ``retries`` is the job's budget
-    (max attempts - 1); ``retry_on`` limits which kinds of failure retry (default: all of
-    `RETRY_CLASSES`).  Released attempts (a stopping worker) never reach this function.
+    ``failures`` counts the failed attempts charged to the job *before* this one; ``retries`` is
+    the job's budget (max attempts - 1); ``retry_on`` limits which kinds of failure retry
+    (default: all of `RETRY_CLASSES`).  ``infra_failures`` counts the job's earlier
+    infrastructure failures (`INFRA`); while they number at most ``infra_retries`` with this one,
+    the job is re-queued without charging ``retries``; after that such a failure is charged like
+    any other and retried only if ``retry_on`` covers ``lost``.  Released attempts (a stopping
+    worker) never reach this function.
 
-    >>> decide("timeout", failures=1, retries=3, retry_on=["error"]).state
+    >>> decide("timeout", failures=0, retries=3, retry_on=["error"]).state
     'timed_out'
+    >>> d = decide("worker_lost", failures=0, retries=0)
+    >>> d.state, d.failures, d.infra_failures, d.infra
+    ('retrying', 0, 1, True)
+    >>> decide("kernel_lost", failures=0, retries=0, infra_failures=3).state   # the budget is spent
+    'failed'
     """
     if outcome not in OUTCOME_STATE:
         raise ValueError(f"unknown attempt outcome {outcome!r}")
+    if outcome in INFRA:
+        infra_failures += 1
+        if infra_failures <= infra_retries:
+            return Decision(State.RETRYING.value, outcome, backoff(infra_failures, **INFRA_BACKOFF),
+                            failures, infra_failures, infra=True)
+    if outcome in RETRY_ON:
+        failures += 1
     retryable = RETRY_ON if retry_on is None else frozenset().union(*(RETRY_CLASSES[c] for c in retry_on))
     if outcome in retryable and failures <= retries:
-        return Decision(State.RETRYING.value, outcome, backoff(failures, **backoff_args))
-    return Decision(OUTCOME_STATE[outcome].value, outcome)
+        return Decision(State.RETRYING.value, outcome, backoff(failures, **backoff_args), failures, infra_failures)
+    return Decision(OUTCOME_STATE[outcome].value, outcome, 0.0, failures, infra_failures)
+
+
+def check_infra_retries(value: Any, what: str = "infra_retries") -> int:
+    """An infrastructure budget: a whole number from 0 to 100.
+
+    >>> check_infra_retries("5")
+    5
+    """
+    try:
+        number = int(value)
+        if number != float(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise BadInput(f"{what} must be a whole number of re-queues (e.g. 3), not {value!r}") from None
+    if not 0 <= number <= 100:
+        raise BadInput(f"{what} must be from 0 to 100, not {number}")
+    return number
 
 
 def check_retry_options(retry_on: Iterable[str] | str | None = None, base: Any = None, factor: Any = None,

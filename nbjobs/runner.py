@@ -9,11 +9,15 @@ JSON lines on stdout.
 Events::
 
     {"type": "started", "output_path", "log_path", "code_hash", "kernel", "versions"}
-    {"type": "kernel", "pid"}                      # the kernel process, so it can be killed
+    {"type": "kernel", "pid", "proc", "warm"}     # the kernel process ([pid, start time]: a `Proc`)
     {"type": "progress", "done", "total"}          # code cells finished / code cells
     {"type": "done", "outcome", "error", "outputs", "output_path"}
 
-``outcome`` is ``succeeded``, ``error``, ``kernel_died`` or ``interrupted`` (stopped on request).
+``outcome`` is ``succeeded``, ``error`` (the job's code raised, or its input was wrong),
+``kernel_died`` (the kernel died while the job's code ran), ``kernel_lost`` (the kernel failed to
+start, or died before the job's first cell ran: the system's failure, not the job's),
+``cell_timeout`` (a cell ran past ``cell_timeout``), ``worker_lost`` (a runner host whose worker
+stopped renewing the lease ended the attempt) or ``interrupted`` (stopped on request).
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from typing import Any, Callable
 
 from . import config, outputs
 from .job import code_hash
-from .kernels import kill_pid as _kill_kernel
+from .procs import Proc
 
 Report = Callable[[dict], None]
 SAVE_EVERY = 1.0  # seconds between two saves of the output notebook while cells run
@@ -51,7 +55,7 @@ def build_cell_notebook(source: str, kernel: str = "python3", *, inputs_dir: str
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("# parameters", metadata={"tags": ["parameters"]})
+    params = nbformat.v4.new_code_cell("# parameters", metadata={"tags": ["parameters", "nbjobs-parameters"]})
     nb.cells = [params]
     helper = '__import__("nbjobs.outputs").outputs.'
     if inputs_dir:
@@ -157,17 +161,29 @@ def _redact_stderr(redact: Redactor) -> threading.Thread:
 
 class _Stop:
     """Shared between the stop request (a signal, or a message to a runner host) and the run of
-    the current attempt: the kernel to stop and whether we did.  Reset for every attempt."""
+    the current attempt: the kernel to stop, whether we did, and whether the job's own code has
+    begun.  Reset for every attempt."""
 
     requested: str | None = None
-    kernel_pid: int | None = None
+    outcome = "interrupted"  # what a stop makes of the attempt (``worker_lost`` for a lost lease)
+    kernel: Proc | None = None
+    began = False     # a cell of the job's own code has started (before: a kernel death is not the job's)
     finished = False  # the run is over: a late escalation must not interrupt the reporting
     attempt = 0       # which attempt of this process a stop (and its escalation) belongs to
 
     @classmethod
     def reset(cls) -> None:
-        cls.requested, cls.kernel_pid, cls.finished = None, None, False
+        cls.requested, cls.outcome, cls.kernel, cls.began, cls.finished = None, "interrupted", None, False, False
         cls.attempt += 1
+
+    @classmethod
+    def kill_kernel(cls) -> None:
+        if cls.kernel is not None:
+            cls.kernel.kill()
+
+
+#: cells that nbjobs or papermill add around the job's code: a kernel death in one of them is not the job's
+WRAPPER_TAGS = frozenset({"injected-parameters", "nbjobs-parameters", "nbjobs-inputs"})
 
 
 async def _ready(kc: Any, km: Any, timeout: float) -> None:
@@ -198,15 +214,17 @@ async def _ready(kc: Any, km: Any, timeout: float) -> None:
             raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
 
 
-def _engine(report: Report, redact: Redactor | None = None, kernel: Any = None, prepare: str | None = None):
-    """papermill engine class of ours, registered as ``nbjobs``: progress reports per cell,
-    and the kernel's pid reported as soon as it runs (so a stop can reach it).
-
-    With ``kernel`` (a `nbjobs.kernels.Kernel` already started, warm or on demand) papermill runs
-    the notebook in it instead of starting one; ``prepare`` is the silent cell that moves a warm
-    kernel into the job (see `nbjobs.kernels.prepare_code`)."""
+def _engine(report: Report, kernel: Any, redact: Redactor | None = None, prepare: str | None = None):
+    """papermill engine class of ours, registered as ``nbjobs``: papermill runs the notebook in
+    ``kernel`` (a `nbjobs.kernels.Kernel` already started, warm or on demand), whose process is
+    reported before anything else (so a stop can reach it); progress is reported per cell, and
+    `_Stop.began` is set when the first cell of the job's own code starts.  ``prepare`` is the
+    silent cell that moves a warm kernel into the job (see `nbjobs.kernels.prepare_code`).  A cell
+    that runs past its timeout gets the error in its outputs, as a failing cell does."""
+    import nbformat
     from jupyter_core.utils import ensure_async
     from nbclient.client import run_sync
+    from nbclient.exceptions import CellTimeoutError
     from nbclient.util import run_hook
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
@@ -228,6 +246,11 @@ def _engine(report: Report, redact: Redactor | None = None, kernel: Any = None, 
                     redact.deep(cell.get("outputs", []))
             super().save(**kwargs)
 
+        def cell_start(self, cell, cell_index=None, **kwargs):
+            if cell.get("cell_type") == "code" and not WRAPPER_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+                _Stop.began = True
+            super().cell_start(cell, cell_index=cell_index, **kwargs)
+
         def notebook_complete(self, **kwargs):
             self.last_save = None  # papermill's own final save goes through
             super().notebook_complete(**kwargs)
@@ -239,25 +262,13 @@ def _engine(report: Report, redact: Redactor | None = None, kernel: Any = None, 
                 report({"type": "progress", "done": code.index(cell_index) + 1, "total": len(code)})
 
     class Client(PapermillNotebookClient):
-        async def async_start_new_kernel(self, **kwargs):
-            await super().async_start_new_kernel(**kwargs)
-            pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
-            _Stop.kernel_pid = pid
-            report({"type": "kernel", "pid": pid, "warm": False})
-            if _Stop.requested:  # asked to stop while the kernel was starting
-                _kill_kernel(pid)
-
-        # nbclient binds the sync wrapper to its own coroutine: rebind it to ours
-        start_new_kernel = run_sync(async_start_new_kernel)
-
         async def async_start_new_kernel_client(self):
-            if kernel is None:
-                return await super().async_start_new_kernel_client()
             # ours, already started (nbclient skipped async_start_new_kernel)
-            _Stop.kernel_pid = kernel.pid
-            report({"type": "kernel", "pid": kernel.pid, "warm": kernel.warm})
-            if _Stop.requested:
-                _kill_kernel(kernel.pid)
+            _Stop.kernel = kernel.proc
+            report({"type": "kernel", "pid": kernel.pid, "proc": kernel.proc.dump() if kernel.proc else None,
+                    "warm": kernel.warm})
+            if _Stop.requested:  # asked to stop while the kernel was starting
+                _Stop.kill_kernel()
             self.kc = kc = self.km.client()
             await ensure_async(kc.start_channels())
             await _ready(kc, self.km, self.startup_timeout)
@@ -271,7 +282,21 @@ def _engine(report: Report, redact: Redactor | None = None, kernel: Any = None, 
                                        f"({(reply or {}).get('content', {}).get('evalue', 'no reply')})")
             return kc
 
+        # nbclient binds each sync wrapper to its own coroutine: rebind them to ours
         start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+        async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+            try:
+                return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+            except CellTimeoutError as exc:
+                message = _ANSI.sub("", str(exc)).strip().splitlines()[0]
+                cell.outputs.append(nbformat.v4.new_output(
+                    "error", ename="CellTimeoutError", evalue=message, traceback=[f"CellTimeoutError: {message}"]))
+                self.nb_man.cell_exception(cell, cell_index=cell_index, exception=exc)
+                exc.cell_index = cell_index
+                raise
+
+        execute_cell = run_sync(async_execute_cell)
 
     class NbjobsEngine(NBClientEngine):
         @classmethod
@@ -290,13 +315,13 @@ def _engine(report: Report, redact: Redactor | None = None, kernel: Any = None, 
         @classmethod
         def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
                                      stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
-            client = Client(nb_man, km=kernel.km if kernel is not None else None, timeout=execution_timeout,
+            client = Client(nb_man, km=kernel.km, timeout=execution_timeout,
                             startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
                             log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
             try:
                 return client.execute()
             finally:
-                if kernel is not None and client.kc is not None:  # nbclient leaves a kernel it does not own
+                if client.kc is not None:  # nbclient leaves a kernel it does not own
                     client.kc.stop_channels()
 
     papermill_engines.register("nbjobs", NbjobsEngine)
@@ -312,21 +337,31 @@ def _versions() -> dict[str, str]:
             "host": socket.gethostname(), "pid": str(os.getpid())}
 
 
-def _error_from(exc: BaseException) -> tuple[str, dict[str, Any]]:
-    """(outcome, error dict) for an exception raised while running the notebook."""
-    from nbclient.exceptions import DeadKernelError
+#: how jupyter_client, nbclient and `_ready` say that a kernel did not come up
+_START_FAILURES = ("Kernel died before replying", "Kernel didn't respond", "the warm kernel could not be prepared")
+
+
+def _error_from(exc: BaseException, began: bool = True) -> tuple[str, dict[str, Any]]:
+    """(outcome, error dict) for an exception raised while running the notebook; ``began``: whether
+    a cell of the job's own code had started (a kernel lost before that is not the job's failure)."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
         tb = _ANSI.sub("", "\n".join(exc.traceback or []))
         return "error", {"type": exc.ename, "message": _ANSI.sub("", str(exc.evalue)), "cell": exc.cell_index,
                          "traceback": tb}
-    if isinstance(exc, DeadKernelError):
-        return "kernel_died", {"type": "DeadKernelError", "message": "the kernel died while running the job "
-                               "(it may have run out of memory or called os._exit)"}
-    if isinstance(exc, RuntimeError) and str(exc).startswith("Kernel died before replying"):  # jupyter_client
-        return "kernel_died", {"type": "DeadKernelError", "message": "the kernel died while starting, before it "
-                               "ran any of the job (it may have been killed or run out of memory)"}
+    if isinstance(exc, CellTimeoutError):
+        message = _ANSI.sub("", str(exc)).strip().splitlines()[0]
+        return "cell_timeout", {"type": "CellTimeoutError", "message": message, "cell": getattr(exc, "cell_index", None)}
+    died = isinstance(exc, DeadKernelError)
+    if died or (isinstance(exc, RuntimeError) and str(exc).startswith(_START_FAILURES)):
+        if not began:
+            return "kernel_lost", {"type": "KernelLost", "message": "the kernel died or failed to start before the "
+                                   f"job's code ran ({str(exc).strip() or type(exc).__name__}); not the job's failure"}
+        if died:
+            return "kernel_died", {"type": "DeadKernelError", "message": "the kernel died while running the job "
+                                   "(it may have run out of memory or called os._exit)"}
     name = type(exc).__name__
     message = str(exc).strip() or name
     if name == "NoSuchKernel":
@@ -342,9 +377,11 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
     ``spec`` keys: ``job_id``, ``attempt``, ``kind`` ('notebook'|'cell'), ``notebook`` or
     ``source``, ``parameters``, ``kernel``, ``cwd``, ``run_dir``, optional ``cell_timeout``.
     With ``pool`` (a `nbjobs.kernels.KernelPool`), the kernel comes from the pool (warm, or
-    started on demand) and is killed once the outcome is reported; without it papermill starts
-    one as usual.  Either way the job runs in a kernel no other job has used.
+    started on demand); without it, one is started for the attempt.  Either way the job runs in a
+    kernel no other job has used, killed once the outcome is reported.
     """
+    from .kernels import prepare_code, start_kernel
+
     run_dir = Path(spec["run_dir"])
     adir = attempt_dir(run_dir, spec["attempt"])
     out_dir = adir / "outputs"
@@ -379,16 +416,12 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
             raise KeyboardInterrupt
         if cwd and not Path(cwd).is_dir():
             raise NotADirectoryError(f"working directory {cwd} does not exist any more; submit from an existing folder")
-        prepare = None
-        if pool is None:
-            os.environ.update(job_env)  # the kernel papermill starts inherits our environment
-        else:
-            from .kernels import prepare_code
-
-            kernel = pool.take(kernel_name, cwd or os.getcwd(), env=dict(os.environ, **job_env))
-            kernel.sink = log.write
-            prepare = prepare_code(cwd or os.getcwd(), job_env) if kernel.warm else None
-        engine = _engine(report, log.redact, kernel, prepare)
+        env = dict(os.environ, **job_env)
+        kernel = start_kernel(kernel_name, cwd or os.getcwd(), env) if pool is None else \
+            pool.take(kernel_name, cwd or os.getcwd(), env=env)
+        kernel.sink = log.write
+        prepare = prepare_code(cwd or os.getcwd(), job_env) if kernel.warm else None
+        engine = _engine(report, kernel, log.redact, prepare)
         papermill.execute_notebook(
             source, str(output_path), parameters=spec.get("parameters") or {}, engine_name=engine,
             kernel_name=kernel_name, cwd=cwd, progress_bar=False, stdout_file=log, stderr_file=log,
@@ -396,15 +429,17 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
         done["outcome"] = "succeeded"
     except BaseException as exc:  # every failure becomes a recorded outcome
         if _Stop.requested:
-            done["outcome"] = "interrupted"
+            done["outcome"] = _Stop.outcome
             done["error"] = {"type": "Interrupted", "message": f"stopped: {_Stop.requested}"}
             if not isinstance(exc, KeyboardInterrupt):
                 done["error"] = _error_from(exc)[1] | {"message": f"stopped: {_Stop.requested}"}
+            if _Stop.outcome == "worker_lost":
+                done["error"]["type"] = "WorkerLost"
         elif isinstance(exc, KeyboardInterrupt):
             done["outcome"], done["error"] = "interrupted", {"type": "KeyboardInterrupt", "message": "interrupted"}
         else:
-            done["outcome"], done["error"] = _error_from(exc)
-        if done["outcome"] == "kernel_died" and kernel is not None:
+            done["outcome"], done["error"] = _error_from(exc, _Stop.began)
+        if done["outcome"] in ("kernel_died", "kernel_lost") and kernel is not None:
             last = kernel.tail(wait=1.0).strip()
             if last:
                 done["error"]["message"] += f"; its last output: {last.splitlines()[-1][:300]}"
@@ -419,7 +454,8 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
         if kernel is not None:
             kernel.sink = None
         log.close()
-        _kill_kernel(_Stop.kernel_pid if _Stop.requested else None)
+        if _Stop.requested:
+            _Stop.kill_kernel()
     prefix = f"{spec['attempt']}/outputs/"
     for entry in outputs.read_manifest(out_dir):
         if entry.get("path"):
@@ -433,32 +469,29 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
     return done
 
 
-def request_stop(reason: str) -> None:
+def request_stop(reason: str, outcome: str = "interrupted", now: bool = False) -> None:
     """Stop the current attempt: interrupt the kernel (the cell raises KeyboardInterrupt and the
     traceback shows where it was), kill it if it has not stopped after a grace period, and as a
-    last resort interrupt our own main thread.  Safe from a signal handler or another thread."""
+    last resort interrupt our own main thread.  ``now``: kill the kernel at once, without the
+    interrupt (the job's code must not run one more instruction: its lease is running out).  The
+    attempt ends with ``outcome``.  Safe from a signal handler or another thread."""
     import _thread
 
     if _Stop.requested or _Stop.finished:
         return
-    _Stop.requested = reason
+    _Stop.requested, _Stop.outcome = reason, outcome
     token = _Stop.attempt
-    pid = _Stop.kernel_pid
-    if pid:
-        try:
-            os.kill(pid, signal.SIGINT)
-        except ProcessLookupError:
-            pid = None
+    interrupted = not now and _Stop.kernel is not None and _Stop.kernel.signal(signal.SIGINT)
 
     def escalate():
         if _Stop.finished or _Stop.attempt != token:
             return
-        _kill_kernel(_Stop.kernel_pid)
+        _Stop.kill_kernel()
         time.sleep(config.KILL_GRACE)
         if not _Stop.finished and _Stop.attempt == token:
             _thread.interrupt_main()
 
-    t = threading.Timer(config.KILL_GRACE if pid else 0.0, escalate)
+    t = threading.Timer(config.KILL_GRACE if interrupted else 0.0, escalate)
     t.daemon = True
     t.start()
 
@@ -482,7 +515,7 @@ def _watch_parent(parent: int, every: float = 0.5, on_exit: Callable[[], Any] | 
             time.sleep(every)
         _Stop.requested = "the worker died"
         print(f"\n[nbjobs] the worker (pid {parent}) is gone; stopping this attempt", file=sys.stderr, flush=True)
-        _kill_kernel(_Stop.kernel_pid)
+        _Stop.kill_kernel()
         if on_exit is not None:
             on_exit()
         os._exit(3)
@@ -538,10 +571,18 @@ def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | N
 
     Messages arrive as JSON lines on stdin: ``{"op": "run", "spec": {...}}``, ``{"op": "stop",
     "job_id", "attempt", "reason"}`` (stop that attempt: interrupt it if it runs, end it at once if
-    it has not begun), ``{"op": "pool", "size": n}`` (resize the pool); end of input ends the host,
-    after killing its pool.
-    Events go out as JSON lines on stdout, as in `main`, plus ``{"type": "pool", "pids"}`` whenever
-    the pool's idle kernels change (so the executor can kill them if it must kill the host).
+    it has not begun), ``{"op": "lease", "job_id", "attempt", "fence_at": epoch}`` (the worker renewed
+    its lease: that attempt may go on until then), ``{"op": "pool", "size": n}`` (resize the pool); end of
+    input ends the host, after killing its pool.
+
+    Self-fencing: an attempt whose worker stops renewing (a worker stopped with SIGSTOP, or stuck)
+    has its kernel killed at its ``fence_at`` (the spec's, then each renewal's), which the worker
+    sets before its lease in SQLite expires, so the job never runs here beside the attempt another
+    worker starts when it reclaims the job.  The attempt ends ``worker_lost``.
+
+    Events go out as JSON lines on stdout, as in `main`, plus ``{"type": "pool", "procs"}`` (the
+    idle kernels' ``[pid, start time]``) whenever they change, so the executor can kill them if it
+    must kill the host.
     """
     import queue
 
@@ -556,6 +597,8 @@ def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | N
     waiting: set[tuple[str, int]] = set()   # runs received, not begun
     dropped: set[tuple[str, int]] = set()   # runs stopped before they began: skip them
     sizes = [pool_size]
+    fence_at = [float("inf")]  # when the running attempt's lease runs out
+    renewed: dict[tuple[str, int], float] = {}  # renewals of runs received, not begun
     lock = threading.Lock()
 
     def read() -> None:
@@ -579,6 +622,13 @@ def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | N
                         dropped.add(key)
                         report({"type": "done", "outcome": "interrupted", "outputs": [], "output_path": None,
                                 "error": {"type": "Interrupted", "message": f"stopped before it began: {reason}"}})
+            elif op == "lease":
+                key, until = (msg.get("job_id"), msg.get("attempt")), float(msg.get("fence_at") or "inf")
+                with lock:
+                    if current[0] == key:
+                        fence_at[0] = until
+                    elif key in waiting:
+                        renewed[key] = until
             elif op == "pool":
                 with lock:
                     sizes[0] = int(msg.get("size", 0))
@@ -586,13 +636,22 @@ def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | N
                         p.resize(sizes[0])
         runs.put(None)
 
+    def fence() -> None:
+        while True:
+            time.sleep(0.1)
+            with lock:
+                if current[0] is not None and time.time() >= fence_at[0]:
+                    request_stop("its worker stopped renewing the lease (stopped, stuck or gone); the job runs "
+                                 "again elsewhere", outcome="worker_lost", now=True)
+
     threading.Thread(target=read, daemon=True, name="nbjobs-host-control").start()
+    threading.Thread(target=fence, daemon=True, name="nbjobs-host-fence").start()
     import papermill  # noqa: F401 - once per host, not once per job
 
     with lock:
         pool = KernelPool(kernels or ["python3"], size=sizes[0], workdir=workdir or os.getcwd(),
                           idle_retire=config.POOL_IDLE_RETIRE, max_memory=config.POOL_MAX_MEMORY,
-                          on_change=lambda pids: report({"type": "pool", "pids": pids}))
+                          on_change=lambda procs: report({"type": "pool", "procs": [p.dump() for p in procs]}))
         pools.append(pool)
     stderr = os.dup(2)
     while True:
@@ -604,10 +663,12 @@ def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | N
                 key = (spec["job_id"], spec["attempt"])
                 if key in dropped:
                     dropped.discard(key)
+                    renewed.pop(key, None)
                     continue
                 waiting.discard(key)
                 _Stop.reset()
                 current[0] = key
+                fence_at[0] = max(float(spec.get("fence_at") or "inf"), renewed.pop(key, 0.0))
             log = attempt_dir(Path(spec["run_dir"]), spec["attempt"]) / "log.txt"
             config.make_private_dir(log.parent)
             fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

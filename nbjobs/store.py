@@ -264,8 +264,17 @@ CREATE TABLE leases (
 );
 """
 
+# v7: trust under load.  Infrastructure failures (worker lost, runner died, kernel lost before the
+# job's code ran) are counted apart from the job's own failures, on a budget of their own; a
+# worker says why it does not claim (e.g. its kernels keep failing to start).
+SCHEMA_V7_TRUST = """
+ALTER TABLE jobs ADD COLUMN infra_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN note TEXT;
+"""
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW,
+                         SCHEMA_V7_TRUST]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: WAL pages between automatic checkpoints (32 MiB of WAL at most, then truncated to 64 MiB)
@@ -273,7 +282,6 @@ CHECKPOINT_PAGES = 8192
 
 _JSON_FIELDS = ("tags", "parameters", "options")
 _JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)
-_FAILURES = frozenset(policy.RETRY_ON)
 
 
 def _job_filters(table: str, state: Any, name: str | None, tag: str | None) -> tuple[list[str], list[Any]]:
@@ -644,8 +652,8 @@ class Store:
         live workers and dead letters (failed or timed-out jobs nobody retried or acknowledged).
         Two indexed queries."""
         counts = self.counts()
-        workers = self._q("SELECT executor FROM workers WHERE state = 'running' AND heartbeat_at > ?",
-                          (time.time() - lease,))
+        workers = self._q("SELECT executor, note FROM workers WHERE state IN ('starting', 'running') "
+                          "AND heartbeat_at > ?", (time.time() - lease,))
         return {
             "counts": counts,
             "queue_depth": counts["queued"] + counts["retrying"] + counts["waiting"],
@@ -653,6 +661,8 @@ class Store:
             "workers": len(workers),
             # what the live workers run on: 'local', or 'dask@<dashboard link>' (see executors.dask)
             "executors": sorted({w["executor"] or "local" for w in workers}),
+            # why a live worker does not claim (e.g. its kernels keep failing to start), if one says so
+            "worker_notes": [w["note"] for w in workers if w["note"]],
             "dead_letters": self.dead_letter_count(),
         }
 
@@ -767,6 +777,13 @@ class Store:
             conn.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, worker_id))
         return n
 
+    def held(self, worker_id: str) -> set[str]:
+        """IDs of the jobs ``worker_id`` still holds (running under its lease).  A job it runs that
+        is not among them was reclaimed by another worker after its lease expired (the worker was
+        stopped or stuck): its attempt is fenced and must end at once."""
+        return {r["id"] for r in self._q("SELECT id FROM jobs WHERE worker_id = ? AND state = 'running'",
+                                         (worker_id,))}
+
     def cancel_requests(self, worker_id: str) -> list[str]:
         """IDs of this worker's running jobs that someone asked to cancel (a cheap read)."""
         rows = self._q("SELECT id FROM jobs WHERE worker_id = ? AND state = 'running' AND cancel_requested = 1",
@@ -825,10 +842,15 @@ class Store:
                      error: dict[str, Any] | None, output_path: str | None, actor: str, now: float) -> str:
         if job["cancel_requested"] and outcome != "succeeded":
             outcome = "cancelled"
-        failures = job["failures"] + (1 if outcome in _FAILURES else 0)
         options = json.loads(job["options"] or "{}")
-        decision = policy.decide(outcome, failures, job["retries"], options.get("retry_on"),
+        infra_retries = options.get("infra_retries")
+        if infra_retries is None and outcome in policy.INFRA:
+            infra_retries = self._infra_setting(conn)
+        decision = policy.decide(outcome, job["failures"], job["retries"], options.get("retry_on"),
+                                 infra_failures=job["infra_failures"],
+                                 infra_retries=policy.INFRA_RETRIES if infra_retries is None else infra_retries,
                                  **options.get("backoff", {}))
+        failures = decision.failures
         check_transition(job["state"], decision.state)
         err = error or {}
         conn.execute(
@@ -839,19 +861,30 @@ class Store:
         terminal = State(decision.state).terminal
         ok = outcome == "succeeded"
         conn.execute(
-            "UPDATE jobs SET state = ?, reason = ?, failures = ?, worker_id = NULL, lease_until = NULL, "
-            "run_at = ?, finished_at = ?, updated_at = ?, output_path = COALESCE(?, output_path), "
+            "UPDATE jobs SET state = ?, reason = ?, failures = ?, infra_failures = ?, worker_id = NULL, "
+            "lease_until = NULL, run_at = ?, finished_at = ?, updated_at = ?, output_path = COALESCE(?, output_path), "
             "error_type = ?, error_message = ?, error_cell = ?, error_traceback = ? WHERE id = ?",
-            (decision.state, None if ok else decision.reason, failures, now + decision.delay,
+            (decision.state, None if ok else decision.reason, failures, decision.infra_failures, now + decision.delay,
              now if terminal else None, now, output_path,
              None if ok else err.get("type"), None if ok else err.get("message"),
              None if ok else err.get("cell"), None if ok else err.get("traceback"), job["id"]))
         why = f"attempt {job['attempts']}: {outcome}"
+        if outcome in policy.INFRA:
+            why += f" (infrastructure failure {decision.infra_failures}, not charged to the job)" if decision.infra \
+                else f" (infrastructure budget of {decision.infra_failures - 1} spent)"
         if decision.state == State.RETRYING.value:
             why += f"; retry in {decision.delay:.1f} s"
         self._event(conn, job["id"], job["state"], decision.state, why, actor, now)
         self._changed(conn, job["id"], decision.state, actor, now, job["options"])
         return decision.state
+
+    def _infra_setting(self, conn: sqlite3.Connection) -> int | None:
+        """The home's ``infra_retries`` setting (None: the default), read inside ``conn``'s transaction."""
+        row = conn.execute("SELECT value FROM settings WHERE name = 'infra_retries'").fetchone()
+        try:
+            return policy.check_infra_retries(row["value"]) if row else None
+        except BadInput:  # set by hand to something odd: the default
+            return None
 
     def release(self, job_id: str, number: int, worker_id: str, why: str = "worker stopping") -> bool:
         """Give a running job back to the queue (a stopping worker); the attempt is recorded as
@@ -925,7 +958,7 @@ class Store:
             waits = conn.execute("SELECT 1 FROM deps WHERE job_id = ? LIMIT 1", (job_id,)).fetchone() is not None
             new = State.WAITING.value if waits else State.QUEUED.value
             conn.execute(
-                "UPDATE jobs SET state = ?, reason = 'retried', cancel_requested = 0, failures = 0, "
+                "UPDATE jobs SET state = ?, reason = 'retried', cancel_requested = 0, failures = 0, infra_failures = 0, "
                 "run_at = ?, finished_at = NULL, acked_at = NULL, updated_at = ?, error_type = CASE WHEN reason = "
                 "'dependency_failed' THEN NULL ELSE error_type END, error_message = CASE WHEN reason = "
                 "'dependency_failed' THEN NULL ELSE error_message END WHERE id = ?", (new, now, now, job_id))
@@ -935,24 +968,32 @@ class Store:
 
     # --- workers ------------------------------------------------------------------------------
     def register_worker(self, worker_id: str, *, concurrency: int, executor: str = "local",
-                        autostarted: bool = False) -> None:
+                        autostarted: bool = False, state: str = "running") -> None:
+        """Record a worker (again: its row is updated).  ``state`` is ``starting`` while it connects
+        to a scheduler or fills its pool, then ``running``; both count as alive (`live_workers`)."""
         now = time.time()
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO workers (id, host, pid, executor, concurrency, autostarted, state, started_at, "
-                "heartbeat_at) VALUES (?,?,?,?,?,?, 'running', ?, ?)",
-                (worker_id, _host(), os.getpid(), executor, concurrency, int(autostarted), now, now))
+                "heartbeat_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET executor = excluded.executor, "
+                "concurrency = excluded.concurrency, state = excluded.state, heartbeat_at = excluded.heartbeat_at",
+                (worker_id, _host(), os.getpid(), executor, concurrency, int(autostarted), state, now, now))
+
+    def set_worker_note(self, worker_id: str, note: str | None) -> None:
+        """Why this worker does not claim right now (None: it does)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE workers SET note = ? WHERE id = ?", (note, worker_id))
 
     def worker_stopped(self, worker_id: str) -> None:
         now = time.time()
         with self._tx() as conn:
-            conn.execute("UPDATE workers SET state = 'stopped', stopped_at = ?, heartbeat_at = ? WHERE id = ?",
+            conn.execute("UPDATE workers SET state = 'stopped', stopped_at = ?, heartbeat_at = ?, note = NULL WHERE id = ?",
                          (now, now, worker_id))
 
     def live_workers(self, lease: float = config.LEASE_SECONDS) -> list[dict[str, Any]]:
-        """Workers that heartbeated within one lease period and have not stopped."""
-        rows = self._q("SELECT * FROM workers WHERE state = 'running' AND heartbeat_at > ? ORDER BY started_at",
-                       (time.time() - lease,))
+        """Workers (starting or running) that heartbeated within one lease period and have not stopped."""
+        rows = self._q("SELECT * FROM workers WHERE state IN ('starting', 'running') AND heartbeat_at > ? "
+                       "ORDER BY started_at", (time.time() - lease,))
         return [dict(r) for r in rows]
 
     # --- history and metrics reads (nbjobs.metrics) -------------------------------------------

@@ -8,7 +8,17 @@ two; a cheap ``PRAGMA data_version`` check every 0.25 s catches writes nobody po
 Stopping (SIGTERM, SIGINT/Ctrl-C, or `Worker.stop`): no new claims; running attempts get
 ``grace`` seconds to finish, then are interrupted and released back to the queue (the attempt
 is recorded as ``released`` and does not count against retries).  A second signal skips the
-grace.  A worker that dies without stopping loses its leases; any other worker reclaims them.
+grace.  A worker that dies without stopping loses its leases; any other worker reclaims them, and the
+attempts it lost are re-queued as infrastructure failures (see `nbjobs.policy`), not charged to
+the jobs.  A worker that is stopped or stuck past its lease is fenced twice over: its runner host
+kills the attempt's kernel when the worker stops renewing (before the lease in SQLite expires),
+and a worker that resumes kills at once every attempt whose job it no longer holds.
+
+An explicit worker (``nbjobs worker``) registers before it connects to a scheduler or fills its
+pool; a worker that a submit auto-started stands down (claims nothing) while an explicit worker is
+alive for the home, so the user's choice of executor is never bypassed.  A worker whose kernels
+keep failing to start (`KERNEL_LOST_LIMIT` in a row) stops claiming for a while and says why
+(`nbjobs ls`, the panel's header and its log) instead of burning every queued job's budget.
 
 >>> Worker.__doc__ is not None
 True
@@ -36,6 +46,10 @@ from .store import Store, actor_name
 POLL = 0.25  # seconds between 'anything new?' checks of SQLite when no wake-up came (see `nbjobs.wake`)
 TICK = 0.05  # longest wait while jobs run (cancel checks, deadlines, heartbeats)
 RETENTION_EVERY = 600.0  # seconds between two applications of the retention setting
+AUTOSTART_SETTLE = 0.5  # an auto-started worker claims nothing this long after it starts: an explicit worker
+                        # started at the same moment registers first (its first job waits for a kernel anyway)
+KERNEL_LOST_LIMIT = 5  # kernels lost in a row before a worker stops claiming for a while
+KERNEL_LOST_PAUSE = 30.0  # ... first for this long, doubling (to 10 minutes) while it goes on
 
 
 class _Running:
@@ -62,16 +76,6 @@ class Worker:
                  grace: float = config.STOP_GRACE, lease: float = config.LEASE_SECONDS, autostarted: bool = False,
                  scheduler: str | None = None, pool: int | None = None):
         self.home = Path(home) if home else config.home()
-        if isinstance(executor, Executor):
-            self.executor = executor
-        else:
-            name = executor or os.environ.get("NBJOBS_EXECUTOR") or "local"
-            if pool is None and config.POOL_SIZE is not None:
-                pool = int(config.POOL_SIZE)
-            local = {"concurrency": max(1, int(concurrency or 1)), "pool": pool, "workdir": self.home}
-            self.executor = get_executor(name, scheduler=scheduler, **(local if name == "local" else {}))
-        # None: as many as the executor can run at once (a Dask cluster's threads), else 1
-        self.concurrency = max(1, int(concurrency if concurrency else getattr(self.executor, "slots", 1)))
         self.idle_exit = idle_exit
         self.grace = grace
         self.lease = lease
@@ -88,6 +92,33 @@ class Worker:
         self._wake = None
         self._poked = False
         self._ticker = None
+        self._kernels_lost = 0           # kernel_lost outcomes in a row
+        self._pause_until = 0.0          # no claims before this (monotonic): kernels keep failing to start
+        self._pause = KERNEL_LOST_PAUSE
+        self._explicit_seen = 0.0        # last check for an explicit worker (auto-started workers only)
+        self._standing_down = False
+        self._born = time.monotonic()
+        if threading.current_thread() is threading.main_thread():  # before registering: a stop is heard at once
+            signal.signal(signal.SIGTERM, self._signal)
+            signal.signal(signal.SIGINT, self._signal)
+        if not autostarted:  # before the executor connects to a scheduler or fills its pool
+            self._register("starting", concurrency or 0,
+                           getattr(executor, "name", executor) or os.environ.get("NBJOBS_EXECUTOR") or "local")
+        try:
+            if isinstance(executor, Executor):
+                self.executor = executor
+            else:
+                name = executor or os.environ.get("NBJOBS_EXECUTOR") or "local"
+                if pool is None and config.POOL_SIZE is not None:
+                    pool = int(config.POOL_SIZE)
+                local = {"concurrency": max(1, int(concurrency or 1)), "pool": pool, "workdir": self.home}
+                self.executor = get_executor(name, scheduler=scheduler, **(local if name == "local" else {}))
+        except BaseException:
+            if self.store is not None:
+                self.store.worker_stopped(self.id)
+            raise
+        # None: as many as the executor can run at once (a Dask cluster's threads), else 1
+        self.concurrency = max(1, int(concurrency if concurrency else getattr(self.executor, "slots", 1)))
 
     # --- control --------------------------------------------------------------------------------
     def stop(self, grace: float | None = None) -> None:
@@ -109,23 +140,85 @@ class Worker:
             return False
         return True
 
+    def _register(self, state: str, concurrency: int, executor: str) -> None:
+        if self.store is None:
+            try:
+                config.make_private_dir(self.home)
+            except OSError as exc:  # e.g. NBJOBS_HOME under a regular file: a clear error, not a traceback
+                raise StoreError(f"cannot create the nbjobs home {self.home} ({exc.strerror}); "
+                                 "set NBJOBS_HOME to a folder you can write") from None
+            self.store = Store(config.db_path(self.home))
+        self.store.register_worker(self.id, concurrency=concurrency, executor=executor,
+                                   autostarted=self.autostarted, state=state)
+
+    def _may_claim(self, now: float) -> bool:
+        """Whether this worker claims now: not while its kernels keep failing to start, and (for an
+        auto-started worker) not while a worker started on purpose is alive for the home."""
+        if now < self._pause_until:
+            return False
+        if self.autostarted:
+            if now - self._born < AUTOSTART_SETTLE:
+                return False
+            if now - self._explicit_seen >= 0.5:
+                self._explicit_seen = now
+                explicit = [w for w in self.store.live_workers(self.lease) if not w["autostarted"]]
+                if bool(explicit) != self._standing_down:
+                    self._standing_down = bool(explicit)
+                    self.store.set_worker_note(self.id, f"standing down: worker {explicit[0]['id']} was started on "
+                                               "purpose for this home" if explicit else None)
+            if self._standing_down:
+                return False
+        return True
+
+    def _kernel_outcome(self, outcome: str | None) -> None:
+        """Count kernels lost in a row; past `KERNEL_LOST_LIMIT`, stop claiming for a while and say why."""
+        if outcome != "kernel_lost":
+            if self._kernels_lost >= KERNEL_LOST_LIMIT:
+                self.store.set_worker_note(self.id, None)
+            self._kernels_lost, self._pause = 0, KERNEL_LOST_PAUSE
+            return
+        self._kernels_lost += 1
+        if self._kernels_lost >= KERNEL_LOST_LIMIT:
+            until = time.time() + self._pause
+            note = (f"not claiming until {time.strftime('%H:%M:%S', time.localtime(until))}: {self._kernels_lost} "
+                    "kernels in a row failed to start or died before their job's code ran (see `nbjobs show` of "
+                    "a job re-queued with kernel_lost)")
+            print(f"nbjobs worker {self.id}: {note}", file=sys.stderr, flush=True)
+            self.store.set_worker_note(self.id, note)
+            self._pause_until = time.monotonic() + self._pause
+            self._pause = min(600.0, self._pause * 2)
+
+    def _fence(self) -> None:
+        """Renew our attempts' leases with their executors, and end at once every attempt whose job
+        we no longer hold (we were stopped or stuck past the lease, and another worker took it)."""
+        held = self.store.held(self.id)
+        fence_at = time.time() + self.lease - self._fence_margin()
+        for job_id, run in list(self.running.items()):
+            if job_id in held:
+                self.executor.renew(run.handle, fence_at)
+            elif not run.killed:
+                print(f"nbjobs worker {self.id}: job {job_id} was reclaimed after our lease expired; ending its "
+                      "attempt here", file=sys.stderr, flush=True)
+                run.killed = True
+                self.executor.kill(run.handle)
+
+    def _fence_margin(self) -> float:
+        """How long before the lease in SQLite expires a runner host ends an attempt it heard no renewal for."""
+        return min(5.0, self.lease / 5)
+
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> int:
         """Work until stopped (or idle for ``idle_exit`` seconds).  Returns the number of attempts run."""
-        try:
-            config.make_private_dir(self.home)
-        except OSError as exc:  # e.g. NBJOBS_HOME under a regular file: a clear error, not a traceback
-            raise StoreError(f"cannot create the nbjobs home {self.home} ({exc.strerror}); "
-                             "set NBJOBS_HOME to a folder you can write") from None
-        if self.autostarted and not self._take_autostart_lock():
-            return 0
-        self.store = store = Store(config.db_path(self.home))
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._signal)
-            signal.signal(signal.SIGINT, self._signal)
-        store.register_worker(self.id, concurrency=self.concurrency,
-                              executor=getattr(self.executor, "description", self.executor.name),
-                              autostarted=self.autostarted)
+        if self.autostarted:
+            try:
+                config.make_private_dir(self.home)
+            except OSError as exc:  # e.g. NBJOBS_HOME under a regular file: a clear error, not a traceback
+                raise StoreError(f"cannot create the nbjobs home {self.home} ({exc.strerror}); "
+                                 "set NBJOBS_HOME to a folder you can write") from None
+            if not self._take_autostart_lock():
+                return 0
+        self._register("running", self.concurrency, getattr(self.executor, "description", self.executor.name))
+        store = self.store
         from .ticker import Ticker  # schedules, webhooks, dependency sweep: a thread of its own
 
         self._ticker = Ticker(self.home, self.id)
@@ -150,7 +243,7 @@ class Worker:
                     if now >= self._stop_at:
                         for r in self.running.values():
                             self._request_stop(r, "release")
-                elif len(self.running) < self.concurrency:
+                elif len(self.running) < self.concurrency and self._may_claim(now):
                     version = store.data_version()
                     if self._poked or version != last_version or now - last_claim > 0.5:
                         last_version, last_claim = version, now
@@ -168,6 +261,8 @@ class Worker:
                 if now - last_beat >= beat_every:
                     last_beat = now
                     store.heartbeat(self.id, self.lease)
+                    if self.running:
+                        self._fence()
                 if now - last_reclaim >= self.lease / 3:
                     last_reclaim = now
                     store.reclaim_expired(actor)
@@ -207,6 +302,7 @@ class Worker:
             return False
         rec, number = claimed
         spec = {
+            "fence_at": time.time() + self.lease - self._fence_margin(),  # see `_fence`
             "job_id": rec.id, "attempt": number, "kind": rec.kind, "notebook": rec.notebook,
             "source": rec.source, "parameters": rec.parameters, "kernel": rec.kernel, "cwd": rec.cwd,
             "run_dir": str(config.run_dir(rec.id, self.home)), "cell_timeout": rec.options.get("cell_timeout"),
@@ -295,6 +391,7 @@ class Worker:
             outcome = "runner_died"
             error = error or {"type": "RunnerDied", "message": f"the job's runner process exited with code "
                               f"{returncode} before reporting an outcome"}
+        self._kernel_outcome(outcome)
         self.store.finish_attempt(h.job_id, h.number, self.id, outcome, error=error,
                                   outputs=done.get("outputs") or (), output_path=done.get("output_path"))
 

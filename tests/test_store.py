@@ -413,7 +413,10 @@ def test_late_finish_after_reclaim_is_ignored(store):
     assert att["outcome"] == "worker_lost" and att["error_type"] == "WorkerLost"
     assert "worker A stopped heartbeating" in att["error_message"]
     rec = store.get(job)
-    assert (rec.state, rec.reason, rec.failures, rec.worker_id) == (State.RETRYING, "worker_lost", 1, None)
+    # the system's failure, not the job's: re-queued on the infrastructure budget, retries untouched
+    assert (rec.state, rec.reason, rec.failures, rec.infra_failures, rec.worker_id) == \
+        (State.RETRYING, "worker_lost", 0, 1, None)
+    assert "infrastructure failure 1, not charged to the job" in store.events(job)[-1]["reason"]
     ev = store.events(job)[-1]
     assert (ev["from_state"], ev["to_state"], ev["actor"]) == ("running", "retrying", "reaper")
 
@@ -421,7 +424,7 @@ def test_late_finish_after_reclaim_is_ignored(store):
     assert store.finish_attempt(job, n, "A", "succeeded", outputs=[{"name": "x", "kind": "json", "value": "1"}]) \
         is None
     rec = store.get(job)
-    assert rec.state is State.RETRYING and rec.failures == 1
+    assert rec.state is State.RETRYING and (rec.failures, rec.infra_failures) == (0, 1)
     assert store.attempts(job)[0]["outcome"] == "worker_lost"
     assert store.outputs(job) == []
 
@@ -435,16 +438,24 @@ def test_late_finish_after_reclaim_is_ignored(store):
     assert [a["outcome"] for a in store.attempts(job)] == ["worker_lost", "succeeded"]
 
 
-def test_reclaim_without_retries_fails_the_job(store):
+def test_reclaim_without_retries_requeues_until_the_infrastructure_budget_is_spent(store):
     job = add(store, retries=0)
     t0 = time.time()
+    for n in range(1, 4):  # the default budget: 3 re-queues that do not touch retries
+        _, number = store.claim("A", lease=5, now=t0)
+        assert number == n
+        assert store.reclaim_expired("reaper", now=t0 + 6) == [(job, "retrying")]
+        assert (store.get(job).failures, store.get(job).infra_failures) == (0, n)
+        t0 = store.get(job).run_at
     store.claim("A", lease=5, now=t0)
     assert store.reclaim_expired("reaper", now=t0 + 6) == [(job, "failed")]
+    assert "infrastructure budget of 3 spent" in store.events(job)[-1]["reason"]
+    assert [d.id for d in store.dead_letters()] == [job]
     rec = store.get(job)
     assert (rec.state, rec.reason, rec.error_type) == (State.FAILED, "worker_lost", "WorkerLost")
     assert rec.finished_at is not None
-    assert store.attempts(job)[0]["outcome"] == "worker_lost"
-    assert store.finish_attempt(job, 1, "A", "succeeded") is None
+    assert [a["outcome"] for a in store.attempts(job)] == ["worker_lost"] * 4
+    assert store.finish_attempt(job, 4, "A", "succeeded") is None
     assert store.get(job).state is State.FAILED
 
 

@@ -41,6 +41,11 @@ class Executor(ABC):
     def kill(self, handle: Handle) -> None:
         """End a running attempt now (runner and kernel)."""
 
+    def renew(self, handle: Handle, fence_at: float) -> None:
+        """The worker renewed its lease on this attempt; an executor that can end an attempt by
+        itself when its worker stops renewing (see `nbjobs.runner.serve`) lets it run until
+        ``fence_at`` (epoch seconds).  Optional."""
+
     def begin(self) -> None:
         """Get ready before the first attempt (e.g. start processes, warm kernels); optional."""
 

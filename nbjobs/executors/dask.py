@@ -50,7 +50,7 @@ from typing import Any
 
 from ..config import make_private_dir
 from ..errors import BadInput
-from ..kernels import kill_pid
+from ..procs import Proc
 from ..runner import WORKER_PID_ENV
 from . import Executor, Handle, Report
 
@@ -132,6 +132,7 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
                                     env=dict(os.environ, **{WORKER_PID_ENV: str(os.getpid())}))
         finally:
             log.close()
+        runner = Proc.of(proc.pid)  # now: our child, not reaped yet
         proc.stdin.write(json.dumps(rspec).encode())
         proc.stdin.close()
         state: dict[str, Any] = {"done": None, "started": None, "kernel": None}
@@ -149,7 +150,7 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
                 if kind == "started":
                     state["started"] = event
                 elif kind == "kernel":
-                    state["kernel"] = event.get("pid")
+                    state["kernel"] = Proc.load(event.get("proc"))
                 send(event)
 
         reader = threading.Thread(target=pump, daemon=True, name="nbjobs-dask-pump")
@@ -189,8 +190,9 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
                 wanted = "stop"  # the head dropped this attempt (it died or cancelled): do not run on alone
             if wanted == "kill" and signalled != "kill":
                 signalled = "kill"
-                kill_pid(state["kernel"])
-                kill_pid(proc.pid)
+                for victim in (state["kernel"], runner):
+                    if victim is not None:
+                        victim.kill()
             elif wanted == "stop" and signalled is None:
                 signalled = "stop"
                 proc.send_signal(signal.SIGTERM)

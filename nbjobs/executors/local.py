@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from ..kernels import kill_pid
+from ..procs import Proc
 from ..runner import WORKER_PID_ENV
 from . import Executor, Handle, Report
 
@@ -25,10 +24,16 @@ class LocalHandle(Handle):
     def __init__(self, spec: dict[str, Any], host: "_Host"):
         super().__init__(spec)
         self.host = host
+        self.kernel: Proc | None = None  # the attempt's kernel, as its host reported it
 
 
 class _Host:
-    """One runner host process and the pump thread that reads its events."""
+    """One runner host process and the pump thread that reads its events.
+
+    Kills go through `Proc` (pid and start time), never a bare pid: the host itself is taken when
+    it is started, its kernels as it reports them; each is signalled only while it is still the
+    same process (see `nbjobs.procs`).  Kernels also end by themselves within a second when their
+    host dies (ipykernel watches its parent)."""
 
     def __init__(self, executor: "LocalExecutor", pool: int):
         self.executor = executor
@@ -37,9 +42,10 @@ class _Host:
             cmd += ["--kernel", name]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
                                      env=dict(os.environ, **{WORKER_PID_ENV: str(os.getpid())}))
+        self.ref = Proc.of(self.proc.pid)  # now: our child, not reaped yet
         self.handle: LocalHandle | None = None
         self.report: Report | None = None
-        self.pool_pids: list[int] = []
+        self.pool: list[Proc] = []
         self._send_lock = threading.Lock()
         threading.Thread(target=self._pump, daemon=True, name=f"nbjobs-host-{self.proc.pid}").start()
 
@@ -63,13 +69,13 @@ class _Host:
                 continue  # a stray line is not an event
             kind = event.get("type")
             if kind == "pool":
-                self.pool_pids = event.get("pids") or []
+                self.pool = [p for p in map(Proc.load, event.get("procs") or []) if p is not None]
                 continue
             handle, report = self.handle, self.report
             if handle is None or report is None:
                 continue
             if kind == "kernel":
-                handle.kernel_pid = event.get("pid")
+                handle.kernel_pid, handle.kernel = event.get("pid"), Proc.load(event.get("proc"))
             report(event)
             if kind == "done":  # the attempt is over; the host is free before the worker hears so
                 self.handle = self.report = None
@@ -77,8 +83,8 @@ class _Host:
                 report({"type": "exit", "returncode": 0})
         returncode = self.proc.wait()
         self.executor._forget(self)
-        for pid in self.pool_pids:  # a killed host cannot kill its own pool
-            kill_pid(pid)
+        for kernel in self.pool:  # a killed host cannot kill its own pool
+            kernel.kill()
         handle, report = self.handle, self.report
         self.handle = self.report = None
         if handle is not None and report is not None:
@@ -92,12 +98,12 @@ class _Host:
                 pass
 
     def kill(self) -> None:
-        for pid in [self.handle.kernel_pid if self.handle else None, *self.pool_pids]:
-            kill_pid(pid)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        handle = self.handle
+        for kernel in [handle.kernel if handle else None, *self.pool]:
+            if kernel is not None:
+                kernel.kill()
+        if self.ref is not None:
+            self.ref.kill()  # and its process group, which it leads (start_new_session)
 
 
 class LocalExecutor(Executor):
@@ -156,8 +162,12 @@ class LocalExecutor(Executor):
     def kill(self, handle: LocalHandle) -> None:
         if handle.host.handle is handle:
             handle.host.kill()
-        else:
-            kill_pid(handle.kernel_pid)
+        elif handle.kernel is not None:
+            handle.kernel.kill()
+
+    def renew(self, handle: LocalHandle, fence_at: float) -> None:
+        """The worker renewed its lease on this attempt: its host may let it run until ``fence_at``."""
+        handle.host.send({"op": "lease", "job_id": handle.job_id, "attempt": handle.number, "fence_at": fence_at})
 
     def resize(self, pool: int) -> None:
         """Change the number of warm kernels; hosts kill the ones no longer wanted at once."""
@@ -169,7 +179,7 @@ class LocalExecutor(Executor):
 
     def pool_pids(self) -> list[int]:
         with self._lock:
-            return [pid for host in self._hosts for pid in host.pool_pids]
+            return [kernel.pid for host in self._hosts for kernel in host.pool]
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """End every host: each kills its pool and exits; what is left after ``timeout`` is killed."""

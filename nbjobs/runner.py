@@ -392,7 +392,7 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
     options = spec.get("options") or {}
     done: dict[str, Any] = {"type": "done", "output_path": str(output_path), "outputs": []}
     log = _LogFile(open(log_path, "a", buffering=1, opener=lambda p, f: os.open(p, f, 0o600)))
-    kernel = None
+    kernel, secrets = None, {}
     try:
         try:
             digest = code_hash(kind, spec.get("notebook"), spec.get("source"))
@@ -402,8 +402,10 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
         finally:
             report({"type": "started", "output_path": str(output_path), "log_path": str(log_path),
                     "code_hash": digest, "kernel": kernel_name, "versions": _versions()})
-        job_env = {outputs.ENV_OUTPUT_DIR: str(out_dir), outputs.ENV_JOB_ID: spec["job_id"]}
-        log.redact = Redactor(load_secrets(options.get("secrets") or []))
+        secrets = load_secrets(options.get("secrets") or [])
+        job_env = {outputs.ENV_OUTPUT_DIR: str(out_dir), outputs.ENV_JOB_ID: spec["job_id"],
+                   outputs.ENV_SECRET_NAMES: ",".join(secrets)}  # so `record` refuses their values
+        log.redact = Redactor(secrets)
         import papermill
 
         if kind == "cell":
@@ -456,6 +458,11 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
         log.close()
         if _Stop.requested:
             _Stop.kill_kernel()
+    dropped = outputs.drop_secrets(out_dir, secrets)
+    if dropped:
+        with open(log_path, "a") as f:
+            f.writelines(log.redact(f"[nbjobs] output {name!r} dropped: it contains the value of secret {secret}; "
+                                    "secrets are never recorded\n") for name, secret in dropped)
     prefix = f"{spec['attempt']}/outputs/"
     for entry in outputs.read_manifest(out_dir):
         if entry.get("path"):

@@ -226,8 +226,8 @@ def test_kill9_worker_mid_job_repeatedly_loses_nothing_and_duplicates_nothing(ho
         assert len(succeeded) == 1, f"job {r['name']} recorded succeeded {len(succeeded)} times"
         number = succeeded[0]["number"]
         assert number == r["attempts"], "the success must be the job's last attempt"
-        lost = sum(a["outcome"] == "worker_lost" for a in mine)  # the system's: charged only past the budget
-        assert (r["infra_failures"], r["failures"]) == (lost, max(0, lost - policy.INFRA_RETRIES))
+        n_lost = sum(a["outcome"] == "worker_lost" for a in mine)  # the system's: charged only past the budget
+        assert (r["infra_failures"], r["failures"]) == (n_lost, max(0, n_lost - policy.INFRA_RETRIES))
         # the recorded outputs are those of the succeeded attempt, written by that attempt's kernel
         outs = _rows(home, "SELECT name, attempt FROM outputs WHERE job_id = ?", (r["id"],))
         assert {(o["name"], o["attempt"]) for o in outs} == {("output_dir", number), ("kernel_pid", number)}

@@ -180,11 +180,15 @@ def test_secrets_reach_a_warm_kernel_and_never_its_output(home, monkeypatch):
         wait_for(lambda: _kernels(proc.pid), 60, "a warm kernel")
         time.sleep(2)
         job = nbjobs.submit("import os, nbjobs\nprint('token', os.environ['API_TOKEN'])\n"
-                            "nbjobs.record('n', len(os.environ['API_TOKEN']))", secrets=["API_TOKEN"],
+                            "nbjobs.record('n', len(os.environ['API_TOKEN']))\n"
+                            "try:\n    nbjobs.record('leak', [os.environ['API_TOKEN']])\n"
+                            "except ValueError as e:\n    nbjobs.record('refused', str(e))", secrets=["API_TOKEN"],
                             start_worker=False).wait(JOB_WAIT)
     finally:
         stop_worker(proc)
-    assert job.state == nbjobs.State.SUCCEEDED and job.result() == {"n": len(token)}
+    refused = ("output 'leak' contains the value of secret API_TOKEN; secrets are never recorded "
+               "(record something derived from it instead)")  # the warm kernel knows the job's secrets too
+    assert job.state == nbjobs.State.SUCCEEDED and job.result() == {"n": len(token), "refused": refused}
     assert job.attempts()[0]["kernel_warm"] == 1
     assert "token [secret API_TOKEN]" in job.logs()
     for path in home.rglob("*"):

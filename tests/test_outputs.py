@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import stat
 import threading
 import warnings
@@ -258,3 +259,114 @@ def test_nbjobs_record_is_outputs_record():
     import nbjobs
 
     assert nbjobs.record is outputs.record
+
+
+# --- secrets are never recorded ------------------------------------------------------------------------
+SECRET = 'tok-é"\\-' + "5f3a9c"  # non-ASCII and JSON-escaped characters: JSON text does not hold it as UTF-8
+
+
+class _Holder:  # a picklable object that keeps the secret in an attribute, out of reach of the structural walk
+    def __init__(self, x):
+        self.x = x
+
+
+HOLDING_THE_SECRET = {
+    "str": SECRET, "inside a str": f"Bearer {SECRET}!", "nested dict": {"a": [1, {"auth": ("x", SECRET)}]},
+    "dict key": {SECRET: 1}, "set": {1, SECRET}, "bytes": SECRET.encode(), "tuple": (SECRET,),
+    "frame cell": pd.DataFrame({"n": [1, 2], "s": ["a", "b" + SECRET]}), "frame column": pd.DataFrame({SECRET: [1]}),
+    "frame index": pd.DataFrame({"n": [1]}, index=[SECRET]), "series name": pd.Series([1.5], name=SECRET),
+    "categorical": pd.Series([SECRET, "x"], dtype="category"), "str array": np.array(["a", SECRET]),
+    "bytes array": np.array([SECRET.encode()]), "object array": np.array([1, SECRET], dtype=object),
+    "large json": ["x" * 100] * (config.INLINE_LIMIT // 50) + [SECRET],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOLDING_THE_SECRET))
+def test_secret_in_finds_the_value_however_it_is_held(case, tmp_path):
+    secrets = {"OTHER": "unrelated-value", "MY_TOKEN": SECRET}
+    value = HOLDING_THE_SECRET[case]
+    assert outputs.secret_in(secrets, value) == "MY_TOKEN"
+    with pytest.raises(BadInput) as info:
+        outputs.encode("leak", value, tmp_path, secrets=secrets)
+    assert str(info.value) == ("output 'leak' contains the value of secret MY_TOKEN; secrets are never recorded "
+                               "(record something derived from it instead)")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("value", [_Holder(SECRET), _Holder(np.array([SECRET])), np.array([[SECRET]])])
+def test_the_serialized_bytes_are_searched_too(value, tmp_path):
+    """Objects the structural walk does not open (or .npy/pickle bytes) are caught in what would be written."""
+    entry = outputs.encode("v", value, tmp_path)  # no secrets: stored as usual
+    data = (tmp_path / entry["path"]).read_bytes()
+    assert outputs.secret_in({"MY_TOKEN": SECRET}, None, data) == "MY_TOKEN"
+    (tmp_path / entry["path"]).unlink()
+    with pytest.raises(BadInput, match="contains the value of secret MY_TOKEN"):
+        outputs.encode("v", value, tmp_path, secrets={"MY_TOKEN": SECRET})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", [
+    "tok-", SECRET[:-1], {"len": len(SECRET)}, pd.DataFrame({"s": ["a"], "n": [1]}), np.arange(10),
+    np.array(["tok-é"]), b"tok-", _Holder("x"), None,
+])
+def test_values_without_the_secret_are_recorded(value, tmp_path):
+    assert outputs.secret_in({"MY_TOKEN": SECRET}, value) is None
+    outputs.encode("fine", value, tmp_path, secrets={"MY_TOKEN": SECRET})
+
+
+def _in_a_job(monkeypatch, folder, names="MY_TOKEN"):
+    monkeypatch.setenv(outputs.ENV_OUTPUT_DIR, str(folder))
+    monkeypatch.setenv(outputs.ENV_SECRET_NAMES, names)
+    monkeypatch.setenv("MY_TOKEN", SECRET)
+
+
+def test_record_in_a_job_refuses_its_secrets_and_keeps_the_rest(tmp_path, monkeypatch):
+    _in_a_job(monkeypatch, tmp_path)
+    assert outputs.job_secrets() == {"MY_TOKEN": SECRET}
+    outputs.record("before", {"n": 1})
+    with pytest.raises(BadInput) as info:
+        outputs.record("leak", {"user": "me", "auth": [SECRET]})
+    assert "secret MY_TOKEN" in str(info.value) and SECRET not in str(info.value)
+    with pytest.raises(BadInput, match="^an output name contains the value of secret MY_TOKEN; ") as info:
+        outputs.record(f"key-{SECRET}", 1)
+    assert SECRET not in str(info.value)
+    with pytest.raises(BadInput, match="output 'df' contains the value of secret MY_TOKEN"):
+        outputs.record_outputs({"ok": 2, "df": pd.DataFrame({"s": [SECRET]})}, ["ok", "df"])
+    assert [(e["name"], e["kind"]) for e in outputs.read_manifest(tmp_path)] == [("before", "json"), ("ok", "json")]
+    assert [p.name for p in tmp_path.iterdir()] == [outputs.MANIFEST]  # no file for the frame
+    for path in tmp_path.iterdir():
+        assert SECRET.encode() not in path.read_bytes()
+
+
+def test_only_the_jobs_own_secrets_are_refused(tmp_path, monkeypatch):
+    _in_a_job(monkeypatch, tmp_path, names="")  # MY_TOKEN is in the environment, but not a secret of this job
+    assert outputs.job_secrets() == {}
+    outputs.record("v", SECRET)
+    monkeypatch.setenv(outputs.ENV_SECRET_NAMES, "NOT_SET,MY_TOKEN")
+    assert outputs.job_secrets() == {"MY_TOKEN": SECRET}
+
+
+def test_drop_secrets_removes_what_a_hand_written_manifest_smuggled_in(tmp_path):
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    (folder / "smuggled.pkl").write_bytes(pickle.dumps(_Holder(SECRET)))
+    (folder / "clean.pkl").write_bytes(pickle.dumps(_Holder("x")))
+    outside = tmp_path / "outside.pkl"
+    outside.write_bytes(SECRET.encode())
+    lines = [{"name": "inline", "kind": "json", "value": json.dumps(SECRET)},
+             {"name": "clean", "kind": "json", "value": json.dumps({"n": 1})},
+             {"name": "file", "kind": "pickle", "path": "smuggled.pkl"},
+             {"name": "obj", "kind": "pickle", "path": "clean.pkl"},
+             {"name": "away", "kind": "pickle", "path": "../outside.pkl"},
+             {"name": "later", "kind": "json", "value": json.dumps([SECRET])},
+             {"name": "later", "kind": "json", "value": "2"}]  # the last value wins, but the first held it
+    (folder / outputs.MANIFEST).write_text("".join(json.dumps(e) + "\n" for e in lines))
+    assert outputs.drop_secrets(folder, {}) == []
+    dropped = outputs.drop_secrets(folder, {"MY_TOKEN": SECRET})
+    assert dropped == [("inline", "MY_TOKEN"), ("file", "MY_TOKEN"), ("away", "MY_TOKEN")]
+    assert sorted(p.name for p in folder.iterdir()) == ["clean.pkl", outputs.MANIFEST]
+    assert outside.exists()  # never deletes outside the outputs folder
+    assert [e["name"] for e in outputs.read_manifest(folder)] == ["clean", "obj", "later"]
+    assert outputs.load(outputs.read_manifest(folder)[2], folder) == 2
+    assert SECRET.encode() not in (folder / outputs.MANIFEST).read_bytes()
+    assert _mode(folder / outputs.MANIFEST) == 0o600

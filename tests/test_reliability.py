@@ -351,6 +351,84 @@ def test_secrets_reach_the_job_and_are_never_written(home, monkeypatch):
     assert "ab1" not in nbjobs.logs(tiny)
 
 
+RECORD_JOB = """\
+import os, nbjobs
+tok = os.environ["MY_TOKEN"]
+nbjobs.record("before", "unrelated")
+{leak}
+print("after " + "the record")
+"""
+LEAKS = {  # each records the secret's value: refused, and the job fails
+    "plain": "nbjobs.record('leak', tok)",
+    "in-dict": "nbjobs.record('leak', {'user': 'me', 'auth': ['Bearer ' + tok]})",
+    "in-frame": "import pandas as pd\nnbjobs.record('leak', pd.DataFrame({'k': ['a', 'x' + tok + 'y'], 'n': [1, 2]}))",
+}
+SMUGGLE_JOB = """\
+import json, os, pickle, nbjobs
+tok, folder = os.environ["MY_TOKEN"], os.environ["NBJOBS_OUTPUT_DIR"]
+with open(os.path.join(folder, "smuggled.pkl"), "wb") as f:
+    pickle.dump({"t": tok}, f)
+lines = [{"name": "inline", "kind": "json", "type_name": "builtins.str", "value": json.dumps(tok)},
+         {"name": "file", "kind": "pickle", "type_name": "builtins.dict", "path": "smuggled.pkl"}]
+with open(os.path.join(folder, "manifest.jsonl"), "a") as f:
+    f.write("".join(json.dumps(e) + "\\n" for e in lines))
+nbjobs.record("clean", 7)
+"""
+REFUSED = ("output 'leak' contains the value of secret MY_TOKEN; secrets are never recorded "
+           "(record something derived from it instead)")
+
+
+@pytest.mark.slow
+def test_a_secrets_value_is_never_recorded(home, monkeypatch):
+    token = "tok-" + pysecrets.token_hex(16)
+    monkeypatch.delenv("MY_TOKEN", raising=False)
+    # --no-warm: each kernel is started for its job with the job's environment (test_kernels covers warm ones)
+    proc = start_worker(home, "--concurrency", "2", "--grace", "5", "--no-warm", env={"MY_TOKEN": token})
+    try:
+        leaks = {what: submit("-c", RECORD_JOB.format(leak=code), "--name", what, "--secret", "MY_TOKEN", home=home)
+                 for what, code in LEAKS.items()}
+        out = nbjobs.submit("import os\nok = 3\nleak = {'t': os.environ['MY_TOKEN']}", name="out",
+                            outputs=["ok", "leak"], secrets=["MY_TOKEN"], start_worker=False).id
+        smuggled = submit("-c", SMUGGLE_JOB, "--name", "smuggled", "--secret", "MY_TOKEN", home=home)
+        fine = submit("-c", "import os, nbjobs\ntok = os.environ['MY_TOKEN']\nnbjobs.record('n', len(tok))\n"
+                      "nbjobs.record('masked', tok[:4] + '...')", "--name", "fine", "--secret", "MY_TOKEN", home=home)
+        nbjobs.wait([*leaks.values(), out, smuggled, fine], timeout=2 * JOB_WAIT)
+        files_while_running = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+        tables = snapshot(home / "nbjobs.db")
+    finally:
+        worker_out = stop_worker(proc)
+
+    for what, job_id in leaks.items():
+        rec = nbjobs.get(job_id).record
+        assert rec.state == nbjobs.State.FAILED, (what, rec.state, rec.error_message)
+        assert (rec.error_type, rec.error_message) == ("BadInput", REFUSED), what
+        log = nbjobs.logs(job_id)
+        assert REFUSED in log and "after the record" not in log, (what, log)
+        assert nbjobs.result(job_id) == {"before": "unrelated"}, what  # what was recorded before it stays
+    o = nbjobs.get(out).record
+    assert (o.state, o.error_message) == (nbjobs.State.FAILED, REFUSED)
+    assert nbjobs.result(out) == {"ok": 3}
+    # a manifest written by hand: the runner drops what holds the secret, says so, keeps the rest
+    assert nbjobs.get(smuggled).record.state == nbjobs.State.SUCCEEDED
+    assert nbjobs.result(smuggled) == {"clean": 7}
+    log = nbjobs.logs(smuggled)
+    for name in ("inline", "file"):
+        assert f"[nbjobs] output {name!r} dropped: it contains the value of secret MY_TOKEN" in log, log
+    assert not (home / "runs" / smuggled / "1" / "outputs" / "smuggled.pkl").exists()
+    # something derived from the secret is recorded as usual
+    assert nbjobs.get(fine).record.state == nbjobs.State.SUCCEEDED
+    assert nbjobs.result(fine) == {"n": len(token), "masked": "tok-..."}
+
+    # the value is in no column of any table, nor in any file under the home (db, wal, run folders)
+    assert tables["outputs"] and token not in repr(tables)
+    files = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    assert "nbjobs.db-wal" in {p.name for p in files_while_running}
+    assert any(p.name == "manifest.jsonl" for p in files)
+    for path, data in [*files_while_running.items(), *files.items()]:
+        assert token.encode() not in data, f"the secret's value is in {path}"
+    assert token not in worker_out
+
+
 # --- parameters are data, never code --------------------------------------------------------------
 NASTY = "1); import os; os.system('touch pwned')  #"
 NASTY_YAML = "'''\"\"\"\\'); import os; os.system(\"touch pwned\")  #\nos.system('touch pwned') # \\"

@@ -1696,6 +1696,11 @@ def status_text(job: Any) -> str:
         lines.append(f"  tags:      {', '.join(r.tags)}")
     lines.append(f"  submitted: {fmt_time(r.submitted_at)}   started: {fmt_time(r.started_at)}   "
                  f"finished: {fmt_time(r.finished_at)}   attempts: {r.attempts}/{r.max_attempts}")
+    from .policy import INFRA
+
+    for a in (a for a in job.attempts() if a["outcome"] in INFRA):
+        lines.append(f"  attempt {a['number']}: {a['outcome']} [infrastructure: re-queued, not charged] "
+                     f"{a['error_message'] or ''}"[:300])
     outs = job._store.outputs(r.id)
     if outs:
         lines.append("  outputs:   " + ", ".join(f"{o['name']} ({o['type_name']})" for o in outs))
@@ -1717,7 +1722,8 @@ def summary_text(home: Path | str | None = None) -> str:
     jobs = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no jobs"
     who = (f"{len(workers)} live worker(s) (pid {', '.join(str(w['pid']) for w in workers)})" if workers
            else "no live worker (a submit starts one)")
-    return f"{store.path.parent}: {jobs}; {who}"
+    notes = "".join(f"\n  {w['id']}: {w['note']}" for w in workers if w.get("note"))
+    return f"{store.path.parent}: {jobs}; {who}{notes}"
 
 
 def names_and_types(values: dict[str, Any]) -> str:

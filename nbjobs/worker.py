@@ -154,8 +154,11 @@ class Worker:
     def _may_claim(self, now: float) -> bool:
         """Whether this worker claims now: not while its kernels keep failing to start, and (for an
         auto-started worker) not while a worker started on purpose is alive for the home."""
-        if now < self._pause_until:
-            return False
+        if self._pause_until:
+            if now < self._pause_until:
+                return False
+            self._pause_until = 0.0  # the pause is over: try again (one more lost kernel pauses twice as long)
+            self.store.set_worker_note(self.id, None)
         if self.autostarted:
             if now - self._born < AUTOSTART_SETTLE:
                 return False
@@ -173,8 +176,6 @@ class Worker:
     def _kernel_outcome(self, outcome: str | None) -> None:
         """Count kernels lost in a row; past `KERNEL_LOST_LIMIT`, stop claiming for a while and say why."""
         if outcome != "kernel_lost":
-            if self._kernels_lost >= KERNEL_LOST_LIMIT:
-                self.store.set_worker_note(self.id, None)
             self._kernels_lost, self._pause = 0, KERNEL_LOST_PAUSE
             return
         self._kernels_lost += 1

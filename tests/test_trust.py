@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from nbjobs import policy
+from nbjobs import kernels, policy
 from nbjobs.procs import Proc
 from nbjobs.store import Store
 from conftest import start_worker, stop_worker, wait_for
@@ -71,21 +71,25 @@ def test_the_jobs_own_failures_are_charged(outcome, state):
 
 
 # --- a kernel that cannot start explains itself, is not charged, and stops a worker from burning the queue ---
-def _broken_kernel(base: Path) -> str:
-    """A kernelspec whose kernel prints a line and exits before it serves anything."""
+@pytest.fixture
+def broken_kernel(tmp_path, monkeypatch) -> str:
+    """The name of an installed kernelspec (for this test) whose kernel prints a line and exits
+    before it serves anything."""
+    base = tmp_path / "jupyter"
     spec = base / "kernels" / "nbjobs-broken"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-c", "import sys; print('cannot bind: the port is taken', flush=True); sys.exit(3)",
                  "-f", "{connection_file}"],
         "display_name": "broken", "language": "python"}))
-    return "nbjobs-broken"
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(base), os.environ.get("JUPYTER_PATH", "")]))
+    kernels._cache.clear()  # the installed names are cached for a few seconds
+    yield "nbjobs-broken"
+    kernels._cache.clear()
 
 
-def test_a_kernel_that_dies_at_start_is_lost_not_failed_and_says_why(home, tmp_path, monkeypatch):
-    kernels = tmp_path / "jupyter"
-    name = _broken_kernel(kernels)
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(kernels), os.environ.get("JUPYTER_PATH", "")]))
+def test_a_kernel_that_dies_at_start_is_lost_not_failed_and_says_why(home, broken_kernel):
+    name = broken_kernel
     w = start_worker(home, "--no-warm")
     try:
         job = nbjobs.submit("x = 1", name="never-starts", kernel=name, infra_retries=1,
@@ -105,10 +109,8 @@ def test_a_kernel_that_dies_at_start_is_lost_not_failed_and_says_why(home, tmp_p
     assert shown.count("[infrastructure: re-queued, not charged]") == 2, shown
 
 
-def test_a_worker_whose_kernels_keep_failing_stops_claiming_and_says_why(home, tmp_path, monkeypatch):
-    kernels = tmp_path / "jupyter"
-    name = _broken_kernel(kernels)
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(kernels), os.environ.get("JUPYTER_PATH", "")]))
+def test_a_worker_whose_kernels_keep_failing_stops_claiming_and_says_why(home, broken_kernel):
+    name = broken_kernel
     w = start_worker(home, "--no-warm")
     try:
         jobs = [nbjobs.submit(f"x = {i}", name=f"doomed-{i}", kernel=name, infra_retries=0, start_worker=False)
@@ -223,3 +225,54 @@ def test_jobs_submitted_as_a_dask_worker_starts_all_run_on_dask(home, tmp_path):
     assert len(explicit) == 1 and rows[[r["id"] for r in rows].index(explicit[0])]["executor"].startswith("dask")
     ran_on = {a["worker_id"] for j in jobs for a in j.attempts()}
     assert ran_on == set(explicit), rows
+
+
+def _children(pid: int, needle: bytes) -> list[int]:
+    """Live children of ``pid`` whose command line contains ``needle``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[1]) == pid and needle in Path(f"/proc/{entry}/cmdline").read_bytes():
+                found.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def test_a_resumed_worker_ends_the_attempt_it_lost_at_once(home, tmp_path):
+    """Worker *and* runner hosts stopped (the host cannot fence): the kernel runs on, unowned; the
+    moment the worker resumes it sees the job taken over and kills that attempt."""
+    ticks, marker = tmp_path / "ticks", tmp_path / "marker"
+    lease = {"NBJOBS_LEASE_SECONDS": "2"}
+    w1 = start_worker(home, env=lease)
+    w2 = None
+    stopped: list[int] = []
+    try:
+        job = nbjobs.submit(_TICKING.format(ticks=str(ticks), marker=str(marker)), name="frozen",
+                            start_worker=False)
+        wait_for(lambda: ticks.exists() and ticks.read_text().count("\n") >= 3, JOB_WAIT, "attempt 1 to tick")
+        first_kernel = Proc.of(int(marker.read_text()))
+        stopped = [w1.pid, *_children(w1.pid, b"nbjobs.runner")]
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        w2 = start_worker(home, env=lease)
+        wait_for(lambda: len(job.attempts()) == 2, JOB_WAIT, "another worker to take the job over")
+        assert first_kernel.alive()  # nobody left to stop it while its worker and host are frozen
+        os.kill(w1.pid, signal.SIGCONT)  # the worker alone resumes; its host stays frozen
+        wait_for(lambda: not first_kernel.alive(), 10, "the resumed worker to end the attempt it lost")
+        job.wait(JOB_WAIT)
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        out = stop_worker(w1)
+        if w2 is not None:
+            stop_worker(w2)
+    assert job.state == nbjobs.State.SUCCEEDED
+    assert [a["outcome"] for a in job.attempts()] == ["worker_lost", "succeeded"]
+    assert "was reclaimed after our lease expired; ending its attempt here" in out, out

@@ -192,6 +192,7 @@ class Kernel:
 
 
 _sockets: list[str] = []  # this process's private folder of kernel sockets, made on first use
+_sockets_lock = threading.Lock()
 _kernel_numbers = itertools.count(1)
 
 
@@ -199,22 +200,27 @@ def _socket_prefix() -> str:
     """A path prefix for one kernel's ipc sockets (jupyter_client appends ``-1`` ... ``-5``), in a
     folder private to this process, ``$TMPDIR/nbjobs-k<pid>.<start time>`` (short: a Unix socket's
     path has at most 107 bytes).  Folders left by processes that were killed are removed then."""
-    if not _sockets:
-        import atexit
-        import shutil
-        import tempfile
+    with _sockets_lock:
+        if not _sockets:
+            import atexit
+            import shutil
+            import tempfile
 
-        base, me = tempfile.gettempdir(), Proc.of(os.getpid())
-        for entry in os.scandir(base):
-            owner = entry.name[len("nbjobs-k"):].split(".") if entry.name.startswith("nbjobs-k") else []
-            if len(owner) == 2 and all(p.isdigit() for p in owner) and entry.stat().st_uid == os.getuid() \
-                    and not Proc(int(owner[0]), int(owner[1])).alive():
-                shutil.rmtree(entry.path, ignore_errors=True)
-        path = os.path.join(base, f"nbjobs-k{me.pid}.{me.start}")
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        _sockets.append(path)
-        atexit.register(shutil.rmtree, path, True)
-    return os.path.join(_sockets[0], str(next(_kernel_numbers)))
+            base, me = tempfile.gettempdir(), Proc.of(os.getpid())
+            for entry in os.scandir(base):
+                owner = entry.name[len("nbjobs-k"):].split(".") if entry.name.startswith("nbjobs-k") else []
+                if len(owner) != 2 or not all(p.isdigit() for p in owner) or Proc(int(owner[0]), int(owner[1])).alive():
+                    continue
+                try:  # another process may be sweeping the same leftovers right now
+                    if entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                        shutil.rmtree(entry.path)
+                except OSError:
+                    continue
+            path = os.path.join(base, f"nbjobs-k{me.pid}.{me.start}")
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            _sockets.append(path)
+            atexit.register(shutil.rmtree, path, True)
+        return os.path.join(_sockets[0], str(next(_kernel_numbers)))
 
 
 def start_kernel(name: str, cwd: str, env: dict[str, str] | None = None, warm: bool = False) -> Kernel:

@@ -337,8 +337,10 @@ def _versions() -> dict[str, str]:
             "host": socket.gethostname(), "pid": str(os.getpid())}
 
 
-#: how jupyter_client, nbclient and `_ready` say that a kernel did not come up
-_START_FAILURES = ("Kernel died before replying", "Kernel didn't respond", "the warm kernel could not be prepared")
+#: how jupyter_client, nbclient, `_ready` and `run_attempt` say that a kernel did not come up
+_KERNEL_NOT_STARTED = "the kernel could not be started"
+_START_FAILURES = ("Kernel died before replying", "Kernel didn't respond", "the warm kernel could not be prepared",
+                   _KERNEL_NOT_STARTED)
 
 
 def _error_from(exc: BaseException, began: bool = True) -> tuple[str, dict[str, Any]]:
@@ -419,8 +421,13 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
         if cwd and not Path(cwd).is_dir():
             raise NotADirectoryError(f"working directory {cwd} does not exist any more; submit from an existing folder")
         env = dict(os.environ, **job_env)
-        kernel = start_kernel(kernel_name, cwd or os.getcwd(), env) if pool is None else \
-            pool.take(kernel_name, cwd or os.getcwd(), env=env)
+        try:
+            kernel = start_kernel(kernel_name, cwd or os.getcwd(), env) if pool is None else \
+                pool.take(kernel_name, cwd or os.getcwd(), env=env)
+        except Exception as exc:
+            if type(exc).__name__ == "NoSuchKernel":  # the job asked for a kernel that is not installed
+                raise
+            raise RuntimeError(f"{_KERNEL_NOT_STARTED} ({type(exc).__name__}: {exc})") from exc
         kernel.sink = log.write
         prepare = prepare_code(cwd or os.getcwd(), job_env) if kernel.warm else None
         engine = _engine(report, kernel, log.redact, prepare)

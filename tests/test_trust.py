@@ -276,3 +276,33 @@ def test_a_resumed_worker_ends_the_attempt_it_lost_at_once(home, tmp_path):
     assert job.state == nbjobs.State.SUCCEEDED
     assert [a["outcome"] for a in job.attempts()] == ["worker_lost", "succeeded"]
     assert "was reclaimed after our lease expired; ending its attempt here" in out, out
+
+
+def test_kernel_socket_folders_of_dead_processes_are_swept_and_live_ones_kept(tmp_path):
+    """Kernels listen on Unix sockets in ``$TMPDIR/nbjobs-k<pid>.<start>``; a process that starts
+    kernels removes the folders of processes that died without cleaning up, never a live one's,
+    and many such processes starting at once do not trip over each other's sweeps."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_ref = Proc.of(dead.pid)
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live_ref = Proc.of(live.pid)
+        folders = {}
+        for name, ref in (("dead", dead_ref), ("live", live_ref)):
+            if ref is None:  # the short-lived child ended before we looked: make up a dead identity
+                ref = Proc(dead.pid, 1)
+            folders[name] = tmp_path / f"nbjobs-k{ref.pid}.{ref.start}"
+            folders[name].mkdir()
+            (folders[name] / "1-1").write_text("")
+        code = "from nbjobs import kernels; print(kernels._socket_prefix())"
+        env = dict(os.environ, TMPDIR=str(tmp_path))
+        starters = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True,
+                                     stderr=subprocess.PIPE) for _ in range(4)]
+        results = [p.communicate(timeout=60) for p in starters]
+        assert [p.returncode for p in starters] == [0] * 4, results
+        assert not folders["dead"].exists() and folders["live"].exists()
+        assert all(out.startswith(str(tmp_path / "nbjobs-k")) for out, _ in results)
+    finally:
+        live.kill()
+        live.wait()

@@ -89,7 +89,10 @@ def expired_line(r: subprocess.CompletedProcess) -> str:
 def test_dead_letters_list_ack_retry_purge(home, worker, shell):
     env = dict(os.environ, NBJOBS_HOME=str(home))
     run = [sys.executable, "-m", "nbjobs", "run"]
-    failing = subprocess.Popen([*run, "-c", "raise ValueError('dlq-boom')", "--name", "doomed", "--retries", "1",
+    gate = home.parent / "gate"  # the job fails once the gate is there: held shut while the retry is checked
+    gate.touch()
+    code = f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\nraise ValueError('dlq-boom')"
+    failing = subprocess.Popen([*run, "-c", code, "--name", "doomed", "--retries", "1",
                                 "--backoff-base", "0.1", "--jitter", "none", "--wait"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     fine = submit("-c", "x = 1", "--name", "fine", home=home)
@@ -148,6 +151,7 @@ def test_dead_letters_list_ack_retry_purge(home, worker, shell):
 
     # retry: same ID, active again, off the list, acked_at cleared, an event with who and when
     t0 = time.time()
+    gate.unlink()
     r = nbj("retry", dead[:8], home=home)
     assert r.returncode == 0 and r.stdout == f"{dead[:8]}: queued again\n", r.stderr
     again = nbjobs.get(dead).record
@@ -160,6 +164,7 @@ def test_dead_letters_list_ack_retry_purge(home, worker, shell):
     assert retried[0]["actor"].startswith("api:") and "@" in retried[0]["actor"]
     assert t0 - 1 <= retried[0]["at"] <= time.time() + 1
     # the retry budget starts afresh: attempts 3 and 4 fail again, numbers continue
+    gate.touch()
     nbjobs.wait(dead, timeout=JOB_WAIT)
     assert [a["number"] for a in nbjobs.get(dead).attempts()] == [1, 2, 3, 4]
     assert nbjobs.get(dead).record.attempts == 4

@@ -107,3 +107,39 @@ class Proc:
     def kill(self, *, group: bool = True) -> bool:
         """SIGKILL this process and (by default) the group it leads."""
         return self.signal(signal.SIGKILL, group=group)
+
+
+def workers_starting(home: os.PathLike | str) -> list[int]:
+    """Pids of ``nbjobs worker`` commands started on purpose (not ``--autostarted``) for ``home``
+    that run now, read from ``/proc``: a worker counts from the moment its command starts, before it
+    has imported anything or registered in SQLite (see `nbjobs.worker.Worker`).  Only this user's
+    processes; ``[]`` where ``/proc`` cannot be read."""
+    from pathlib import Path
+
+    home = Path(home).expanduser().absolute()
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    me = os.getuid()
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != me:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            at = next((i for i, a in enumerate(argv) if a == b"nbjobs" or a.endswith(b"/nbjobs")), None)
+            if at is None or argv[at + 1:at + 2] != [b"worker"] or b"--autostarted" in argv:
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+        except (OSError, ValueError):
+            continue
+        theirs = env.get(b"NBJOBS_HOME")
+        path = Path(os.fsdecode(theirs)).expanduser() if theirs else Path(os.fsdecode(env.get(b"HOME", b"/"))) / ".nbjobs"
+        if path.is_absolute() and path == home:
+            found.append(int(entry))
+    return found

@@ -41,13 +41,14 @@ from typing import Any
 from . import config, policy, wake
 from .executors import Executor, Handle, get_executor
 from .errors import BadInput, StoreError
+from .procs import workers_starting
 from .store import Store, actor_name
 
 POLL = 0.25  # seconds between 'anything new?' checks of SQLite when no wake-up came (see `nbjobs.wake`)
 TICK = 0.05  # longest wait while jobs run (cancel checks, deadlines, heartbeats)
 RETENTION_EVERY = 600.0  # seconds between two applications of the retention setting
-AUTOSTART_SETTLE = 0.5  # an auto-started worker claims nothing this long after it starts: an explicit worker
-                        # started at the same moment registers first (its first job waits for a kernel anyway)
+AUTOSTART_SETTLE = 0.5  # an auto-started worker claims nothing this long after it starts, so an explicit worker
+                        # whose command started at the same moment is in /proc (its first job waits for a kernel anyway)
 KERNEL_LOST_LIMIT = 5  # kernels lost in a row before a worker stops claiming for a while
 KERNEL_LOST_PAUSE = 30.0  # ... first for this long, doubling (to 10 minutes) while it goes on
 
@@ -164,11 +165,12 @@ class Worker:
                 return False
             if now - self._explicit_seen >= 0.5:
                 self._explicit_seen = now
-                explicit = [w for w in self.store.live_workers(self.lease) if not w["autostarted"]]
+                explicit = [f"worker {w['id']}" for w in self.store.live_workers(self.lease) if not w["autostarted"]] \
+                    or [f"`nbjobs worker` (pid {pid}, starting)" for pid in workers_starting(self.home)]
                 if bool(explicit) != self._standing_down:
                     self._standing_down = bool(explicit)
-                    self.store.set_worker_note(self.id, f"standing down: worker {explicit[0]['id']} was started on "
-                                               "purpose for this home" if explicit else None)
+                    self.store.set_worker_note(self.id, f"standing down: {explicit[0]} was started on purpose for "
+                                               "this home" if explicit else None)
             if self._standing_down:
                 return False
         return True

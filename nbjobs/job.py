@@ -1,5 +1,9 @@
 """The job record, its lifecycle states and the rules for job IDs.
 
+The lifecycle's decisions are pure functions here, which the store applies: `check_transition`
+(every state change the store makes is checked by it) and `dependency_outcome` (what a waiting
+job does once its upstream jobs move).
+
 The lifecycle (see DESIGN.md)::
 
     waiting -> queued -> running -> succeeded | failed | timed_out | cancelled

@@ -1,8 +1,8 @@
 """History and SLI frames over a million jobs, next to a plain ``pandas.read_sql`` of the same table.
 
-A fresh home gets ``--n`` job rows (default 1,000,000) loaded with `Store.bulk_insert`: 40 job
-names, submits spread over the last 6 days (so every job is inside ``sli()``'s default 7-day
-window: the worst case), exponential queue waits, log-normal runtimes, 92% succeeded, 4% failed,
+A fresh home gets ``--n`` job rows (default 1,000,000) loaded with `bulk_insert`
+(tests/support/loaders.py): 40 job names, submits spread over the last 6 days (so every job is
+inside ``sli()``'s default 7-day window: the worst case), exponential queue waits, log-normal runtimes, 92% succeeded, 4% failed,
 2% timed out, 1.5% cancelled and the rest waiting, queued, running or retrying; 8% of the jobs
 took two attempts.  Every attempt has its own ``attempts`` row (about 1.08 rows per job), so
 ``history()`` pays for its join to the last attempt's worker.
@@ -39,6 +39,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# the loaders tests and benchmarks share (tests/support/loaders.py), imported where used
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 JOB_COLUMNS = ("id", "name", "kind", "state", "reason", "priority", "tags", "parameters", "kernel", "retries",
                "attempts", "failures", "submitted_at", "run_at", "started_at", "finished_at", "updated_at",
                "error_type", "error_message", "code_hash", "output_path", "submitted_by", "options")
@@ -48,6 +51,8 @@ ATTEMPT_COLUMNS = ("job_id", "number", "worker_id", "host", "pid", "started_at",
 
 def generate(store, n: int, now: float, seed: int = 0) -> tuple[int, int]:
     """Load ``n`` jobs and their attempts; returns (jobs, attempts) written."""
+    from support.loaders import bulk_insert
+
     rng = np.random.default_rng(seed)
     names = np.array([f"report-{i:02d}" for i in range(40)], dtype=object)[rng.zipf(1.3, n) % 40]
     submitted = np.sort(now - rng.uniform(60, 6 * 86400, n))            # rows in submit order, as in real life
@@ -78,7 +83,7 @@ def generate(store, n: int, now: float, seed: int = 0) -> tuple[int, int]:
                np.fmax(submitted, np.nan_to_num(finished_col)).tolist(),
                np.where(is_fail, "ValueError", None).tolist(), np.where(is_fail, "boom", None).tolist(),
                ["0123456789abcdef"] * n, [f"/runs/{i}/1/output.ipynb" for i in ids], ["bench"] * n, ["{}"] * n)
-    n_jobs = store.bulk_insert("jobs", JOB_COLUMNS, jobs, defer_indexes=True)
+    n_jobs = bulk_insert(store, "jobs", JOB_COLUMNS, jobs, defer_indexes=True)
     workers = [f"w{i}" for i in range(8)]
     wk = rng.integers(0, 8, n)
 
@@ -98,7 +103,7 @@ def generate(store, n: int, now: float, seed: int = 0) -> tuple[int, int]:
                        None, "0123456789abcdef", "python3")
 
     rows = sorted(attempt_rows(), key=lambda r: (r[0], r[1]))  # in primary-key order: appends, not page splits
-    n_attempts = store.bulk_insert("attempts", ATTEMPT_COLUMNS, rows)
+    n_attempts = bulk_insert(store, "attempts", ATTEMPT_COLUMNS, rows)
     return n_jobs, n_attempts
 
 

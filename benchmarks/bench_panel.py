@@ -1,8 +1,9 @@
 """The live panel's cost with 100,000 jobs in the database, next to a baseline read in the same run.
 
-Set-up: a new home with ``--jobs`` (100,000) ended jobs bulk-loaded through ``Store.insert_rows``
-(a mix of succeeded / failed / timed-out / cancelled, 50 names, some tags) plus 20 queued and
-5 running jobs, all under the real schema and indexes (every SQL statement lives in store.py).
+Set-up: a new home with ``--jobs`` (100,000) ended jobs bulk-loaded through ``insert_rows``
+(tests/support/loaders.py; a mix of succeeded / failed / timed-out / cancelled, 50 names, some
+tags) plus 20 queued and 5 running jobs, all under the real schema and indexes (every SQL
+statement lives in nbjobs/store/).
 
 What is timed (median of many runs, milliseconds):
 
@@ -39,6 +40,9 @@ import threading
 import time
 from pathlib import Path
 
+# the loaders tests and benchmarks share (tests/support/loaders.py), imported where used
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 
 def median_ms(fn, n: int, setup=None) -> float:
     times = []
@@ -52,6 +56,8 @@ def median_ms(fn, n: int, setup=None) -> float:
 
 
 def seed(store, n: int) -> float:
+    from support.loaders import insert_rows
+
     now = time.time()
     rng = random.Random(5)
     ended = ["succeeded"] * 85 + ["failed"] * 9 + ["timed_out"] + ["cancelled"] * 5
@@ -68,7 +74,7 @@ def seed(store, n: int) -> float:
             yield dict(name=f"waiting-{i}", kind="cell", state="queued", source="x = 1", submitted_at=now - 30 + i)
 
     t = time.perf_counter()
-    store.insert_rows(rows())
+    insert_rows(store, rows())
     return time.perf_counter() - t
 
 

@@ -1,5 +1,9 @@
 """The job record, its lifecycle states and the rules for job IDs.
 
+The lifecycle's decisions are pure functions here, which the store applies: `check_transition`
+(every state change the store makes is checked by it) and `dependency_outcome` (what a waiting
+job does once its upstream jobs move).
+
 The lifecycle (see DESIGN.md)::
 
     waiting -> queued -> running -> succeeded | failed | timed_out | cancelled
@@ -18,7 +22,7 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from .errors import BadInput, IllegalTransition
 
@@ -86,6 +90,47 @@ def sources_of(new: State | str) -> tuple[str, ...]:
     """All states from which ``new`` may be entered (used to guard SQL updates)."""
     new = State(new)
     return tuple(s.value for s, targets in TRANSITIONS.items() if new in targets)
+
+
+# --- dependencies ----------------------------------------------------------------------------
+#: upstream states that cancel the jobs waiting for them (unless they run ``after_any``)
+ENDED_BADLY = frozenset({State.FAILED, State.TIMED_OUT, State.CANCELLED})
+
+
+@dataclass(frozen=True)
+class DependencyOutcome:
+    """What a waiting job does next: keep waiting (``state`` None), run (queued) or be cancelled."""
+
+    state: State | None
+    reason: str | None = None   # the job's reason: ``dependency_failed`` when cancelled
+    message: str = ""           # what the event (and, when cancelled, the error message) says
+
+
+def dependency_outcome(upstream: Iterable[tuple[str, str | None, State | str]],
+                       after_any: bool = False) -> DependencyOutcome:
+    """Decide a waiting job's fate from its upstream jobs, given as ``(id, name, state)`` in a set order.
+
+    It runs (``queued``) once every upstream job succeeded (with ``after_any``: once every one
+    ended, however); it is cancelled with reason ``dependency_failed``, naming the first upstream
+    job in the given order that failed, timed out or was cancelled (never with ``after_any``);
+    otherwise it keeps waiting.
+
+    >>> dependency_outcome([("8f3a2c11" * 4, "etl", "succeeded"), ("0b7e" * 8, "fit", "running")])
+    DependencyOutcome(state=None, reason=None, message='')
+    >>> dependency_outcome([("8f3a2c11" * 4, "etl", "failed")]).message
+    'upstream job 8f3a2c11 (etl) ended failed'
+    >>> dependency_outcome([("8f3a2c11" * 4, "etl", "failed")], after_any=True).state
+    <State.QUEUED: 'queued'>
+    """
+    ups = [(uid, name, State(state)) for uid, name, state in upstream]
+    if not after_any:
+        for uid, name, state in ups:
+            if state in ENDED_BADLY:
+                return DependencyOutcome(State.CANCELLED, "dependency_failed",
+                                         f"upstream job {short_id(uid)} ({name}) ended {state}")
+    if all(state == State.SUCCEEDED or (after_any and state.terminal) for _, _, state in ups):
+        return DependencyOutcome(State.QUEUED, None, f"upstream {', '.join(short_id(uid) for uid, _, _ in ups)} ended")
+    return DependencyOutcome(None)
 
 
 # --- IDs -----------------------------------------------------------------------------------

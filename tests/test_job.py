@@ -10,8 +10,9 @@ import uuid
 import pytest
 
 from nbjobs.errors import BadInput, IllegalTransition, NbjobsError
-from nbjobs.job import (ACTIVE, CLAIMABLE, RETRYABLE, TERMINAL, TRANSITIONS, JobRecord, State,
-                        check_transition, code_hash, new_id, normalize_prefix, short_id, sources_of)
+from nbjobs.job import (ACTIVE, CLAIMABLE, ENDED_BADLY, RETRYABLE, TERMINAL, TRANSITIONS, DependencyOutcome,
+                        JobRecord, State, check_transition, code_hash, dependency_outcome, new_id, normalize_prefix,
+                        short_id, sources_of)
 
 S = State
 
@@ -92,6 +93,67 @@ def test_sources_of():
     assert set(sources_of("succeeded")) == {"running"}
     assert set(sources_of("waiting")) == {"failed", "timed_out", "cancelled"}
     assert all(isinstance(s, str) and not isinstance(s, State) for s in sources_of("cancelled"))
+
+
+# --- the dependency outcome (what a waiting job does, decided without SQL) -------------------------
+A, B, C = "aa" * 16, "bb" * 16, "cc" * 16
+
+
+def ups(*states, names="xyz"):
+    """Upstream jobs A, B, C (in that order) in these states."""
+    return [(uid, name, state) for uid, name, state in zip((A, B, C), names, states)]
+
+
+def test_dependency_outcome_runs_once_every_upstream_succeeded():
+    out = dependency_outcome(ups("succeeded", S.SUCCEEDED))
+    assert out == DependencyOutcome(S.QUEUED, None, "upstream aaaaaaaa, bbbbbbbb ended")
+    assert dependency_outcome(ups("succeeded", "succeeded"), after_any=True).state is S.QUEUED
+
+
+@pytest.mark.parametrize("other", [s for s in State if s.active])
+def test_dependency_outcome_keeps_waiting_while_an_upstream_is_active(other):
+    assert dependency_outcome(ups("succeeded", other)) == DependencyOutcome(None)
+    assert dependency_outcome(ups("failed", other), after_any=True) == DependencyOutcome(None)
+
+
+@pytest.mark.parametrize("bad", sorted(ENDED_BADLY))
+def test_dependency_outcome_cancels_naming_the_upstream_that_ended_badly(bad):
+    out = dependency_outcome(ups("running", bad, "succeeded"))  # at once, while another still runs
+    assert out.state is S.CANCELLED and out.reason == "dependency_failed"
+    assert out.message == f"upstream job bbbbbbbb (y) ended {bad.value}"
+
+
+def test_dependency_outcome_names_the_first_bad_upstream_in_the_given_order():
+    assert dependency_outcome(ups("cancelled", "failed")).message == "upstream job aaaaaaaa (x) ended cancelled"
+    assert dependency_outcome(ups("succeeded", "timed_out", "failed")).message.startswith("upstream job bbbbbbbb")
+
+
+@pytest.mark.parametrize("ended", sorted(TERMINAL))
+def test_dependency_outcome_after_any_runs_once_every_upstream_ended(ended):
+    out = dependency_outcome(ups("succeeded", ended), after_any=True)
+    assert out == DependencyOutcome(S.QUEUED, None, "upstream aaaaaaaa, bbbbbbbb ended")
+
+
+def test_dependency_outcome_table():
+    """Every pair of upstream states, both modes, against the rule written out independently."""
+    for a, b in itertools.product(State, State):
+        for after_any in (False, True):
+            out = dependency_outcome(ups(a, b), after_any)
+            if not after_any and ({a, b} & {S.FAILED, S.TIMED_OUT, S.CANCELLED}):
+                expected = S.CANCELLED
+            elif {a, b} <= ({S.SUCCEEDED} | (TERMINAL if after_any else set())):
+                expected = S.QUEUED
+            else:
+                expected = None
+            assert out.state is expected, (a, b, after_any)
+            assert (out.reason == "dependency_failed") == (expected is S.CANCELLED)
+
+
+def test_dependency_outcome_of_an_expired_upstream_without_a_name():
+    out = dependency_outcome([(A, None, "cancelled")])  # the store reads a vanished upstream as cancelled
+    assert out.message == "upstream job aaaaaaaa (None) ended cancelled"
+    with pytest.raises(ValueError):
+        dependency_outcome([(A, "x", "paused")])
 
 
 # --- IDs ------------------------------------------------------------------------------------------

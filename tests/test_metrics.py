@@ -2,7 +2,7 @@
 
 Histories are built through the real store and state machine (`insert_job`, `claim`,
 `finish_attempt`, `request_cancel`, `ack`), then moved to known times with
-`Store.retime_for_tests`, so every number below is exact; one test runs real jobs on a real worker.
+`support.loaders.retime`, so every number below is exact; one test runs real jobs on a real worker.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import nbjobs
 from nbjobs import cli, metrics
 from nbjobs.errors import BadInput
 from nbjobs.store import Store
+from support.loaders import retime
 
 T0 = 1_700_000_000.0          # the "now" of the constructed histories: 2023-11-14T22:13:20Z
 H, MIN, DAY = 3600.0, 60.0, 86400.0
@@ -66,7 +67,7 @@ def make_job(store: Store, name: str, submitted: float, attempts=(), outcomes=()
         assert store.request_cancel(rec.id, "test") == "cancelled"
     if ack:
         store.ack(rec.id, "test")
-    store.retime_for_tests(rec.id, submitted, list(attempts), finished_at=cancel_at)
+    retime(store, rec.id, submitted, list(attempts), finished_at=cancel_at)
     return rec.id
 
 

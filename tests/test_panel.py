@@ -20,6 +20,7 @@ from nbjobs.job import JobRecord, State
 from nbjobs.panel import PanelModel, diff_rows, row_render, row_view
 
 from conftest import wait_for
+from support.loaders import insert_rows
 
 ID_A, ID_B, ID_C = "a" * 32, "b" * 32, "c" * 32
 
@@ -153,7 +154,7 @@ def test_apply_keeps_the_newest_first_window_and_asks_for_a_reread_when_a_row_le
 def test_query_merges_per_state_reads_and_matches_a_full_sort(home, store):
     now = time.time()
     states = ["succeeded", "failed", "timed_out", "cancelled", "queued"]
-    store.insert_rows([{"name": f"j{i % 7}", "kind": "cell", "state": states[i % 5], "submitted_at": now - i,
+    insert_rows(store, [{"name": f"j{i % 7}", "kind": "cell", "state": states[i % 5], "submitted_at": now - i,
                         "tags": ["t"] if i % 3 == 0 else []} for i in range(400)])
     everything = store.list_jobs(limit=None)
     for state, name, tag in [("failed,timed_out", None, None), ("active", None, "t"), (None, "j3", None),
@@ -166,7 +167,7 @@ def test_query_merges_per_state_reads_and_matches_a_full_sort(home, store):
 
 def test_header_shows_counts_queue_workers_and_dead_letters(home, store):
     now = time.time()
-    store.insert_rows([{"state": "failed", "finished_at": now}, {"state": "queued"}, {"state": "queued"},
+    insert_rows(store, [{"state": "failed", "finished_at": now}, {"state": "queued"}, {"state": "queued"},
                        {"state": "succeeded", "finished_at": now}])
     summary = nbjobs.summary(home=home)
     h = panel.header_html(summary)
@@ -244,7 +245,7 @@ def test_change_check_reads_only_rows_that_changed(home, store):
     t, h = tick(home, h)
     assert t.changed[claimed.id].progress_done == 2 and not h.summary_stale  # progress alone: counts stand
     # a write stamped before the newest change seen but committed after it (within SLACK) is caught
-    store.insert_rows([{"name": "late", "kind": "cell", "updated_at": h.watermark - 2.0,
+    insert_rows(store, [{"name": "late", "kind": "cell", "updated_at": h.watermark - 2.0,
                         "submitted_at": h.watermark - 2.0}])
     t, h = tick(home, h)
     assert [r.name for r in t.changed.values()] == ["late"]
@@ -253,7 +254,7 @@ def test_change_check_reads_only_rows_that_changed(home, store):
 def test_a_flood_of_changes_makes_views_reread(home, store, monkeypatch):
     t, h = tick(home)
     monkeypatch.setattr(panel, "MAX_FRESH", 5)
-    store.insert_rows([{"name": f"n{i}", "kind": "cell"} for i in range(6)])
+    insert_rows(store, [{"name": f"n{i}", "kind": "cell"} for i in range(6)])
     t, h = tick(home, h)
     assert t.flood and t.changed == {}
 

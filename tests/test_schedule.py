@@ -20,6 +20,7 @@ from nbjobs import schedule as sch
 from nbjobs.errors import BadInput
 from nbjobs.job import State
 from nbjobs.store import Store
+from support.loaders import lease_holder
 
 
 def utc(*args) -> float:
@@ -289,7 +290,7 @@ def test_firer_lease_one_holder_and_takeover(store):
     assert store.take_lease("firer", "A", 10, now=T0 + 3599)             # ... renewed by A (until + 3609)
     assert sch.tick(store, "B", now=T0 + 3605, lease=10) == {}           # the slot at + 3600 is A's to fire
     assert list(sch.tick(store, "B", now=T0 + 3611, lease=10)) == ["l"]  # A died: B takes over
-    assert store.lease_holder("firer", now=T0 + 3612) == "B"
+    assert lease_holder(store, "firer", now=T0 + 3612) == "B"
     assert not store.take_lease("firer", "A", 10, now=T0 + 3612)
 
 
@@ -310,15 +311,15 @@ def test_real_workers_fire_and_take_over_the_firer_lease(home):
     w2 = start_worker(home, env=env)
     s = Store(home / "nbjobs.db")
     try:
-        assert s.lease_holder("firer") is None         # no schedules: nobody fires, no lease writes
+        assert lease_holder(s, "firer") is None         # no schedules: nobody fires, no lease writes
         nbjobs.schedule_add("yearly", "@yearly", code="x = 1", start_worker=False)
-        holder = wait_for(lambda: s.lease_holder("firer"), 30, "a firer")
+        holder = wait_for(lambda: lease_holder(s, "firer"), 30, "a firer")
         workers = {w["id"]: w["pid"] for w in s.live_workers()}
         assert holder in workers
         first, other = (w1, w2) if workers[holder] == w1.pid else (w2, w1)
         os.kill(first.pid, signal.SIGKILL)        # the firer dies without a word
         first.wait(30)
-        new = wait_for(lambda: (h := s.lease_holder("firer")) not in (None, holder) and h, 30, "a new firer")
+        new = wait_for(lambda: (h := lease_holder(s, "firer")) not in (None, holder) and h, 30, "a new firer")
         assert workers[new] == other.pid
         # a schedule whose last hour was missed: misfire=once fires one job at once, which the worker runs
         nbjobs.schedule_add("catchup", "* * * * *", code="import nbjobs\nnbjobs.record('ok', 1)",

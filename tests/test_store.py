@@ -1,4 +1,4 @@
-"""The SQLite store (nbjobs/store.py): schema and migrations, IDs, the queue, and user actions.
+"""The SQLite store (nbjobs/store/): schema and migrations, IDs, the queue, and user actions.
 
 Real database files in tmp_path; the races use real OS processes (multiprocessing, spawn).
 """
@@ -587,6 +587,41 @@ def test_release_requeues_without_counting_a_failure(store):
     _, n3 = store.claim("w3")
     assert n3 == 3
     assert store.finish_attempt(job, n2, "w1", "succeeded") is None  # the released attempt is fenced off
+
+
+# --- every state change is checked against the lifecycle -------------------------------------------------
+def test_a_state_change_the_lifecycle_forbids_raises_and_writes_nothing(store):
+    job = add(store)
+    _, n = store.claim("w1")
+    assert store.finish_attempt(job, n, "w1", "succeeded") == "succeeded"
+    before = rows(store, "SELECT * FROM jobs"), rows(store, "SELECT * FROM events")
+    with pytest.raises(IllegalTransition, match="a succeeded job cannot become running"):
+        with store._tx() as conn:
+            store._move(conn, job, State.SUCCEEDED, State.RUNNING, "forced", ACTOR, time.time())
+    assert (rows(store, "SELECT * FROM jobs"), rows(store, "SELECT * FROM events")) == before
+    with store._tx() as conn:  # a legal move of a job no longer in ``old``: nothing written, False
+        assert store._move(conn, job, State.RUNNING, State.QUEUED, "late", ACTOR, time.time()) is False
+    assert (rows(store, "SELECT * FROM jobs"), rows(store, "SELECT * FROM events")) == before
+
+
+def test_only_the_checked_helper_writes_a_job_state():
+    """Every ``UPDATE jobs SET ... state = ...`` of the store is in `RecordsMixin._move` (records.py),
+    which checks `job.check_transition` and records the event; the other modules call it."""
+    import ast
+    import re
+
+    import nbjobs.store
+
+    writers = set()
+    for path in Path(nbjobs.store.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else \
+                "".join(v.value for v in node.values if isinstance(v, ast.Constant)) \
+                if isinstance(node, ast.JoinedStr) else ""
+            for sets in re.findall(r"UPDATE jobs SET (.*?)(?: WHERE|$)", text, re.S):
+                if re.search(r"(^|,)\s*state\s*=", sets):
+                    writers.add((path.name, sets.split(",")[0]))
+    assert writers == {("records.py", "state = ?")}
 
 
 # --- listing ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from nbjobs.store import Store
+from support.loaders import insert_rows
 
 
 def seed_history(home: Path) -> None:
@@ -25,7 +26,7 @@ def seed_history(home: Path) -> None:
     ]
     store = Store(home / "nbjobs.db")
     try:
-        store.insert_rows(rows)
+        insert_rows(store, rows)
     finally:
         store.close()
 

@@ -1,0 +1,229 @@
+"""Jobs: submit, read, list, count; the user's cancel and retry."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any, Iterable
+
+from .. import config
+from ..errors import AmbiguousJob, BadInput, IllegalTransition
+from ..job import RETRYABLE, JobRecord, State, new_id, normalize_prefix, short_id
+from .records import _job_filters
+
+
+class JobsMixin:
+    """Submitting jobs, reading them back, and the user's actions on one job (cancel, retry)."""
+
+    def insert_job(self, spec: dict[str, Any], actor: str) -> tuple[JobRecord, bool]:
+        """Record a new job as ``queued`` (``waiting`` with upstream jobs in ``spec["after"]``,
+        full IDs that must exist) and return ``(record, created)``.
+
+        With an idempotency key (``spec["idem_key"]``) that is already used, nothing is written
+        and the existing job is returned with ``created=False``; the UNIQUE index decides, so
+        two racing processes cannot both create one.
+        """
+        now = time.time()
+        row = self._job_row(spec, actor, now)
+        with self._tx() as conn:
+            created = self._insert(conn, row, list(spec.get("after") or ()), actor, now)
+            if not created:
+                existing = conn.execute("SELECT * FROM jobs WHERE idem_key = ?", (row["idem_key"],)).fetchone()
+                return self._record(existing), False
+        return self.get(row["id"]), True
+
+    @staticmethod
+    def _job_row(spec: dict[str, Any], actor: str, now: float) -> dict[str, Any]:
+        """The ``jobs`` row of a new job from its spec (queued; `_insert` makes it waiting)."""
+        return {
+            "id": spec.get("id") or new_id(),
+            "name": spec.get("name") or "job",
+            "kind": spec["kind"],
+            "state": State.QUEUED.value,
+            "priority": int(spec.get("priority") or 0),
+            "tags": json.dumps(list(spec.get("tags") or [])),
+            "notebook": spec.get("notebook"),
+            "source": spec.get("source"),
+            "parameters": json.dumps(spec.get("parameters") or {}),
+            "kernel": spec.get("kernel"),
+            "cwd": spec.get("cwd"),
+            "retries": int(spec.get("retries") or 0),
+            "timeout": spec.get("timeout"),
+            "idem_key": spec.get("idem_key"),
+            "submitted_at": now,
+            "run_at": now,
+            "updated_at": now,
+            "code_hash": spec.get("code_hash"),
+            "submitted_by": actor,
+            "options": json.dumps(spec.get("options") or {}),
+        }
+
+    def _insert(self, conn: sqlite3.Connection, row: dict[str, Any], after: list[str], actor: str,
+                now: float) -> bool:
+        """Insert one job row inside a transaction (False: its idempotency key is taken).  With
+        upstream jobs (``after``: full IDs) it starts ``waiting`` and is resolved at once, so an
+        upstream that already ended moves it on in the same transaction."""
+        after = list(dict.fromkeys(after))
+        if row["id"] in after:
+            raise BadInput(f"job {short_id(row['id'])} cannot run after itself; remove it from --after")
+        for up in after:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (up,)).fetchone() is None:
+                raise self._unknown(up)
+        if after:
+            row = dict(row, state=State.WAITING.value)
+        cols = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        cur = conn.execute(
+            f"INSERT INTO jobs ({cols}) VALUES ({marks}) ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL "
+            "DO NOTHING", tuple(row.values()))
+        if cur.rowcount == 0:
+            return False
+        why = "submitted" + (f" after {', '.join(short_id(u) for u in after)}" if after else "")
+        self._event(conn, row["id"], None, row["state"], why, actor, now)
+        if after:
+            conn.executemany("INSERT INTO deps (job_id, upstream_id) VALUES (?, ?)", [(row["id"], u) for u in after])
+            self._resolve(conn, [row["id"]], actor, now)
+        return True
+
+    # --- reads ----------------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord:
+        """The record of one job by full ID (an unknown or expired ID raises)."""
+        rows = self._q("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise self._unknown(job_id)
+        return self._record(rows[0])
+
+    def resolve(self, text: str) -> str:
+        """The full ID for an ID or unique prefix, as in git.  Raises a clear error otherwise."""
+        prefix = normalize_prefix(text)
+        upper = prefix + "g"  # every hex digit sorts below 'g'
+        rows = self._q("SELECT id, name FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6", (prefix, upper))
+        if len(rows) == 1:
+            return rows[0]["id"]
+        if len(rows) > 1:
+            shown = ", ".join(f"{short_id(r['id'])} ({r['name']})" for r in rows[:5])
+            raise AmbiguousJob(f"job ID prefix '{prefix}' matches several jobs: {shown}; give more characters")
+        raise self._unknown(prefix)
+
+    def list_jobs(self, state: str | Iterable[str] | None = None, name: str | None = None,
+                  tag: str | None = None, limit: int | None = 20) -> list[JobRecord]:
+        """Newest first.  ``state`` may be one state or several; ``name`` matches exactly or as a
+        glob (``train*``)."""
+        where, params = _job_filters("jobs", state, name, tag)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY submitted_at DESC, id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._record(r) for r in self._q(sql, params)]
+
+    def changed_since(self, since: float) -> list[tuple[str, float]]:
+        """``(id, updated_at)`` of the jobs updated at or after ``since``, oldest change first.
+        Reads only the ``jobs_updated`` index: this is the panel's cheap "what changed?" step.
+
+        >>> import tempfile, pathlib; from nbjobs.store import Store
+        >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
+        >>> rec, _ = s.insert_job({"name": "a", "kind": "cell", "source": "1"}, actor="doctest")
+        >>> [i for i, _ in s.changed_since(rec.updated_at)] == [rec.id]
+        True
+        """
+        return [(r[0], r[1]) for r in self._q(
+            "SELECT id, updated_at FROM jobs WHERE updated_at >= ? ORDER BY updated_at, id", (since,))]
+
+    def get_many(self, ids: Iterable[str]) -> list[JobRecord]:
+        """The records of these job IDs (full IDs; unknown ones are left out), in no set order."""
+        ids = list(ids)
+        out: list[JobRecord] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out += [self._record(r) for r in
+                    self._q(f"SELECT * FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})", chunk)]
+        return out
+
+    def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        """The attempts of one job, oldest first (``versions`` decoded)."""
+        rows = self._q("SELECT * FROM attempts WHERE job_id = ? ORDER BY number", (job_id,))
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["versions"] = json.loads(d["versions"]) if d["versions"] else {}
+            out.append(d)
+        return out
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        """The history of one job (its events), oldest first."""
+        return [dict(r) for r in self._q("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))]
+
+    def outputs(self, job_id: str) -> list[dict[str, Any]]:
+        """The outputs one job recorded, by name."""
+        return [dict(r) for r in self._q("SELECT * FROM outputs WHERE job_id = ? ORDER BY name", (job_id,))]
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state (every state present, zero when none)."""
+        out = {s.value: 0 for s in State}
+        for r in self._q("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
+            out[r["state"]] = r["n"]
+        return out
+
+    def summary(self, lease: float = config.LEASE_SECONDS) -> dict[str, Any]:
+        """Counts for a header: jobs per state, queue depth (queued + retrying + waiting), running,
+        live workers and dead letters (failed or timed-out jobs nobody retried or acknowledged).
+        Two indexed queries."""
+        counts = self.counts()
+        workers = self._q("SELECT executor, note FROM workers WHERE state IN ('starting', 'running') "
+                          "AND heartbeat_at > ?", (time.time() - lease,))
+        return {
+            "counts": counts,
+            "queue_depth": counts["queued"] + counts["retrying"] + counts["waiting"],
+            "running": counts["running"],
+            "workers": len(workers),
+            # what the live workers run on: 'local', or 'dask@<dashboard link>' (see executors.dask)
+            "executors": sorted({w["executor"] or "local" for w in workers}),
+            # why a live worker does not claim (e.g. its kernels keep failing to start), if one says so
+            "worker_notes": [w["note"] for w in workers if w["note"]],
+            "dead_letters": self.dead_letter_count(),
+        }
+
+    # --- user actions -------------------------------------------------------------------------
+    def request_cancel(self, job_id: str, actor: str) -> str:
+        """Cancel a job.  Not yet running: cancelled at once.  Running: flagged; the worker that
+        runs it stops the kernel and records ``cancelled``.  Returns the state after the call."""
+        now = time.time()
+        with self._tx() as conn:
+            job = conn.execute("SELECT state, cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None:
+                raise self._unknown(job_id)
+            state = State(job["state"])
+            if state == State.RUNNING:
+                if not job["cancel_requested"]:
+                    conn.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (now, job_id))
+                    self._event(conn, job_id, "running", "running", "cancel requested", actor, now)
+                return State.RUNNING.value
+            if state.terminal:
+                raise IllegalTransition(f"job {short_id(job_id)} already {state}; there is nothing to cancel "
+                                        "(use `nbjobs retry` to run it again)")
+            self._move(conn, job_id, state, State.CANCELLED, "cancelled before it ran", actor, now,
+                       sets="reason = 'cancelled', cancel_requested = 1, finished_at = ?", params=(now,))
+            self._changed(conn, job_id, State.CANCELLED.value, actor, now)
+            return State.CANCELLED.value
+
+    def retry(self, job_id: str, actor: str) -> None:
+        """Re-queue a failed, timed-out or cancelled job under the same ID.  Attempt numbers
+        continue; the retry budget starts afresh."""
+        now = time.time()
+        with self._tx() as conn:
+            job = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None:
+                raise self._unknown(job_id)
+            state = State(job["state"])
+            if state not in RETRYABLE:
+                hint = "wait for it to end" if state.active else "it succeeded; submit it again to rerun"
+                raise IllegalTransition(f"job {short_id(job_id)} is {state}, so it cannot be retried ({hint})")
+            waits = conn.execute("SELECT 1 FROM deps WHERE job_id = ? LIMIT 1", (job_id,)).fetchone() is not None
+            new = State.WAITING.value if waits else State.QUEUED.value
+            self._move(conn, job_id, state, new, "retried", actor, now,
+                       sets="reason = 'retried', cancel_requested = 0, failures = 0, infra_failures = 0, run_at = ?, "
+                       "finished_at = NULL, acked_at = NULL, error_type = CASE WHEN reason = 'dependency_failed' "
+                       "THEN NULL ELSE error_type END, error_message = CASE WHEN reason = 'dependency_failed' "
+                       "THEN NULL ELSE error_message END", params=(now,))
+            if waits:  # upstream jobs again: queued at once if they all succeeded by now
+                self._resolve(conn, [job_id], actor, now)

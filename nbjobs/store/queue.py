@@ -1,0 +1,191 @@
+"""The queue: claim, heartbeat, progress, finish (by the retry policy), release, reclaim."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from typing import Any, Iterable
+
+from .. import config, policy
+from ..errors import BadInput
+from ..job import JobRecord, State
+from .connection import host
+
+
+class QueueMixin:
+    """What workers do to jobs: claim one, keep its lease, report progress, end its attempt."""
+
+    def claim(self, worker_id: str, lease: float = config.LEASE_SECONDS, *, pid: int | None = None,
+              now: float | None = None) -> tuple[JobRecord, int] | None:
+        """Claim the next runnable job (highest priority, then oldest) for ``worker_id``.
+
+        Returns ``(record, attempt_number)`` or None.  The read and the guarded update happen
+        under one write lock, so no two workers (threads or processes) can claim the same job.
+        """
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT id, state, attempts FROM jobs INDEXED BY jobs_ready WHERE state IN ('queued', 'retrying') "
+                "AND run_at <= ? ORDER BY priority DESC, submitted_at, id LIMIT 1", (now,)).fetchone()
+            if row is None:
+                return None
+            number = row["attempts"] + 1
+            job = self._move(conn, row["id"], row["state"], State.RUNNING, f"attempt {number}", f"worker:{worker_id}",
+                             now, sets="worker_id = ?, lease_until = ?, attempts = ?, started_at = "
+                             "COALESCE(started_at, ?), reason = NULL, progress_done = 0",
+                             params=(worker_id, now + lease, number, now), returning=True)
+            conn.execute("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
+                         "VALUES (?,?,?,?,?,?,?,?)",
+                         (job["id"], number, worker_id, host(), pid or os.getpid(), now, job["kernel"],
+                          job["code_hash"]))
+            self._enqueue_notification(conn, job["id"], State.RUNNING.value, now, job["options"])
+        return self._record(job), number
+
+    def heartbeat(self, worker_id: str, lease: float = config.LEASE_SECONDS) -> int:
+        """Extend the leases of every job ``worker_id`` runs and mark the worker alive."""
+        now = time.time()
+        with self._tx() as conn:
+            n = conn.execute("UPDATE jobs SET lease_until = ? WHERE worker_id = ? AND state = 'running'",
+                             (now + lease, worker_id)).rowcount
+            conn.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, worker_id))
+        return n
+
+    def held(self, worker_id: str) -> set[str]:
+        """IDs of the jobs ``worker_id`` still holds (running under its lease).  A job it runs that
+        is not among them was reclaimed by another worker after its lease expired (the worker was
+        stopped or stuck): its attempt is fenced and must end at once."""
+        return {r["id"] for r in self._q("SELECT id FROM jobs WHERE worker_id = ? AND state = 'running'",
+                                         (worker_id,))}
+
+    def cancel_requests(self, worker_id: str) -> list[str]:
+        """IDs of this worker's running jobs that someone asked to cancel (a cheap read)."""
+        rows = self._q("SELECT id FROM jobs WHERE worker_id = ? AND state = 'running' AND cancel_requested = 1",
+                       (worker_id,))
+        return [r["id"] for r in rows]
+
+    def set_progress(self, job_id: str, worker_id: str, done: int, total: int) -> None:
+        """Record how many cells of the attempt ran (no transaction: one small guarded write)."""
+        try:
+            self.conn.execute(
+                "UPDATE jobs SET progress_done = ?, progress_total = ?, updated_at = ? "
+                "WHERE id = ? AND worker_id = ? AND state = 'running'", (done, total, time.time(), job_id, worker_id))
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
+
+    def set_attempt_info(self, job_id: str, number: int, **info: Any) -> None:
+        """Record what the runner reports when an attempt starts (paths, kernel, versions, hash; the
+        kernel's pid and whether it was warm; the host, for a Dask worker's)."""
+        allowed = {"output_path", "log_path", "code_hash", "kernel", "versions", "host", "kernel_pid", "kernel_warm"}
+        info = {k: (json.dumps(v) if k == "versions" else v) for k, v in info.items() if k in allowed}
+        if not info:
+            return
+        sets = ", ".join(f"{k} = ?" for k in info)
+        with self._tx() as conn:
+            conn.execute(f"UPDATE attempts SET {sets} WHERE job_id = ? AND number = ?",
+                         (*info.values(), job_id, number))
+            if "output_path" in info:
+                conn.execute("UPDATE jobs SET output_path = ?, updated_at = ? WHERE id = ?",
+                             (info["output_path"], time.time(), job_id))
+
+    def finish_attempt(self, job_id: str, number: int, worker_id: str, outcome: str, *,
+                       error: dict[str, Any] | None = None, outputs: Iterable[dict[str, Any]] = (),
+                       output_path: str | None = None, actor: str | None = None) -> str | None:
+        """Record the end of attempt ``number`` and move the job on by the retry policy.
+
+        ``outcome`` is one of `policy.OUTCOME_STATE`.  Returns the job's new state, or None when
+        the worker no longer holds the job (its lease expired and another worker took over):
+        such a late result is ignored, so a job is never recorded twice.
+        """
+        now = time.time()
+        with self._tx() as conn:
+            job = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None or job["state"] != "running" or job["worker_id"] != worker_id \
+                    or job["attempts"] != number:
+                conn.execute("UPDATE attempts SET outcome = 'stale', finished_at = ? "
+                             "WHERE job_id = ? AND number = ? AND outcome = 'running'", (now, job_id, number))
+                return None
+            for out in outputs:
+                conn.execute(
+                    "INSERT OR REPLACE INTO outputs (job_id, name, kind, type_name, value, path, size, attempt, "
+                    "recorded_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (job_id, out["name"], out["kind"], out.get("type_name"), out.get("value"), out.get("path"),
+                     out.get("size"), number, now))
+            return self._end_attempt(conn, job, outcome, error, output_path, actor or f"worker:{worker_id}", now)
+
+    def _end_attempt(self, conn: sqlite3.Connection, job: sqlite3.Row, outcome: str,
+                     error: dict[str, Any] | None, output_path: str | None, actor: str, now: float) -> str:
+        """End the running attempt of ``job`` (its row, read in ``conn``'s transaction) with ``outcome``
+        and move the job where `policy.decide` says.  Returns the new state."""
+        if job["cancel_requested"] and outcome != "succeeded":
+            outcome = "cancelled"
+        options = json.loads(job["options"] or "{}")
+        infra_retries = options.get("infra_retries")
+        if infra_retries is None and outcome in policy.INFRA:
+            infra_retries = self._infra_setting(conn)
+        decision = policy.decide(outcome, job["failures"], job["retries"], options.get("retry_on"),
+                                 infra_failures=job["infra_failures"],
+                                 infra_retries=policy.INFRA_RETRIES if infra_retries is None else infra_retries,
+                                 **options.get("backoff", {}))
+        err = error or {}
+        conn.execute(
+            "UPDATE attempts SET finished_at = ?, outcome = ?, error_type = ?, error_message = ?, error_cell = ?, "
+            "error_traceback = ?, output_path = COALESCE(?, output_path) WHERE job_id = ? AND number = ?",
+            (now, outcome, err.get("type"), err.get("message"), err.get("cell"), err.get("traceback"),
+             output_path, job["id"], job["attempts"]))
+        terminal = State(decision.state).terminal
+        ok = outcome == "succeeded"
+        why = f"attempt {job['attempts']}: {outcome}"
+        if outcome in policy.INFRA:
+            why += f" (infrastructure failure {decision.infra_failures}, not charged to the job)" if decision.infra \
+                else f" (infrastructure budget of {decision.infra_failures - 1} spent)"
+        if decision.state == State.RETRYING.value:
+            why += f"; retry in {decision.delay:.1f} s"
+        self._move(conn, job["id"], job["state"], decision.state, why, actor, now,
+                   sets="reason = ?, failures = ?, infra_failures = ?, worker_id = NULL, lease_until = NULL, "
+                   "run_at = ?, finished_at = ?, output_path = COALESCE(?, output_path), error_type = ?, "
+                   "error_message = ?, error_cell = ?, error_traceback = ?",
+                   params=(None if ok else decision.reason, decision.failures, decision.infra_failures,
+                           now + decision.delay, now if terminal else None, output_path,
+                           None if ok else err.get("type"), None if ok else err.get("message"),
+                           None if ok else err.get("cell"), None if ok else err.get("traceback")))
+        self._changed(conn, job["id"], decision.state, actor, now, job["options"])
+        return decision.state
+
+    def _infra_setting(self, conn: sqlite3.Connection) -> int | None:
+        """The home's ``infra_retries`` setting (None: the default), read inside ``conn``'s transaction."""
+        row = conn.execute("SELECT value FROM settings WHERE name = 'infra_retries'").fetchone()
+        try:
+            return policy.check_infra_retries(row["value"]) if row else None
+        except BadInput:  # set by hand to something odd: the default
+            return None
+
+    def release(self, job_id: str, number: int, worker_id: str, why: str = "worker stopping") -> bool:
+        """Give a running job back to the queue (a stopping worker); the attempt is recorded as
+        ``released`` and does not count against the job's retries."""
+        now = time.time()
+        with self._tx() as conn:
+            if not self._move(conn, job_id, State.RUNNING, State.QUEUED, why, f"worker:{worker_id}", now,
+                              sets="worker_id = NULL, lease_until = NULL, run_at = ?, reason = 'released'",
+                              params=(now,), where="worker_id = ? AND attempts = ?", where_params=(worker_id, number)):
+                return False
+            conn.execute("UPDATE attempts SET finished_at = ?, outcome = 'released' WHERE job_id = ? AND number = ?",
+                         (now, job_id, number))
+        return True
+
+    def reclaim_expired(self, actor: str, now: float | None = None) -> list[tuple[str, str]]:
+        """Jobs whose worker stopped heartbeating: record the attempt as ``worker_lost`` and
+        move each job on by its retry policy.  Returns ``[(job_id, new_state)]``."""
+        now = time.time() if now is None else now
+        rows = self._q("SELECT id FROM jobs WHERE state = 'running' AND lease_until < ?", (now,))
+        done = []
+        for r in rows:
+            with self._tx() as conn:
+                job = conn.execute("SELECT * FROM jobs WHERE id = ? AND state = 'running' AND lease_until < ?",
+                                   (r["id"], now)).fetchone()
+                if job is None:
+                    continue
+                err = {"type": "WorkerLost",
+                       "message": f"worker {job['worker_id']} stopped heartbeating; its lease expired"}
+                done.append((job["id"], self._end_attempt(conn, job, "worker_lost", err, None, actor, now)))
+        return done

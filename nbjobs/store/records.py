@@ -1,0 +1,85 @@
+"""Rows to records, the events table, and `RecordsMixin._move`: the one way a job changes state."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any, Iterable
+
+from ..errors import ExpiredJob, UnknownJob
+from ..job import JobRecord, State, check_transition, short_id
+
+#: the jobs columns stored as JSON text
+JSON_FIELDS = ("tags", "parameters", "options")
+_JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)
+
+
+def _job_filters(table: str, state: Any, name: str | None, tag: str | None) -> tuple[list[str], list[Any]]:
+    """WHERE terms and parameters for the state(s) / name (exact or glob) / tag filters of job lists."""
+    where: list[str] = []
+    params: list[Any] = []
+    if state:
+        states = [state] if isinstance(state, str) else list(state)
+        where.append(f"{table}.state IN ({', '.join('?' * len(states))})")
+        params += [State(s).value for s in states]
+    if name:
+        where.append(f"{table}.name GLOB ?" if any(c in name for c in "*?[") else f"{table}.name = ?")
+        params.append(name)
+    if tag:
+        where.append(f"EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE value = ?)")
+        params.append(tag)
+    return where, params
+
+
+class RecordsMixin:
+    """Helpers every concern of the store shares: decode a row, record an event, move a job."""
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> JobRecord:
+        """A ``jobs`` row, decoded (JSON columns parsed, the state as `State`)."""
+        d = {k: row[k] for k in row.keys() if k in _JOB_FIELDS}
+        for k in JSON_FIELDS:
+            d[k] = json.loads(d[k]) if d.get(k) else ({} if k != "tags" else [])
+        d["state"] = State(d["state"])
+        return JobRecord(**d)
+
+    def _event(self, conn: sqlite3.Connection, job_id: str, old: str | None, new: str,
+               reason: str | None, actor: str | None, at: float) -> None:
+        """Record one line of the job's history (``old`` -> ``new``, why, by whom)."""
+        conn.execute("INSERT INTO events (job_id, at, from_state, to_state, reason, actor) VALUES (?,?,?,?,?,?)",
+                     (job_id, at, old, new, reason, actor))
+
+    def _move(self, conn: sqlite3.Connection, job_id: str, old: State | str, new: State | str, why: str,
+              actor: str | None, now: float, *, sets: str = "", params: Iterable[Any] = (), where: str = "",
+              where_params: Iterable[Any] = (), returning: bool = False) -> Any:
+        """Move job ``job_id`` from state ``old`` to ``new`` inside ``conn``'s transaction: every change
+        of ``jobs.state`` goes through here.
+
+        The lifecycle is checked first (`job.check_transition`: an illegal move raises
+        `IllegalTransition` and the caller's transaction rolls back).  The row is updated only while
+        it is still ``old`` (and matches ``where``, SQL with ``where_params``); ``updated_at``
+        becomes ``now`` and ``sets`` (SQL assignments with ``params``) apply too; the move is
+        recorded in ``events``.  Returns True, or False when no row was in ``old`` any more; with
+        ``returning``, the updated row (`sqlite3.Row`) or None.
+        """
+        old, new = State(old).value, State(new).value
+        check_transition(old, new)
+        sql = ("UPDATE jobs SET state = ?, updated_at = ?" + (", " + sets if sets else "")
+               + " WHERE id = ? AND state = ?" + (" AND " + where if where else "")
+               + (" RETURNING *" if returning else ""))
+        cur = conn.execute(sql, (new, now, *params, job_id, old, *where_params))
+        row = cur.fetchone() if returning else None
+        if (row is None) if returning else cur.rowcount == 0:
+            return None if returning else False
+        self._event(conn, job_id, old, new, why, actor, now)
+        return row if returning else True
+
+    def _unknown(self, prefix: str) -> Exception:
+        """The error for an ID (or prefix) no job has: expired (a tombstone says when) or unknown."""
+        rows = self._q("SELECT * FROM expired WHERE id >= ? AND id < ? LIMIT 1", (prefix, prefix + "g"))
+        if rows:
+            r = rows[0]
+            day = time.strftime("%Y-%m-%d", time.gmtime(r["expired_at"]))
+            return ExpiredJob(f"job {short_id(r['id'])} ({r['name']}, {r['state']}) expired on {day}: "
+                              "its record was removed by retention")
+        return UnknownJob(f"no job matches '{prefix}' in {self.path.parent}; list jobs with `nbjobs ls`")

@@ -1,0 +1,232 @@
+"""The SQL of every schema version, and `MIGRATIONS`, which moves a database from one to the next.
+
+``PRAGMA user_version`` holds a database's version; `ConnMixin.migrate` applies ``MIGRATIONS[n]``
+to move it from ``n`` to ``n + 1``.  Append only: a released step is never edited, so a newer
+nbjobs opens an older database without losing rows.
+
+>>> SCHEMA_VERSION == len(MIGRATIONS)
+True
+"""
+from __future__ import annotations
+
+from ..job import State
+
+_STATES = ", ".join(f"'{s.value}'" for s in State)
+
+SCHEMA_V1 = f"""
+CREATE TABLE jobs (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    kind             TEXT NOT NULL CHECK (kind IN ('notebook', 'cell')),
+    state            TEXT NOT NULL CHECK (state IN ({_STATES})),
+    reason           TEXT,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    tags             TEXT NOT NULL DEFAULT '[]',
+    notebook         TEXT,
+    source           TEXT,
+    parameters       TEXT NOT NULL DEFAULT '{{}}',
+    kernel           TEXT,
+    cwd              TEXT,
+    retries          INTEGER NOT NULL DEFAULT 0,
+    timeout          REAL,
+    idem_key         TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    failures         INTEGER NOT NULL DEFAULT 0,
+    submitted_at     REAL NOT NULL,
+    run_at           REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL,
+    updated_at       REAL NOT NULL,
+    worker_id        TEXT,
+    lease_until      REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    progress_done    INTEGER NOT NULL DEFAULT 0,
+    progress_total   INTEGER NOT NULL DEFAULT 0,
+    error_type       TEXT,
+    error_message    TEXT,
+    error_cell       INTEGER,
+    error_traceback  TEXT,
+    code_hash        TEXT,
+    output_path      TEXT,
+    submitted_by     TEXT,
+    options          TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE UNIQUE INDEX jobs_idem_key ON jobs (idem_key) WHERE idem_key IS NOT NULL;
+CREATE INDEX jobs_ready ON jobs (priority DESC, submitted_at) WHERE state IN ('queued', 'retrying');
+CREATE INDEX jobs_running ON jobs (worker_id) WHERE state = 'running';
+CREATE INDEX jobs_submitted ON jobs (submitted_at);
+CREATE INDEX jobs_state ON jobs (state);
+CREATE INDEX jobs_name ON jobs (name, submitted_at);
+
+CREATE TABLE attempts (
+    job_id          TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    number          INTEGER NOT NULL,
+    worker_id       TEXT,
+    host            TEXT,
+    pid             INTEGER,
+    started_at      REAL NOT NULL,
+    finished_at     REAL,
+    outcome         TEXT NOT NULL DEFAULT 'running',
+    error_type      TEXT,
+    error_message   TEXT,
+    error_cell      INTEGER,
+    error_traceback TEXT,
+    output_path     TEXT,
+    log_path        TEXT,
+    code_hash       TEXT,
+    kernel          TEXT,
+    versions        TEXT,
+    PRIMARY KEY (job_id, number)
+);
+
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY,
+    job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    at         REAL NOT NULL,
+    from_state TEXT,
+    to_state   TEXT NOT NULL,
+    reason     TEXT,
+    actor      TEXT
+);
+CREATE INDEX events_job ON events (job_id, id);
+
+CREATE TABLE outputs (
+    job_id      TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    type_name   TEXT,
+    value       TEXT,
+    path        TEXT,
+    size        INTEGER,
+    attempt     INTEGER,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (job_id, name)
+);
+
+CREATE TABLE workers (
+    id           TEXT PRIMARY KEY,
+    host         TEXT,
+    pid          INTEGER,
+    executor     TEXT,
+    concurrency  INTEGER,
+    autostarted  INTEGER NOT NULL DEFAULT 0,
+    state        TEXT NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    stopped_at   REAL
+);
+"""
+
+# v2: tombstones of pruned jobs, so an expired ID answers "expired on DATE", not "unknown".
+SCHEMA_V2 = """
+CREATE TABLE expired (
+    id           TEXT PRIMARY KEY,
+    name         TEXT,
+    state        TEXT,
+    submitted_at REAL,
+    expired_at   REAL NOT NULL
+);
+"""
+
+# v3: dead letters can be acknowledged; home-wide settings (e.g. the default retention).
+SCHEMA_V3 = """
+ALTER TABLE jobs ADD COLUMN acked_at REAL;
+CREATE INDEX jobs_dead ON jobs (finished_at) WHERE state IN ('failed', 'timed_out') AND acked_at IS NULL;
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE settings (
+    name       TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+# v4: indexes for the live panel: "which rows changed since T" (a covering index, so the change
+# check never touches the table) and "newest jobs in state S" (no sort of every row in that state).
+SCHEMA_V4_PANEL = """
+CREATE INDEX jobs_updated ON jobs (updated_at, id);
+CREATE INDEX jobs_state_submitted ON jobs (state, submitted_at);
+"""
+
+# v5: a lean hot path.  The claim's ORDER BY ends in ``id``, which the old ready index lacked, so
+# every claim sorted all queued rows; ``jobs_state`` repeats the head of ``jobs_state_submitted``;
+# ``jobs_running`` only ever narrowed the few running rows.  Fewer indexes = fewer pages per commit.
+# Each attempt also records its kernel's pid and whether it came warm from a pool.
+SCHEMA_V5_QUEUE = """
+ALTER TABLE attempts ADD COLUMN kernel_pid INTEGER;
+ALTER TABLE attempts ADD COLUMN kernel_warm INTEGER;
+DROP INDEX jobs_ready;
+CREATE INDEX jobs_ready ON jobs (priority DESC, submitted_at, id) WHERE state IN ('queued', 'retrying');
+DROP INDEX jobs_state;
+DROP INDEX jobs_running;
+"""
+
+# v6: dependencies between jobs, cron schedules (and what each fire decided), the webhook outbox
+# (one row per delivery, written in the transaction that ends the job) and named leases (the
+# schedule firer: one worker of a home at a time).
+SCHEMA_V6_FLOW = """
+CREATE TABLE deps (
+    job_id      TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    upstream_id TEXT NOT NULL,
+    PRIMARY KEY (job_id, upstream_id)
+);
+CREATE INDEX deps_upstream ON deps (upstream_id);
+CREATE TABLE schedules (
+    name        TEXT PRIMARY KEY,
+    cron        TEXT NOT NULL,
+    tz          TEXT NOT NULL,
+    spec        TEXT NOT NULL,
+    misfire     TEXT NOT NULL,
+    misfire_cap INTEGER NOT NULL,
+    overlap     TEXT NOT NULL,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    last_slot   REAL NOT NULL,
+    last_job_id TEXT,
+    fires       INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE schedule_events (
+    id       INTEGER PRIMARY KEY,
+    schedule TEXT NOT NULL,
+    at       REAL NOT NULL,
+    slot     REAL,
+    action   TEXT NOT NULL,
+    job_id   TEXT,
+    detail   TEXT
+);
+CREATE INDEX schedule_events_name ON schedule_events (schedule, id);
+CREATE TABLE outbox (
+    id           TEXT PRIMARY KEY,
+    job_id       TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL NOT NULL,
+    created_at   REAL NOT NULL,
+    delivered_at REAL,
+    last_status  INTEGER,
+    last_error   TEXT
+);
+CREATE INDEX outbox_due ON outbox (next_at) WHERE state = 'pending';
+CREATE INDEX outbox_job ON outbox (job_id, created_at);
+CREATE TABLE leases (
+    name   TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  REAL NOT NULL
+);
+"""
+
+# v7: trust under load.  Infrastructure failures (worker lost, runner died, kernel lost before the
+# job's code ran) are counted apart from the job's own failures, on a budget of their own; a
+# worker says why it does not claim (e.g. its kernels keep failing to start).
+SCHEMA_V7_TRUST = """
+ALTER TABLE jobs ADD COLUMN infra_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN note TEXT;
+"""
+
+#: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW,
+                         SCHEMA_V7_TRUST]
+SCHEMA_VERSION = len(MIGRATIONS)

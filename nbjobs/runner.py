@@ -1,10 +1,15 @@
 """One attempt of one job: build the notebook, run it with papermill, collect its outputs.
 
-The runner is the only module that imports papermill.  It never writes SQLite: everything it
-learns (start, kernel pid, progress, the outcome with recorded outputs) goes through a
-``report(event: dict)`` callback, which the executor forwards to the worker.  Run as a program
-(``python -m nbjobs.runner``) it reads the attempt's spec as JSON on stdin and writes events as
-JSON lines on stdout.
+The runner never writes SQLite: everything it learns (start, kernel pid, progress, the outcome
+with recorded outputs) goes through a ``report(event: dict)`` callback, which the executor
+forwards to the worker.  Papermill runs the notebook through the engine in `nbjobs.engine`
+(imported when an attempt runs: ``import nbjobs.runner`` stays light), which gets the attempt's
+state as an `nbjobs.engine.Attempt`.
+
+Run as a program, ``python -m nbjobs.runner`` runs one attempt (`main`): it reads the attempt's
+spec as JSON on stdin and writes events as JSON lines on stdout; ``python -m nbjobs.runner
+--serve`` is a runner host (`RunnerHost`) that runs attempts one after another on control
+messages, with warm kernels.
 
 Events::
 
@@ -12,18 +17,21 @@ Events::
     {"type": "kernel", "pid", "proc", "warm"}     # the kernel process ([pid, start time]: a `Proc`)
     {"type": "progress", "done", "total"}          # code cells finished / code cells
     {"type": "done", "outcome", "error", "outputs", "output_path"}
+    {"type": "pool", "procs"}                      # a runner host's idle kernels (see `RunnerHost`)
 
 ``outcome`` is ``succeeded``, ``error`` (the job's code raised, or its input was wrong),
 ``kernel_died`` (the kernel died while the job's code ran), ``kernel_lost`` (the kernel failed to
 start, or died before the job's first cell ran: the system's failure, not the job's),
 ``cell_timeout`` (a cell ran past ``cell_timeout``), ``worker_lost`` (a runner host whose worker
 stopped renewing the lease ended the attempt) or ``interrupted`` (stopped on request).
+
+A stop (`request_stop`: from SIGTERM, a runner host's control message or fence, or the watch on
+the worker's pid) acts on the attempt's `_Stop`, one per attempt.
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import sys
@@ -37,8 +45,6 @@ from .job import code_hash
 from .procs import Proc
 
 Report = Callable[[dict], None]
-SAVE_EVERY = 1.0  # seconds between two saves of the output notebook while cells run
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def attempt_dir(run_dir: Path, number: int) -> Path:
@@ -160,172 +166,32 @@ def _redact_stderr(redact: Redactor) -> threading.Thread:
 
 
 class _Stop:
-    """Shared between the stop request (a signal, or a message to a runner host) and the run of
-    the current attempt: the kernel to stop, whether we did, and whether the job's own code has
-    begun.  Reset for every attempt."""
+    """The stop state of one attempt, shared between a stop request (`request_stop`, from a
+    signal, a runner host's control thread or fence, the parent watch) and the attempt's run: the
+    kernel to stop, whether we did, and whether the job's own code has begun.  A new one for every
+    attempt (`_next_attempt`), so that a late escalation of an earlier stop cannot reach this one."""
 
-    requested: str | None = None
-    outcome = "interrupted"  # what a stop makes of the attempt (``worker_lost`` for a lost lease)
-    kernel: Proc | None = None
-    began = False     # a cell of the job's own code has started (before: a kernel death is not the job's)
-    finished = False  # the run is over: a late escalation must not interrupt the reporting
-    attempt = 0       # which attempt of this process a stop (and its escalation) belongs to
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self.outcome = "interrupted"  # what a stop makes of the attempt (``worker_lost`` for a lost lease)
+        self.kernel: Proc | None = None
+        self.began = False     # a cell of the job's own code has started (before: a kernel death is not the job's)
+        self.finished = False  # the run is over: a late escalation must not interrupt the reporting
 
-    @classmethod
-    def reset(cls) -> None:
-        cls.requested, cls.outcome, cls.kernel, cls.began, cls.finished = None, "interrupted", None, False, False
-        cls.attempt += 1
-
-    @classmethod
-    def kill_kernel(cls) -> None:
-        if cls.kernel is not None:
-            cls.kernel.kill()
+    def kill_kernel(self) -> None:
+        if self.kernel is not None:
+            self.kernel.kill()
 
 
-#: cells that nbjobs or papermill add around the job's code: a kernel death in one of them is not the job's
-WRAPPER_TAGS = frozenset({"injected-parameters", "nbjobs-parameters", "nbjobs-inputs"})
+#: the stop state of the attempt this process runs (or runs next)
+_stop = _Stop()
 
 
-async def _ready(kc: Any, km: Any, timeout: float) -> None:
-    """Wait until the kernel answers and our iopub subscription is live.  jupyter_client's
-    ``wait_for_ready`` checks the same but waits 0.2 s for iopub after the first reply, which a
-    fresh subscription misses (ZeroMQ's slow joiner): a warm kernel would spend 200 ms there."""
-    from queue import Empty
-
-    from jupyter_core.utils import ensure_async
-
-    deadline = time.monotonic() + timeout
-    while True:
-        msg_id = kc.kernel_info()
-        while True:
-            try:
-                reply = await ensure_async(kc.shell_channel.get_msg(timeout=1))
-            except Empty:
-                break
-            if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                try:
-                    await ensure_async(kc.iopub_channel.get_msg(timeout=0.02))
-                    return
-                except Empty:
-                    break
-        if not km.is_alive():
-            raise RuntimeError("Kernel died before replying to kernel_info")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
-
-
-def _engine(report: Report, kernel: Any, redact: Redactor | None = None, prepare: str | None = None):
-    """papermill engine class of ours, registered as ``nbjobs``: papermill runs the notebook in
-    ``kernel`` (a `nbjobs.kernels.Kernel` already started, warm or on demand), whose process is
-    reported before anything else (so a stop can reach it); progress is reported per cell, and
-    `_Stop.began` is set when the first cell of the job's own code starts.  ``prepare`` is the
-    silent cell that moves a warm kernel into the job (see `nbjobs.kernels.prepare_code`).  A cell
-    that runs past its timeout gets the error in its outputs, as a failing cell does."""
-    import nbformat
-    from jupyter_core.utils import ensure_async
-    from nbclient.client import run_sync
-    from nbclient.exceptions import CellTimeoutError
-    from nbclient.util import run_hook
-    from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
-    from papermill.log import logger
-
-    class Manager(NotebookExecutionManager):
-        last_save = None
-
-        def save(self, **kwargs):
-            # papermill saves before and after every cell; a job of quick cells would spend most of
-            # its time writing the notebook.  Save at the start, then at most once a second while
-            # cells run, and at the end (papermill writes the finished notebook once more itself).
-            now = time.monotonic()
-            if self.last_save is not None and now - self.last_save < SAVE_EVERY:
-                return
-            self.last_save = now
-            if redact:  # a secret the job printed never reaches the output notebook
-                for cell in self.nb.cells:
-                    redact.deep(cell.get("outputs", []))
-            super().save(**kwargs)
-
-        def cell_start(self, cell, cell_index=None, **kwargs):
-            if cell.get("cell_type") == "code" and not WRAPPER_TAGS & set(cell.get("metadata", {}).get("tags", [])):
-                _Stop.began = True
-            super().cell_start(cell, cell_index=cell_index, **kwargs)
-
-        def notebook_complete(self, **kwargs):
-            self.last_save = None  # papermill's own final save goes through
-            super().notebook_complete(**kwargs)
-
-        def cell_complete(self, cell, cell_index=None, **kwargs):
-            super().cell_complete(cell, cell_index=cell_index, **kwargs)
-            if cell.get("cell_type") == "code" and cell_index is not None:
-                code = [i for i, c in enumerate(self.nb.cells) if c.get("cell_type") == "code"]
-                report({"type": "progress", "done": code.index(cell_index) + 1, "total": len(code)})
-
-    class Client(PapermillNotebookClient):
-        async def async_start_new_kernel_client(self):
-            # ours, already started (nbclient skipped async_start_new_kernel)
-            _Stop.kernel = kernel.proc
-            report({"type": "kernel", "pid": kernel.pid, "proc": kernel.proc.dump() if kernel.proc else None,
-                    "warm": kernel.warm})
-            if _Stop.requested:  # asked to stop while the kernel was starting
-                _Stop.kill_kernel()
-            self.kc = kc = self.km.client()
-            await ensure_async(kc.start_channels())
-            await _ready(kc, self.km, self.startup_timeout)
-            kc.allow_stdin = False
-            await run_hook(self.on_notebook_start, notebook=self.nb)
-            if prepare:
-                reply = await self.async_wait_for_reply(await ensure_async(
-                    kc.execute(prepare, silent=True, store_history=False, allow_stdin=False)))
-                if (reply or {}).get("content", {}).get("status") != "ok":
-                    raise RuntimeError("the warm kernel could not be prepared for the job "
-                                       f"({(reply or {}).get('content', {}).get('evalue', 'no reply')})")
-            return kc
-
-        # nbclient binds each sync wrapper to its own coroutine: rebind them to ours
-        start_new_kernel_client = run_sync(async_start_new_kernel_client)
-
-        async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-            try:
-                return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-            except CellTimeoutError as exc:
-                message = _ANSI.sub("", str(exc)).strip().splitlines()[0]
-                cell.outputs.append(nbformat.v4.new_output(
-                    "error", ename="CellTimeoutError", evalue=message, traceback=[f"CellTimeoutError: {message}"]))
-                self.nb_man.cell_exception(cell, cell_index=cell_index, exception=exc)
-                exc.cell_index = cell_index
-                raise
-
-        execute_cell = run_sync(async_execute_cell)
-
-    class NbjobsEngine(NBClientEngine):
-        @classmethod
-        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=False, log_output=False,
-                             autosave_cell_every=30, **kwargs):
-            nb_man = Manager(nb, output_path=output_path, progress_bar=False, log_output=log_output,
-                             autosave_cell_every=autosave_cell_every)
-            nb_man.notebook_start()
-            try:
-                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
-            finally:
-                nb_man.cleanup_pbar()
-                nb_man.notebook_complete()
-            return nb_man.nb
-
-        @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
-                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
-            client = Client(nb_man, km=kernel.km, timeout=execution_timeout,
-                            startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
-                            log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
-            try:
-                return client.execute()
-            finally:
-                if client.kc is not None:  # nbclient leaves a kernel it does not own
-                    client.kc.stop_channels()
-
-    papermill_engines.register("nbjobs", NbjobsEngine)
-    return "nbjobs"
+def _next_attempt() -> _Stop:
+    """A fresh stop state for the next attempt of this process (a runner host runs many)."""
+    global _stop
+    _stop = _Stop()
+    return _stop
 
 
 def _versions() -> dict[str, str]:
@@ -337,7 +203,7 @@ def _versions() -> dict[str, str]:
             "host": socket.gethostname(), "pid": str(os.getpid())}
 
 
-#: how jupyter_client, nbclient, `_ready` and `run_attempt` say that a kernel did not come up
+#: how jupyter_client, nbclient, `nbjobs.engine` and `run_attempt` say that a kernel did not come up
 _KERNEL_NOT_STARTED = "the kernel could not be started"
 _START_FAILURES = ("Kernel died before replying", "Kernel didn't respond", "the warm kernel could not be prepared",
                    _KERNEL_NOT_STARTED)
@@ -349,12 +215,14 @@ def _error_from(exc: BaseException, began: bool = True) -> tuple[str, dict[str, 
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    from .engine import ANSI
+
     if isinstance(exc, PapermillExecutionError):
-        tb = _ANSI.sub("", "\n".join(exc.traceback or []))
-        return "error", {"type": exc.ename, "message": _ANSI.sub("", str(exc.evalue)), "cell": exc.cell_index,
+        tb = ANSI.sub("", "\n".join(exc.traceback or []))
+        return "error", {"type": exc.ename, "message": ANSI.sub("", str(exc.evalue)), "cell": exc.cell_index,
                          "traceback": tb}
     if isinstance(exc, CellTimeoutError):
-        message = _ANSI.sub("", str(exc)).strip().splitlines()[0]
+        message = ANSI.sub("", str(exc)).strip().splitlines()[0]
         return "cell_timeout", {"type": "CellTimeoutError", "message": message, "cell": getattr(exc, "cell_index", None)}
     died = isinstance(exc, DeadKernelError)
     if died or (isinstance(exc, RuntimeError) and str(exc).startswith(_START_FAILURES)):
@@ -380,9 +248,12 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
     ``source``, ``parameters``, ``kernel``, ``cwd``, ``run_dir``, optional ``cell_timeout``.
     With ``pool`` (a `nbjobs.kernels.KernelPool`), the kernel comes from the pool (warm, or
     started on demand); without it, one is started for the attempt.  Either way the job runs in a
-    kernel no other job has used, killed once the outcome is reported.
+    kernel no other job has used, killed once the outcome is reported.  A stop (`request_stop`)
+    acts on the current `_Stop`: a runner host makes a new one before each attempt.
     """
     from .kernels import prepare_code, start_kernel
+
+    stop = _stop
 
     run_dir = Path(spec["run_dir"])
     adir = attempt_dir(run_dir, spec["attempt"])
@@ -410,13 +281,15 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
         log.redact = Redactor(secrets)
         import papermill
 
+        from .engine import ENGINE, Attempt
+
         if kind == "cell":
             source: Any = build_cell_notebook(spec["source"], kernel_name, outputs=options.get("outputs") or (),
                                               inputs_dir=str(run_dir / outputs.INPUTS_DIR) if options.get("inputs") else None)
         else:
             source = str(spec["notebook"])
         cwd = spec.get("cwd")
-        if _Stop.requested:  # before the attempt began (a runner host busy starting up)
+        if stop.requested:  # before the attempt began (a runner host busy starting up)
             raise KeyboardInterrupt
         if cwd and not Path(cwd).is_dir():
             raise NotADirectoryError(f"working directory {cwd} does not exist any more; submit from an existing folder")
@@ -430,24 +303,24 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
             raise RuntimeError(f"{_KERNEL_NOT_STARTED} ({type(exc).__name__}: {exc})") from exc
         kernel.sink = log.write
         prepare = prepare_code(cwd or os.getcwd(), job_env) if kernel.warm else None
-        engine = _engine(report, kernel, log.redact, prepare)
         papermill.execute_notebook(
-            source, str(output_path), parameters=spec.get("parameters") or {}, engine_name=engine,
+            source, str(output_path), parameters=spec.get("parameters") or {}, engine_name=ENGINE,
             kernel_name=kernel_name, cwd=cwd, progress_bar=False, stdout_file=log, stderr_file=log,
-            execution_timeout=spec.get("cell_timeout"))
+            execution_timeout=spec.get("cell_timeout"),
+            attempt=Attempt(report, kernel, stop, redact=log.redact, prepare=prepare))
         done["outcome"] = "succeeded"
     except BaseException as exc:  # every failure becomes a recorded outcome
-        if _Stop.requested:
-            done["outcome"] = _Stop.outcome
-            done["error"] = {"type": "Interrupted", "message": f"stopped: {_Stop.requested}"}
+        if stop.requested:
+            done["outcome"] = stop.outcome
+            done["error"] = {"type": "Interrupted", "message": f"stopped: {stop.requested}"}
             if not isinstance(exc, KeyboardInterrupt):
-                done["error"] = _error_from(exc)[1] | {"message": f"stopped: {_Stop.requested}"}
-            if _Stop.outcome == "worker_lost":
+                done["error"] = _error_from(exc)[1] | {"message": f"stopped: {stop.requested}"}
+            if stop.outcome == "worker_lost":
                 done["error"]["type"] = "WorkerLost"
         elif isinstance(exc, KeyboardInterrupt):
             done["outcome"], done["error"] = "interrupted", {"type": "KeyboardInterrupt", "message": "interrupted"}
         else:
-            done["outcome"], done["error"] = _error_from(exc, _Stop.began)
+            done["outcome"], done["error"] = _error_from(exc, stop.began)
         if done["outcome"] in ("kernel_died", "kernel_lost") and kernel is not None:
             last = kernel.tail(wait=1.0).strip()
             if last:
@@ -459,12 +332,12 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
         if tb:
             log.write(tb + "\n")
     finally:
-        _Stop.finished = True
+        stop.finished = True
         if kernel is not None:
             kernel.sink = None
         log.close()
-        if _Stop.requested:
-            _Stop.kill_kernel()
+        if stop.requested:
+            stop.kill_kernel()
     dropped = outputs.drop_secrets(out_dir, secrets)
     if dropped:
         with open(log_path, "a") as f:
@@ -491,18 +364,18 @@ def request_stop(reason: str, outcome: str = "interrupted", now: bool = False) -
     attempt ends with ``outcome``.  Safe from a signal handler or another thread."""
     import _thread
 
-    if _Stop.requested or _Stop.finished:
+    stop = _stop
+    if stop.requested or stop.finished:
         return
-    _Stop.requested, _Stop.outcome = reason, outcome
-    token = _Stop.attempt
-    interrupted = not now and _Stop.kernel is not None and _Stop.kernel.signal(signal.SIGINT)
+    stop.requested, stop.outcome = reason, outcome
+    interrupted = not now and stop.kernel is not None and stop.kernel.signal(signal.SIGINT)
 
     def escalate():
-        if _Stop.finished or _Stop.attempt != token:
+        if stop.finished or stop is not _stop:  # over, or another attempt runs now
             return
-        _Stop.kill_kernel()
+        stop.kill_kernel()
         time.sleep(config.KILL_GRACE)
-        if not _Stop.finished and _Stop.attempt == token:
+        if not stop.finished and stop is _stop:
             _thread.interrupt_main()
 
     t = threading.Timer(config.KILL_GRACE if interrupted else 0.0, escalate)
@@ -527,9 +400,10 @@ def _watch_parent(parent: int, every: float = 0.5, on_exit: Callable[[], Any] | 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(every)
-        _Stop.requested = "the worker died"
+        stop = _stop
+        stop.requested = "the worker died"
         print(f"\n[nbjobs] the worker (pid {parent}) is gone; stopping this attempt", file=sys.stderr, flush=True)
-        _Stop.kill_kernel()
+        stop.kill_kernel()
         if on_exit is not None:
             on_exit()
         os._exit(3)
@@ -579,7 +453,7 @@ def main() -> int:
     return 0
 
 
-def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | None = None) -> int:
+class RunnerHost:
     """``python -m nbjobs.runner --serve``: a runner host that runs attempts one after another,
     with papermill imported once and a warm `nbjobs.kernels.KernelPool` of its own.
 
@@ -597,25 +471,30 @@ def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | N
     Events go out as JSON lines on stdout, as in `main`, plus ``{"type": "pool", "procs"}`` (the
     idle kernels' ``[pid, start time]``) whenever they change, so the executor can kill them if it
     must kill the host.
+
+    Three threads: the control thread (`read_control`) reads the messages, the fence thread
+    (`fence`) ends an attempt whose lease ran out, and the main thread (`run`) runs the attempts.
     """
-    import queue
 
-    from .kernels import KernelPool
+    def __init__(self, pool_size: int = 1, kernels: list[str] | None = None, workdir: str | None = None):
+        import queue
 
-    pools: list[KernelPool] = []
-    _watch_parent(_worker_pid(), on_exit=lambda: [p.kill_now() for p in pools])  # first: papermill takes a while
-    os.umask(0o077)
-    report = _channel()
-    runs: queue.Queue = queue.Queue()
-    current: list[tuple[str, int] | None] = [None]
-    waiting: set[tuple[str, int]] = set()   # runs received, not begun
-    dropped: set[tuple[str, int]] = set()   # runs stopped before they began: skip them
-    sizes = [pool_size]
-    fence_at = [float("inf")]  # when the running attempt's lease runs out
-    renewed: dict[tuple[str, int], float] = {}  # renewals of runs received, not begun
-    lock = threading.Lock()
+        self.size = pool_size
+        self.kernels = kernels or ["python3"]
+        self.workdir = workdir or os.getcwd()
+        self.pool: Any = None  # the KernelPool, once papermill is imported
+        self.report: Report = lambda event: None  # the event channel, once `run` opens it
+        self.runs: queue.Queue = queue.Queue()  # run specs, then None at the end of input
+        self.lock = threading.Lock()  # guards what follows, shared by the three threads
+        self.current: tuple[str, int] | None = None  # (job id, attempt) running now
+        self.fence_at = float("inf")  # when the running attempt's lease runs out
+        self.waiting: set[tuple[str, int]] = set()  # runs received, not begun
+        self.dropped: set[tuple[str, int]] = set()  # runs stopped before they began: skip them
+        self.renewed: dict[tuple[str, int], float] = {}  # renewals of runs received, not begun
 
-    def read() -> None:
+    # --- the control thread ---
+    def read_control(self) -> None:
+        """Read control messages from stdin until it ends, then end the run loop."""
         for line in sys.stdin:
             try:
                 msg = json.loads(line)
@@ -623,81 +502,120 @@ def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | N
                 continue
             op = msg.get("op")
             if op == "run":
-                with lock:
-                    waiting.add((msg["spec"]["job_id"], msg["spec"]["attempt"]))
-                runs.put(msg["spec"])
+                self.on_run(msg["spec"])
             elif op == "stop":
-                key, reason = (msg.get("job_id"), msg.get("attempt")), msg.get("reason") or "stop requested"
-                with lock:
-                    if current[0] == key:
-                        request_stop(reason)
-                    elif key in waiting:  # not begun (the host may still be starting up): it ends now
-                        waiting.discard(key)
-                        dropped.add(key)
-                        report({"type": "done", "outcome": "interrupted", "outputs": [], "output_path": None,
-                                "error": {"type": "Interrupted", "message": f"stopped before it began: {reason}"}})
+                self.on_stop((msg.get("job_id"), msg.get("attempt")), msg.get("reason") or "stop requested")
             elif op == "lease":
-                key, until = (msg.get("job_id"), msg.get("attempt")), float(msg.get("fence_at") or "inf")
-                with lock:
-                    if current[0] == key:
-                        fence_at[0] = until
-                    elif key in waiting:
-                        renewed[key] = until
+                self.on_lease((msg.get("job_id"), msg.get("attempt")), float(msg.get("fence_at") or "inf"))
             elif op == "pool":
-                with lock:
-                    sizes[0] = int(msg.get("size", 0))
-                    for p in pools:
-                        p.resize(sizes[0])
-        runs.put(None)
+                self.on_pool(int(msg.get("size", 0)))
+        self.runs.put(None)
 
-    def fence() -> None:
+    def on_run(self, spec: dict[str, Any]) -> None:
+        with self.lock:
+            self.waiting.add((spec["job_id"], spec["attempt"]))
+        self.runs.put(spec)
+
+    def on_stop(self, key: tuple[Any, Any], reason: str) -> None:
+        with self.lock:
+            if self.current == key:
+                request_stop(reason)
+            elif key in self.waiting:  # not begun (the host may still be starting up): it ends now
+                self.waiting.discard(key)
+                self.dropped.add(key)
+                self.report({"type": "done", "outcome": "interrupted", "outputs": [], "output_path": None,
+                             "error": {"type": "Interrupted", "message": f"stopped before it began: {reason}"}})
+
+    def on_lease(self, key: tuple[Any, Any], until: float) -> None:
+        with self.lock:
+            if self.current == key:
+                self.fence_at = until
+            elif key in self.waiting:
+                self.renewed[key] = until
+
+    def on_pool(self, size: int) -> None:
+        with self.lock:
+            self.size = size
+            if self.pool is not None:
+                self.pool.resize(size)
+
+    # --- the fence thread ---
+    def fence(self) -> None:
+        """Stop the running attempt at once when its lease runs out (see the class's docstring)."""
         while True:
             time.sleep(0.1)
-            with lock:
-                if current[0] is not None and time.time() >= fence_at[0]:
+            with self.lock:
+                if self.current is not None and time.time() >= self.fence_at:
                     request_stop("its worker stopped renewing the lease (stopped, stuck or gone); the job runs "
                                  "again elsewhere", outcome="worker_lost", now=True)
 
-    threading.Thread(target=read, daemon=True, name="nbjobs-host-control").start()
-    threading.Thread(target=fence, daemon=True, name="nbjobs-host-fence").start()
-    import papermill  # noqa: F401 - once per host, not once per job
+    # --- the main thread ---
+    def run(self) -> int:
+        """Serve until stdin ends; the exit code of the host."""
+        from .kernels import KernelPool
 
-    with lock:
-        pool = KernelPool(kernels or ["python3"], size=sizes[0], workdir=workdir or os.getcwd(),
-                          idle_retire=config.POOL_IDLE_RETIRE, max_memory=config.POOL_MAX_MEMORY,
-                          on_change=lambda procs: report({"type": "pool", "procs": [p.dump() for p in procs]}))
-        pools.append(pool)
-    stderr = os.dup(2)
-    while True:
-        try:
-            spec = runs.get()
-            if spec is None:
-                break
-            with lock:
-                key = (spec["job_id"], spec["attempt"])
-                if key in dropped:
-                    dropped.discard(key)
-                    renewed.pop(key, None)
-                    continue
-                waiting.discard(key)
-                _Stop.reset()
-                current[0] = key
-                fence_at[0] = max(float(spec.get("fence_at") or "inf"), renewed.pop(key, 0.0))
-            log = attempt_dir(Path(spec["run_dir"]), spec["attempt"]) / "log.txt"
-            config.make_private_dir(log.parent)
-            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.dup2(fd, 2), os.close(fd)  # what papermill or Python itself prints goes to the attempt log
+        _watch_parent(_worker_pid(), on_exit=self._kill_pool)  # first: papermill takes a while
+        os.umask(0o077)
+        self.report = _channel()
+        threading.Thread(target=self.read_control, daemon=True, name="nbjobs-host-control").start()
+        threading.Thread(target=self.fence, daemon=True, name="nbjobs-host-fence").start()
+        import papermill  # noqa: F401 - once per host, not once per job
+
+        with self.lock:
+            self.pool = KernelPool(self.kernels, size=self.size, workdir=self.workdir,
+                                   idle_retire=config.POOL_IDLE_RETIRE, max_memory=config.POOL_MAX_MEMORY,
+                                   on_change=lambda procs: self.report({"type": "pool",
+                                                                        "procs": [p.dump() for p in procs]}))
+        stderr = os.dup(2)
+        while True:
             try:
-                run_attempt(spec, report, pool)
-            finally:
-                with lock:
-                    current[0] = None
-                sys.stderr.flush()
-                os.dup2(stderr, 2)
-        except KeyboardInterrupt:  # a stop's last resort that arrived as the attempt ended
-            continue
-    pool.shutdown()
-    return 0
+                spec = self.runs.get()
+                if spec is None:
+                    break
+                if self._begin(spec):
+                    self._run(spec, stderr)
+            except KeyboardInterrupt:  # a stop's last resort that arrived as the attempt ended
+                continue
+        self.pool.shutdown()
+        return 0
+
+    def _begin(self, spec: dict[str, Any]) -> bool:
+        """Make ``spec``'s attempt the current one (a fresh `_Stop`, its fence); False if it was
+        stopped before it began."""
+        key = (spec["job_id"], spec["attempt"])
+        with self.lock:
+            if key in self.dropped:
+                self.dropped.discard(key)
+                self.renewed.pop(key, None)
+                return False
+            self.waiting.discard(key)
+            _next_attempt()
+            self.current = key
+            self.fence_at = max(float(spec.get("fence_at") or "inf"), self.renewed.pop(key, 0.0))
+        return True
+
+    def _run(self, spec: dict[str, Any], stderr: int) -> None:
+        """Run the current attempt, with our stderr in its log; ``stderr``: ours to restore."""
+        log = attempt_dir(Path(spec["run_dir"]), spec["attempt"]) / "log.txt"
+        config.make_private_dir(log.parent)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(fd, 2), os.close(fd)  # what papermill or Python itself prints goes to the attempt log
+        try:
+            run_attempt(spec, self.report, self.pool)
+        finally:
+            with self.lock:
+                self.current = None
+            sys.stderr.flush()
+            os.dup2(stderr, 2)
+
+    def _kill_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.kill_now()
+
+
+def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | None = None) -> int:
+    """``python -m nbjobs.runner --serve``: run a `RunnerHost` until its input ends."""
+    return RunnerHost(pool_size, kernels, workdir).run()
 
 
 if __name__ == "__main__":

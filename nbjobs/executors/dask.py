@@ -2,7 +2,8 @@
 
 The head-node worker claims from SQLite as usual and hands each attempt to `DaskExecutor.start`,
 which submits `run_remote` as one Dask task.  On a Dask worker that task runs the unchanged
-runner (``python -m nbjobs.runner``) as a subprocess in a private temporary folder, so a Dask
+runner (``python -m nbjobs.runner``) as a subprocess in a private temporary folder (`_Remote`, in
+phases: claim the start token, prepare the folder, start the runner, follow it, collect), so a Dask
 worker needs nbjobs installed and nothing else: no access to ``NBJOBS_HOME``, the notebook or the
 submitting folder.  What the runner needs from the head node travels inside the task (the
 notebook's text, a cell job's inputs); what it produces travels back:
@@ -90,30 +91,71 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
     Streams events to ``topic`` as ``{"key", "event"}`` and returns the runner's ``done`` event
     and the attempt's files (see the module's docstring).  Needs only nbjobs importable here.
     """
-    from distributed import Event, Queue, get_client, get_worker
-
-    worker = get_worker()
-    client = get_client()
-    me = {"worker": worker.address, "host": socket.gethostname()}
-    try:  # the attempt's one start token: a re-run of this task (its first worker died) finds none
-        Queue(f"nbjobs-start-{key}", client=client).get(timeout=2)
-    except Exception:
-        return dict(me, refused=True)
-    stop_event = Event(f"nbjobs-stop-{key}", client=client)
-    kill_event = Event(f"nbjobs-kill-{key}", client=client)
-    task_key = worker.get_current_task()
-
-    def send(event: dict) -> None:
-        worker.log_event(topic, {"key": key, "event": event})
-
-    send({"type": "_hello", **me})
+    remote = _Remote(spec, topic, key)
+    if not remote.claim():
+        return dict(remote.me, refused=True)
+    remote.send({"type": "_hello", **remote.me})
     tmp = Path(tempfile.mkdtemp(prefix="nbjobs-dask-"))
     try:
+        remote.start(remote.prepare(tmp), cwd=tmp)
+        remote.follow()
+        return remote.collect(ship_limit, storage)
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Remote:
+    """One attempt inside its Dask task, in the phases of `run_remote`: `claim` the start token,
+    `prepare` the folder, `start` the runner (a thread pumps its events to the head), `follow` it
+    to its exit (stop and kill requests, the log's new bytes), `collect` the result and files."""
+
+    def __init__(self, spec: dict[str, Any], topic: str, key: str):
+        from distributed import get_client, get_worker
+
+        self.spec, self.topic, self.key = spec, topic, key
+        self.worker = get_worker()
+        self.client = get_client()
+        self.me = {"worker": self.worker.address, "host": socket.gethostname()}
+        self.stop_event: Any = None                # the attempt's Dask Events, once claimed
+        self.kill_event: Any = None
+        self.task_key: Any = None                  # this task, to notice the head dropping it
+        self.adir = self.log_path = Path()         # the attempt's folder and its log, once prepared
+        self.proc: subprocess.Popen | None = None
+        self.runner: Proc | None = None
+        self.kernel: Proc | None = None            # from the runner's ``kernel`` event
+        self.started: dict | None = None           # the runner's ``started`` event
+        self.done: dict | None = None              # the runner's ``done`` event (returned, not sent)
+        self.reader: threading.Thread | None = None
+        self.sent = 0                              # bytes of the log shipped so far
+
+    def send(self, event: dict) -> None:
+        """An event to the head node, through the executor's topic."""
+        self.worker.log_event(self.topic, {"key": self.key, "event": event})
+
+    def claim(self) -> bool:
+        """Take the attempt's one start token: a re-run of this task (its first worker died) finds none."""
+        from distributed import Event, Queue
+
+        try:
+            Queue(f"nbjobs-start-{self.key}", client=self.client).get(timeout=2)
+        except Exception:
+            return False
+        self.stop_event = Event(f"nbjobs-stop-{self.key}", client=self.client)
+        self.kill_event = Event(f"nbjobs-kill-{self.key}", client=self.client)
+        self.task_key = self.worker.get_current_task()
+        return True
+
+    def prepare(self, tmp: Path) -> dict[str, Any]:
+        """The attempt's folder in ``tmp``, with what the head shipped; the runner's spec for it."""
+        spec = self.spec
         rspec = {k: v for k, v in spec.items() if k != "_ship"}
         ship = spec.get("_ship") or {}
         run_dir = tmp / "run"
         rspec["run_dir"] = str(run_dir)
-        adir = make_private_dir(run_dir / str(spec["attempt"]))
+        self.adir = make_private_dir(run_dir / str(spec["attempt"]))
+        self.log_path = self.adir / "log.txt"
         if ship.get("notebook") is not None:  # the notebook's text, read on the head node
             nb_path = tmp / Path(spec["notebook"]).name
             nb_path.write_text(ship["notebook"], encoding="utf-8")
@@ -124,96 +166,110 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
             path.write_bytes(data)
         if not (spec.get("cwd") and Path(spec["cwd"]).is_dir()):
             rspec["cwd"] = str(tmp)
-        log_path = adir / "log.txt"
-        log = open(log_path, "ab", opener=lambda p, f: os.open(p, f, 0o600))
+        return rspec
+
+    def start(self, rspec: dict[str, Any], cwd: Path) -> None:
+        """Start the runner on ``rspec`` (its stderr into the attempt's log) and pump its events."""
+        log = open(self.log_path, "ab", opener=lambda p, f: os.open(p, f, 0o600))
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "nbjobs.runner"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=log, start_new_session=True, cwd=str(tmp),
-                                    env=dict(os.environ, **{WORKER_PID_ENV: str(os.getpid())}))
+            self.proc = proc = subprocess.Popen(
+                [sys.executable, "-m", "nbjobs.runner"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, start_new_session=True, cwd=str(cwd),
+                env=dict(os.environ, **{WORKER_PID_ENV: str(os.getpid())}))
         finally:
             log.close()
-        runner = Proc.of(proc.pid)  # now: our child, not reaped yet
+        self.runner = Proc.of(proc.pid)  # now: our child, not reaped yet
         proc.stdin.write(json.dumps(rspec).encode())
         proc.stdin.close()
-        state: dict[str, Any] = {"done": None, "started": None, "kernel": None}
+        self.reader = threading.Thread(target=self._pump, daemon=True, name="nbjobs-dask-pump")
+        self.reader.start()
 
-        def pump() -> None:
-            for line in proc.stdout:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                kind = event.get("type")
-                if kind == "done":
-                    state["done"] = event  # comes back with the files, in the result
-                    continue
-                if kind == "started":
-                    state["started"] = event
-                elif kind == "kernel":
-                    state["kernel"] = Proc.load(event.get("proc"))
-                send(event)
-
-        reader = threading.Thread(target=pump, daemon=True, name="nbjobs-dask-pump")
-        reader.start()
-        sent = 0
-        last_log = 0.0
-        signalled: str | None = None
-
-        def ship_log(final: bool = False) -> bytes:
-            nonlocal sent
+    def _pump(self) -> None:
+        """The runner's events to the head, as they come; ``done`` is kept for the result."""
+        for line in self.proc.stdout:
             try:
-                with open(log_path, "rb") as f:
-                    f.seek(sent)
-                    data = f.read() if final else f.read(LOG_CHUNK)
-            except OSError:
-                return b""
-            if data and not final:  # raw bytes at their offset: the head writes them where they belong
-                send({"type": "_log", "offset": sent, "data": data})
-                sent += len(data)
-            return data
+                event = json.loads(line)
+            except ValueError:
+                continue
+            kind = event.get("type")
+            if kind == "done":
+                self.done = event  # comes back with the files, in the result
+                continue
+            if kind == "started":
+                self.started = event
+            elif kind == "kernel":
+                self.kernel = Proc.load(event.get("proc"))
+            self.send(event)
 
+    def follow(self) -> None:
+        """Until the runner exits: pass on stop and kill requests, ship the log's new bytes."""
+        signalled: str | None = None
+        last_log = 0.0
         while True:
             try:
-                proc.wait(POLL)  # returns as soon as the runner exits
+                self.proc.wait(POLL)  # returns as soon as the runner exits
                 break
             except subprocess.TimeoutExpired:
                 pass
-            wanted = None
-            if signalled != "kill":
-                try:
-                    if stop_event.is_set():
-                        wanted = "kill" if kill_event.is_set() else "stop"
-                except Exception:  # the scheduler is busy or gone: ask again next time
-                    pass
-            ts = worker.state.tasks.get(task_key) if task_key is not None else None
-            if wanted is None and (ts is None or ts.state in ("cancelled", "released", "forgotten")):
-                wanted = "stop"  # the head dropped this attempt (it died or cancelled): do not run on alone
-            if wanted == "kill" and signalled != "kill":
-                signalled = "kill"
-                for victim in (state["kernel"], runner):
-                    if victim is not None:
-                        victim.kill()
-            elif wanted == "stop" and signalled is None:
-                signalled = "stop"
-                proc.send_signal(signal.SIGTERM)
+            signalled = self._control(signalled)
             now = time.monotonic()
             if now - last_log >= LOG_EVERY:
                 last_log = now
-                ship_log()
-        reader.join(5)
-        result = dict(me, returncode=proc.returncode, done=state["done"], started=state["started"],
-                      log_offset=sent, log_tail=ship_log(final=True), files={}, stored={}, skipped={})
+                self.ship_log()
+        self.reader.join(5)
+
+    def _control(self, signalled: str | None) -> str | None:
+        """Signal the runner if the head asked (or dropped the attempt); what it was signalled so far."""
+        wanted = None
+        if signalled != "kill":
+            try:
+                if self.stop_event.is_set():
+                    wanted = "kill" if self.kill_event.is_set() else "stop"
+            except Exception:  # the scheduler is busy or gone: ask again next time
+                pass
+        ts = self.worker.state.tasks.get(self.task_key) if self.task_key is not None else None
+        if wanted is None and (ts is None or ts.state in ("cancelled", "released", "forgotten")):
+            wanted = "stop"  # the head dropped this attempt (it died or cancelled): do not run on alone
+        if wanted == "kill" and signalled != "kill":
+            for victim in (self.kernel, self.runner):
+                if victim is not None:
+                    victim.kill()
+            return "kill"
+        if wanted == "stop" and signalled is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return "stop"
+        return signalled
+
+    def ship_log(self, final: bool = False) -> bytes:
+        """Send the log's next bytes (at most `LOG_CHUNK`) to the head; ``final``: return all the
+        rest instead, for the result."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.sent)
+                data = f.read() if final else f.read(LOG_CHUNK)
+        except OSError:
+            return b""
+        if data and not final:  # raw bytes at their offset: the head writes them where they belong
+            self.send({"type": "_log", "offset": self.sent, "data": data})
+            self.sent += len(data)
+        return data
+
+    def collect(self, ship_limit: int, storage: str | None) -> dict[str, Any]:
+        """The task's result: the runner's end, the log's rest, and the attempt's files up to
+        ``ship_limit`` bytes; the others written to ``storage`` if given, else listed as skipped."""
+        result = dict(self.me, returncode=self.proc.returncode, done=self.done, started=self.started,
+                      log_offset=self.sent, log_tail=self.ship_log(final=True), files={}, stored={}, skipped={})
         budget = ship_limit
-        for path in sorted(adir.rglob("*")):
-            if not path.is_file() or path == log_path:
+        for path in sorted(self.adir.rglob("*")):
+            if not path.is_file() or path == self.log_path:
                 continue
-            rel = path.relative_to(adir).as_posix()
+            rel = path.relative_to(self.adir).as_posix()
             size = path.stat().st_size
             if size <= budget:
                 result["files"][rel] = path.read_bytes()
                 budget -= size
             elif storage:
-                url = f"{storage.rstrip('/')}/{spec['job_id']}/{spec['attempt']}/{rel}"
+                url = f"{storage.rstrip('/')}/{self.spec['job_id']}/{self.spec['attempt']}/{rel}"
                 try:
                     _put(url, path)
                     result["stored"][rel] = url
@@ -222,10 +278,6 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
             else:
                 result["skipped"][rel] = f"{size} bytes, over the ship limit of {ship_limit} bytes"
         return result
-    finally:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- on the head node ------------------------------------------------------------------------------------

@@ -1,0 +1,202 @@
+"""The papermill engine that runs one attempt's notebook in a kernel nbjobs already started.
+
+`nbjobs.runner.run_attempt` imports this module when an attempt runs (it imports papermill and
+nbclient, which ``import nbjobs`` and the runner's light users must not pay for).  Its classes
+are defined once, here, and registered once with papermill as ``nbjobs``; what differs from one
+attempt to the next travels as an `Attempt`, which papermill hands to the engine as an engine
+keyword argument::
+
+    papermill.execute_notebook(source, output, engine_name=ENGINE, attempt=Attempt(...), ...)
+
+What the engine adds to papermill's ``nbclient`` engine:
+
+* the kernel is ours (warm from a pool, or started for the attempt): its process is reported
+  (``{"type": "kernel", ...}``) before anything else, so that a stop can reach it, and a warm
+  kernel runs the silent ``prepare`` cell that moves it into the job;
+* progress is reported per code cell, and ``stop.began`` set when the first cell of the job's
+  own code starts (before that, a kernel death is the system's failure, not the job's);
+* the output notebook is saved at most once a second while cells run, with secrets redacted;
+* a cell that runs past its timeout gets the error in its outputs, as a failing cell does.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from queue import Empty
+from typing import Any, Callable
+
+import nbformat
+from jupyter_core.utils import ensure_async
+from nbclient.client import run_sync
+from nbclient.exceptions import CellTimeoutError
+from nbclient.util import run_hook
+from papermill.clientwrap import PapermillNotebookClient
+from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+from papermill.log import logger
+
+#: the name the engine is registered under with papermill
+ENGINE = "nbjobs"
+SAVE_EVERY = 1.0  # seconds between two saves of the output notebook while cells run
+#: cells that nbjobs or papermill add around the job's code: a kernel death in one of them is not the job's
+WRAPPER_TAGS = frozenset({"injected-parameters", "nbjobs-parameters", "nbjobs-inputs"})
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass
+class Attempt:
+    """What the engine needs of the attempt it runs.
+
+    ``report``: the runner's event callback; ``kernel``: a started `nbjobs.kernels.Kernel`;
+    ``stop``: the attempt's stop state (`nbjobs.runner`'s: ``kernel``, ``began``,
+    ``requested``, ``kill_kernel()``), shared with whoever may stop it; ``redact``: the job's
+    `nbjobs.runner.Redactor`, if it has secrets; ``prepare``: the silent cell that moves a warm
+    kernel into the job (see `nbjobs.kernels.prepare_code`), or None for a fresh kernel.
+    """
+
+    report: Callable[[dict], None]
+    kernel: Any
+    stop: Any
+    redact: Callable[[Any], Any] | None = None
+    prepare: str | None = None
+
+
+def _is_job_code(cell: Any) -> bool:
+    return cell.get("cell_type") == "code" and not WRAPPER_TAGS & set(cell.get("metadata", {}).get("tags", []))
+
+
+async def _ready(kc: Any, km: Any, timeout: float) -> None:
+    """Wait until the kernel answers and our iopub subscription is live.  jupyter_client's
+    ``wait_for_ready`` checks the same but waits 0.2 s for iopub after the first reply, which a
+    fresh subscription misses (ZeroMQ's slow joiner): a warm kernel would spend 200 ms there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg_id = kc.kernel_info()
+        while True:
+            try:
+                reply = await ensure_async(kc.shell_channel.get_msg(timeout=1))
+            except Empty:
+                break
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                try:
+                    await ensure_async(kc.iopub_channel.get_msg(timeout=0.02))
+                    return
+                except Empty:
+                    break
+        if not km.is_alive():
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+
+class Manager(NotebookExecutionManager):
+    """papermill's execution state of the notebook, for one `Attempt`: progress events, the
+    job's first cell, and throttled, redacted saves of the output notebook."""
+
+    def __init__(self, nb: Any, attempt: Attempt, **kwargs: Any):
+        self.attempt = attempt
+        self.last_save: float | None = None
+        super().__init__(nb, **kwargs)
+
+    def save(self, **kwargs):
+        # papermill saves before and after every cell; a job of quick cells would spend most of
+        # its time writing the notebook.  Save at the start, then at most once a second while
+        # cells run, and at the end (papermill writes the finished notebook once more itself).
+        now = time.monotonic()
+        if self.last_save is not None and now - self.last_save < SAVE_EVERY:
+            return
+        self.last_save = now
+        redact = self.attempt.redact
+        if redact:  # a secret the job printed never reaches the output notebook
+            for cell in self.nb.cells:
+                redact.deep(cell.get("outputs", []))
+        super().save(**kwargs)
+
+    def cell_start(self, cell, cell_index=None, **kwargs):
+        if _is_job_code(cell):
+            self.attempt.stop.began = True
+        super().cell_start(cell, cell_index=cell_index, **kwargs)
+
+    def notebook_complete(self, **kwargs):
+        self.last_save = None  # papermill's own final save goes through
+        super().notebook_complete(**kwargs)
+
+    def cell_complete(self, cell, cell_index=None, **kwargs):
+        super().cell_complete(cell, cell_index=cell_index, **kwargs)
+        if cell.get("cell_type") == "code" and cell_index is not None:
+            code = [i for i, c in enumerate(self.nb.cells) if c.get("cell_type") == "code"]
+            self.attempt.report({"type": "progress", "done": code.index(cell_index) + 1, "total": len(code)})
+
+
+class Client(PapermillNotebookClient):
+    """nbclient's client on the attempt's kernel (``self.nb_man.attempt``), which it did not start."""
+
+    async def async_start_new_kernel_client(self):
+        # ours, already started (nbclient skipped async_start_new_kernel)
+        attempt = self.nb_man.attempt
+        kernel, stop = attempt.kernel, attempt.stop
+        stop.kernel = kernel.proc
+        attempt.report({"type": "kernel", "pid": kernel.pid, "proc": kernel.proc.dump() if kernel.proc else None,
+                        "warm": kernel.warm})
+        if stop.requested:  # asked to stop while the kernel was starting
+            stop.kill_kernel()
+        self.kc = kc = self.km.client()
+        await ensure_async(kc.start_channels())
+        await _ready(kc, self.km, self.startup_timeout)
+        kc.allow_stdin = False
+        await run_hook(self.on_notebook_start, notebook=self.nb)
+        if attempt.prepare:
+            reply = await self.async_wait_for_reply(await ensure_async(
+                kc.execute(attempt.prepare, silent=True, store_history=False, allow_stdin=False)))
+            if (reply or {}).get("content", {}).get("status") != "ok":
+                raise RuntimeError("the warm kernel could not be prepared for the job "
+                                   f"({(reply or {}).get('content', {}).get('evalue', 'no reply')})")
+        return kc
+
+    # nbclient binds each sync wrapper to its own coroutine: rebind them to ours
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        except CellTimeoutError as exc:
+            message = ANSI.sub("", str(exc)).strip().splitlines()[0]
+            cell.outputs.append(nbformat.v4.new_output(
+                "error", ename="CellTimeoutError", evalue=message, traceback=[f"CellTimeoutError: {message}"]))
+            self.nb_man.cell_exception(cell, cell_index=cell_index, exception=exc)
+            exc.cell_index = cell_index
+            raise
+
+    execute_cell = run_sync(async_execute_cell)
+
+
+class NbjobsEngine(NBClientEngine):
+    """The engine papermill runs as ``nbjobs``: takes the `Attempt` from its keyword arguments."""
+
+    @classmethod
+    def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=False, log_output=False,
+                         autosave_cell_every=30, *, attempt: Attempt, **kwargs):
+        nb_man = Manager(nb, attempt, output_path=output_path, progress_bar=False, log_output=log_output,
+                         autosave_cell_every=autosave_cell_every)
+        nb_man.notebook_start()
+        try:
+            cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+        finally:
+            nb_man.cleanup_pbar()
+            nb_man.notebook_complete()
+        return nb_man.nb
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                 stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+        client = Client(nb_man, km=nb_man.attempt.kernel.km, timeout=execution_timeout,
+                        startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
+                        log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+        try:
+            return client.execute()
+        finally:
+            if client.kc is not None:  # nbclient leaves a kernel it does not own
+                client.kc.stop_channels()
+
+
+papermill_engines.register(ENGINE, NbjobsEngine)

@@ -252,7 +252,7 @@ def test_change_check_reads_only_rows_that_changed(home, store):
 
 def test_a_flood_of_changes_makes_views_reread(home, store, monkeypatch):
     t, h = tick(home)
-    monkeypatch.setattr(panel, "MAX_FRESH", 5)
+    monkeypatch.setattr(watch, "MAX_FRESH", 5)
     store.insert_rows([{"name": f"n{i}", "kind": "cell"} for i in range(6)])
     t, h = tick(home, h)
     assert t.flood and t.changed == {}

@@ -268,7 +268,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
     if pool is not None and not 0 <= pool <= 64:
         raise params.BadInput(f"--pool must be from 0 to 64 warm kernels, not {pool}")
     w = Worker(concurrency=a.concurrency, idle_exit=a.idle_exit, autostarted=a.autostarted,
-               grace=a.grace if a.grace is not None else api.config.STOP_GRACE, pool=pool,
+               grace=a.grace if a.grace is not None else config.STOP_GRACE, pool=pool,
                executor=a.executor, scheduler=a.scheduler)
     if not a.autostarted:
         where = w.executor.name

@@ -11,8 +11,9 @@ while the job runs, see `nbjobs.panel`); ``job = _`` keeps it.  ``%job VERB`` ha
 the ``nbjobs`` command, from the same table (nbjobs/verbs.py): ``run ls show (status) logs result
 pull wait cancel retry dlq prune panel metrics schedule help``.
 
-Loading is light: this module imports only IPython's magic machinery; the API, pandas,
-papermill, ipywidgets and sqlite-utils load when a magic first needs them.
+Loading is light: this module imports only IPython's magic machinery and the verb table
+(nbjobs/verbs.py, argparse specs); the API, pandas, papermill and ipywidgets load when a magic
+first needs them.
 
 >>> from IPython.core.interactiveshell import InteractiveShell   # doctest: +SKIP
 >>> ip = InteractiveShell.instance(); ip.run_line_magic("load_ext", "nbjobs")   # doctest: +SKIP

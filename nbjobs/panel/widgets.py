@@ -27,7 +27,7 @@ from ..job import ACTIVE, JobRecord, State
 from ..text import names_and_types
 from ..watch import RESYNC
 from .files import LogTail, lab_href, lab_server, log_file
-from .model import COLUMNS, MAX_LIMIT, RECEIPT_COLUMNS, TICKING, ACTIONS, row_view, diff_rows
+from .model import ACTIONS, COLUMNS, MAX_LIMIT, RECEIPT_COLUMNS, TICKING, diff_rows, row_view
 from .static import header_html, row_render
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"

@@ -40,8 +40,10 @@ import threading
 import time
 from pathlib import Path
 
-# the loaders tests and benchmarks share (tests/support/loaders.py), imported where used
+# tests/support: the loaders tests and benchmarks share, and the updater's counters
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support import updater  # noqa: E402
 
 
 def median_ms(fn, n: int, setup=None) -> float:
@@ -78,7 +80,7 @@ def seed(store, n: int) -> float:
     return time.perf_counter() - t
 
 
-def run_thread(panel_mod, seconds: float, heartbeat_home: Path | None) -> dict[str, float]:
+def run_thread(seconds: float, heartbeat_home: Path | None) -> dict[str, float]:
     from nbjobs.store import Store
 
     stop = threading.Event()
@@ -97,13 +99,14 @@ def run_thread(panel_mod, seconds: float, heartbeat_home: Path | None) -> dict[s
     hb = threading.Thread(target=heartbeats, daemon=True) if heartbeat_home else None
     if hb:
         hb.start()
-    before = panel_mod.updater_stats()
-    time.sleep(seconds)
-    after = panel_mod.updater_stats()
+    with updater.count() as stats:
+        wall = time.perf_counter()
+        time.sleep(seconds)
+        stats["wall"] = time.perf_counter() - wall  # the thread's share of the wall clock, not the ticks'
     stop.set()
     if hb:
         hb.join()
-    return {"beats": beats, **{k: after[k] - before[k] for k in ("ticks", "cpu", "wall")}}
+    return {"beats": beats, **{k: stats[k] for k in ("ticks", "cpu", "wall")}}
 
 
 def thread_cpu_seconds(thread: threading.Thread) -> float:
@@ -122,7 +125,7 @@ def main(argv=None) -> int:
     home = Path(tempfile.mkdtemp(prefix="nbjobs-bench-panel-")) / "home"
     os.environ["NBJOBS_HOME"] = str(home)
     import nbjobs
-    from nbjobs import api, panel
+    from nbjobs import api, panel, watch
     from nbjobs.store import Store
 
     writer = Store(home / "nbjobs.db")
@@ -135,7 +138,7 @@ def main(argv=None) -> int:
 
     baseline = median_ms(lambda: reader.list_jobs(limit=50), 200)
 
-    h = panel._Home(home)
+    h = watch.Home(home)
     h.poll(time.time())
     idle_poll = median_ms(lambda: h.poll(time.time()), 2000)
 
@@ -150,14 +153,14 @@ def main(argv=None) -> int:
     assert t.changed == {} and not t.flood
 
     # a displayed panel driven tick by tick (the thread is kept out of it here)
-    active = panel._activate
-    panel._activate = lambda view, resync=False: None
+    active = watch.activate
+    watch.activate = lambda view: None
     try:
         p = nbjobs.panel(home=home, limit=50)
         root = p.widget()
         root._view_count = 1
         view = p.view
-        ph = panel._Home(home)
+        ph = watch.Home(home)
         view.refresh(ph.poll(time.time()))
 
         def refresh_no_summary():
@@ -174,7 +177,7 @@ def main(argv=None) -> int:
         summary = median_ms(lambda: nbjobs.summary(home=home), 50)
         p.close()
     finally:
-        panel._activate = active
+        watch.activate = active
 
     print()
     print(f"{'what':<52}{'ms':>9}{'x baseline':>12}{'target':>10}")
@@ -201,11 +204,11 @@ def main(argv=None) -> int:
         writer.finish_attempt(job.id, job.attempts, "bench-claimer", "succeeded")
     writer.worker_stopped("bench-claimer")
     time.sleep(2)
-    thread = panel._thread
+    thread = watch.UPDATER.thread
     assert thread is not None and thread.is_alive()
     for label, hb in (("idle, nothing commits", None), ("idle, a live worker heartbeats every 0.5 s", home)):
         cpu0, wall0 = thread_cpu_seconds(thread), time.perf_counter()
-        info = run_thread(panel, args.seconds, hb)
+        info = run_thread(args.seconds, hb)
         cpu, wall = thread_cpu_seconds(thread) - cpu0, time.perf_counter() - wall0
         tt = 100 * info["cpu"] / info["wall"]
         print(f"updater thread, {label}: {info['cpu'] * 1000:.0f} ms CPU (time.thread_time) in {info['wall']:.0f} s "
@@ -215,11 +218,8 @@ def main(argv=None) -> int:
     receipt.close()
     panel.unwatch_all()
     deadline = time.monotonic() + 5
-    while panel.updater_alive() and time.monotonic() < deadline:
+    while updater.alive() and time.monotonic() < deadline:
         time.sleep(0.05)
-    stats = panel.updater_stats()
-    print(f"updater thread over its whole life (time.thread_time): {stats['cpu'] * 1000:.0f} ms CPU in "
-          f"{stats['wall']:.0f} s = {100 * stats['cpu'] / max(stats['wall'], 1e-9):.3f} %")
     return 0
 
 

@@ -89,6 +89,22 @@ class Job:
     def events(self) -> list[dict[str, Any]]:
         return self._store.events(self.id)
 
+    def recorded(self) -> list[dict[str, Any]]:
+        """The recorded outputs' rows (name, kind, type_name, path; not their values: see `result`)."""
+        return self._store.outputs(self.id)
+
+    def upstream(self) -> list[str]:
+        """IDs of the jobs this one runs after (``after=``)."""
+        return self._store.upstream(self.id)
+
+    def downstream(self) -> list[str]:
+        """IDs of the jobs that run after this one."""
+        return self._store.downstream(self.id)
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        """This job's webhook deliveries (see `nbjobs.deliveries`)."""
+        return self._store.deliveries(self.id)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Job) and other.id == self.id
 
@@ -104,14 +120,14 @@ class Job:
 
     def _repr_html_(self) -> str:
         """A one-line HTML receipt (short ID, name, state, progress, elapsed): a static snapshot."""
-        from .panel import receipt_html  # display code lives in the panel; loaded on first display
+        from .panel.static import receipt_html  # display code lives in the panel; loaded on first display
 
         return receipt_html(self)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
         """How Jupyter shows a handle: its text repr, the HTML receipt and, while the job is active
         in a kernel whose front end can show widgets, a live receipt widget (see `nbjobs.panel`)."""
-        from .panel import job_bundle
+        from .panel.public import job_bundle
 
         return job_bundle(self, include, exclude)
 
@@ -382,14 +398,14 @@ def _check_callback(on_done: Any) -> None:
 
 def _done_callback(job: Job, on_done: Callable[[Job], Any] | None) -> Job:
     """Call ``on_done(job)`` once, from a background thread of this process, when ``job`` ends.
-    It rides on the panel's single updater thread (which polls SQLite's ``data_version`` about
-    twice a second); an exception in the callback is printed to stderr, never raised."""
+    It rides on the one updater thread of `nbjobs.watch` (which polls SQLite's ``data_version``
+    about twice a second); an exception in the callback is printed to stderr, never raised."""
     if on_done is None:
         return job
     import sys
     import traceback
 
-    from .panel import watch
+    from .watch import watch
 
     fired: list[bool] = []
 
@@ -495,6 +511,19 @@ def records(state: str | Iterable[str] | None = None, name: str | None = None, t
         for s in [state] if isinstance(state, str) else state:
             _check_state(s)
     return _store(home).list_jobs(state=state, name=name, tag=tag, limit=limit)
+
+
+def own_kernel() -> str:
+    """The kernelspec that runs this very Python (``python3`` when none does): where ``%%job`` runs
+    cells by default, so a cell job sees the caller's own packages."""
+    from .kernels import kernel_for_python
+
+    return kernel_for_python()
+
+
+def workers(home: Path | str | None = None) -> list[dict[str, Any]]:
+    """The live workers of a home (heartbeat within one lease): id, pid, host, executor, note, ..."""
+    return _store(home).live_workers()
 
 
 def summary(home: Path | str | None = None) -> dict[str, Any]:

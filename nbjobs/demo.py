@@ -35,7 +35,7 @@ def run_demo(home: str | None = None) -> int:
     home_dir = Path(home or tempfile.mkdtemp(prefix="nbjobs-demo-")).absolute()
     os.environ["NBJOBS_HOME"] = str(home_dir)
     from . import api
-    from .cli import table
+    from .text import jobs_table as table
     from .worker import Worker
 
     work = home_dir / "demo"

@@ -8,10 +8,12 @@
 
 The cell returns at once with a `nbjobs.Job` handle, shown under the cell as its receipt (live
 while the job runs, see `nbjobs.panel`); ``job = _`` keeps it.  ``%job VERB`` has the verbs of
-the ``nbjobs`` command: ``run ls status logs result pull wait cancel retry help``.
+the ``nbjobs`` command, from the same table (nbjobs/verbs.py): ``run ls show (status) logs result
+pull wait cancel retry dlq prune panel metrics schedule help``.
 
-Loading is light: this module imports only IPython's magic machinery; the API, pandas,
-papermill, ipywidgets and sqlite-utils load when a magic first needs them.
+Loading is light: this module imports only IPython's magic machinery and the verb table
+(nbjobs/verbs.py, argparse specs); the API, pandas, papermill and ipywidgets load when a magic
+first needs them.
 
 >>> from IPython.core.interactiveshell import InteractiveShell   # doctest: +SKIP
 >>> ip = InteractiveShell.instance(); ip.run_line_magic("load_ext", "nbjobs")   # doctest: +SKIP
@@ -31,70 +33,15 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, kwds, magic_arguments
 from IPython.utils.process import arg_split
 
-# --- options shared by %%job and %job run ---------------------------------------------------------
-_PARAM_OPTIONS = [
-    (("-p", "--parameter"), dict(nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                                 help="a parameter, typed like papermill's -p (int, float, bool, None or str); "
-                                      "repeatable")),
-    (("-r", "--raw"), dict(nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                           help="a parameter kept as a raw string")),
-    (("-y", "--yaml"), dict(action="append", default=[], metavar="YAML",
-                            help="parameters as a YAML mapping, e.g. -y '{n: 7, title: Q3}'")),
-    (("-f", "--parameters-file"), dict(action="append", default=[], metavar="FILE",
-                                       help="a YAML file of parameters")),
-]
-_JOB_OPTIONS = [
-    (("--name",), dict(help="a name for the job (default: the first line of code / the notebook's name)")),
-    (("--retries",), dict(type=int, default=0, metavar="N", help="retries after a failed attempt (default 0)")),
-    (("--timeout",), dict(type=float, metavar="S", help="whole-job timeout in seconds")),
-    (("--cell-timeout",), dict(type=float, metavar="S", help="per-cell timeout in seconds (papermill's)")),
-    (("--key",), dict(metavar="K", help="idempotency key: a second submit with the same key returns the first job")),
-    (("--priority",), dict(type=int, default=0, metavar="P", help="higher runs first (default 0)")),
-    (("--tag",), dict(action="append", default=[], metavar="T", help="a tag (repeatable)")),
-    (("--kernel",), dict(metavar="NAME", help="kernel to run in (default: this kernel's own kernelspec for "
-                                              "%%%%job, the notebook's for %%job run)")),
-    (("--cwd",), dict(metavar="DIR", help="working directory of the job (default: this kernel's current "
-                                          "directory, which Jupyter sets to the notebook's folder)")),
-    (("--retry-on",), dict(metavar="KINDS", help="which failures retry: any of error,timeout,lost (default all)")),
-    (("--infra-retries",), dict(type=int, metavar="N", help="re-queues after attempts lost to the system, not "
-                                                         "charged to --retries (default: the home's setting, else 3)")),
-    (("--backoff-base",), dict(type=float, metavar="S", help="first retry delay ceiling in seconds (default 1)")),
-    (("--backoff-factor",), dict(type=float, metavar="F", help="retry delay growth (default 2)")),
-    (("--backoff-cap",), dict(type=float, metavar="S", help="largest retry delay in seconds (default 300)")),
-    (("--jitter",), dict(choices=("full", "none"), help="full jitter (default) or exact delays")),
-    (("--secret",), dict(action="append", default=[], metavar="NAME",
-                         help="pass the worker's environment variable NAME; never stored, redacted from logs "
-                              "and output notebooks (repeatable)")),
-    (("--after",), dict(action="append", default=[], metavar="ID[,ID]",
-                        help="wait until these jobs succeeded (a failed one cancels this job: dependency_failed)")),
-    (("--after-any",), dict(action="store_true", help="with --after: run once they all ended, however")),
-    (("--notify",), dict(metavar="URL", help="POST a JSON body to this http(s) URL when the job ends")),
-    (("--notify-on",), dict(choices=("end", "all"), help="end (final states, default) or all state changes")),
-    (("--wait",), dict(action="store_true", help="block until the job ends, then show its result")),
-    (("--quiet",), dict(action="store_true", help="show nothing; the cell has no value")),
-    (("--no-worker",), dict(action="store_true", help="do not start a background worker if none is alive")),
-]
-_IO_OPTIONS = [
-    (("--in",), dict(dest="inputs", action="append", default=[], metavar="A,B",
-                     help="variables copied by value (cloudpickle) from this namespace into the job")),
-    (("--out",), dict(dest="outputs", action="append", default=[], metavar="X,Y",
-                      help="variables recorded when the cell has run; read them back with job.result() "
-                           "or %%job pull ID")),
-]
-
-
-def _add_options(parser: argparse.ArgumentParser, options) -> argparse.ArgumentParser:
-    """Add (flags, kwargs) pairs to an argparse parser."""
-    for flags, kw in options:
-        parser.add_argument(*flags, **kw)
-    return parser
+from . import verbs
 
 
 def _arguments(options):
-    """The same (flags, kwargs) pairs as `magic_arguments.argument` decorators, in order."""
+    """The `verbs.Arg` of the ``%%job`` cell (side `verbs.CELL`) as `magic_arguments.argument`
+    decorators, in order."""
     def deco(func):
-        for flags, kw in reversed(options):
-            func = argument(*flags, **kw)(func)
+        for a in reversed([a for a in options if verbs.CELL in a.sides]):
+            func = argument(*a.flags, **a.kw)(func)
         return func
     return deco
 
@@ -117,123 +64,37 @@ sees them as ordinary variables.  --out names are recorded when the cell has run
 never defined fails the job.  The job runs in a fresh kernel with this kernel's working directory;
 line magics and !shell lines work in it.  Jobs live in $NBJOBS_HOME (default ~/.nbjobs)."""
 
-VERBS = {
-    "run": ("NOTEBOOK [-p NAME VALUE]... [options]", "submit a notebook job (papermill); returns the handle",
-            "%job run report.ipynb -p n 10 --retries 1"),
-    "ls": ("[--state S] [--name N] [--tag T] [--limit N]", "recent jobs, newest first (a list of handles)",
-           "%job ls --state failed"),
-    "status": ("[ID]", "one job in detail; without ID: counts per state and workers", "%job status 8f3a2c"),
-    "logs": ("ID [--attempt N]", "captured stdout/stderr of the latest (or given) attempt", "%job logs 8f3a2c"),
-    "result": ("ID", "the recorded outputs as a dict, same types as recorded", "res = %job result 8f3a2c"),
-    "pull": ("ID [NAME...]", "put recorded outputs into this namespace under their names",
-             "%job pull 8f3a2c model score"),
-    "wait": ("ID... [--timeout S]", "block until the job(s) end; returns the handle", "%job wait 8f3a2c --timeout 600"),
-    "cancel": ("ID...", "cancel jobs (a running job's kernel is stopped)", "%job cancel 8f3a2c"),
-    "retry": ("ID... [--no-worker]", "run a failed, timed-out or cancelled job again, same ID", "%job retry 8f3a2c"),
-    "dlq": ("[ls | ack ID... | purge [--older-than D]]", "dead letters: failed or timed-out jobs with no retry left",
-            "%job dlq"),
-    "prune": ("--older-than D [--state S]... [--dry-run]", "remove finished jobs older than D (e.g. 30d)",
-              "%job prune --older-than 30d --state succeeded"),
-    "panel": ("[--state S] [--name N] [--tag T] [--limit N]",
-              "a live table of recent jobs (counts, progress, actions) that updates itself",
-              "%job panel --state active"),
-    "metrics": ("[--window 7D] [--by name|kind|priority|none] [--freq 1h]",
-                "service-level indicators (a DataFrame): runs, success rate, runtime percentiles, queue depth",
-                "%job metrics --window 24h --freq 1h"),
-    "schedule": ("add NAME CRON NOTEBOOK|-c CODE [options] | ls | show NAME | pause NAME | resume NAME | rm NAME "
-                 "| run-now NAME", "cron schedules: each fire submits the notebook (or code) as an ordinary job",
-                 '%job schedule add daily "30 6 * * 1-5" report.ipynb -p n 7 --tz Europe/Berlin'),
-    "help": ("[VERB]", "this list, or one verb's options", "%job help run"),
-}
-
-
 def verbs_help() -> str:
-    """The ``%job help`` text: every verb with its arguments and an example."""
-    lines = ["%job VERB [ARGS]   (the verbs of the `nbjobs` command)", ""]
-    for verb, (usage, what, example) in VERBS.items():
-        lines.append(f"  %job {verb} {usage}")
-        lines.append(f"      {what}")
-        lines.append(f"      e.g. {example}")
+    """The ``%job help`` text: every verb with its arguments, its aliases and an example."""
+    lines = ["%job VERB [ARGS]   (the verbs of the `nbjobs` command; see nbjobs/verbs.py)", ""]
+    for verb in verbs.verbs(verbs.MAGIC):
+        lines.append(f"  %job {verb.name} {verb.usage}".rstrip())
+        lines.extend(f"  %job {alias} {verb.usage}   (the same)".rstrip() for alias in verb.aliases)
+        lines.append(f"      {verb.help_for(verbs.MAGIC)}")
+        lines.append(f"      e.g. {verbs.example(verb, verbs.MAGIC).splitlines()[0]}")
     lines += ["", "An ID is any unique prefix of a job ID, as in git.  {expr} in the line expands Python",
               "values: %job wait {job.id}.  Cell jobs: %%job [options] (see %%job?)."]
     return "\n".join(lines)
 
 
 def _verb_parsers() -> dict[str, MagicArgumentParser]:
-    def make(verb: str) -> MagicArgumentParser:
-        usage, what, example = VERBS[verb]
-        return MagicArgumentParser(prog=f"%job {verb}", description=what, epilog=f"example:\n  {example}",
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-
+    """One parser per word of `VERBS` (an alias shares its verb's parser)."""
     out = {}
-    p = out["run"] = make("run")
-    p.add_argument("notebook", help="the notebook to run")
-    _add_options(p, _PARAM_OPTIONS + _JOB_OPTIONS)
-    p = out["ls"] = make("ls")
-    p.add_argument("--state", action="append", default=[], help="only jobs in this state (repeatable)")
-    p.add_argument("--name", help="only jobs with this name (globs like 'train*' work)")
-    p.add_argument("--tag", help="only jobs with this tag")
-    p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
-    p = out["status"] = make("status")
-    p.add_argument("id", nargs="?", help="job ID or unique prefix")
-    p = out["logs"] = make("logs")
-    p.add_argument("id", help="job ID or unique prefix")
-    p.add_argument("--attempt", type=int, help="attempt number (default: the latest)")
-    p = out["result"] = make("result")
-    p.add_argument("id", help="job ID or unique prefix")
-    p = out["pull"] = make("pull")
-    p.add_argument("id", help="job ID or unique prefix")
-    p.add_argument("names", nargs="*", help="outputs to pull (default: all)")
-    p = out["wait"] = make("wait")
-    p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
-    p.add_argument("--timeout", type=float, help="give up after this many seconds")
-    p = out["cancel"] = make("cancel")
-    p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
-    p = out["retry"] = make("retry")
-    p.add_argument("id", nargs="+", help="job ID(s) or unique prefix(es)")
-    p.add_argument("--no-worker", action="store_true", help="do not start a background worker")
-    p = out["dlq"] = make("dlq")
-    p.add_argument("action", nargs="?", choices=("ls", "ack", "purge"), default="ls", help="ls, ack or purge")
-    p.add_argument("id", nargs="*", help="job ID(s) for ack")
-    p.add_argument("--older-than", metavar="D", help="purge: only dead letters finished before (e.g. 7d)")
-    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
-    p = out["prune"] = make("prune")
-    p.add_argument("--older-than", required=True, metavar="D", help="e.g. 30d, 12h, 90m, 45s, 2w")
-    p.add_argument("--state", action="append", help="only jobs in this final state (repeatable)")
-    p.add_argument("--dry-run", action="store_true", help="only count what would be removed")
-    p = out["panel"] = make("panel")
-    p.add_argument("--state", default=None, help="all (default), active, a state, or several: failed,timed_out")
-    p.add_argument("--name", help="only jobs with this name (globs like 'train*' work)")
-    p.add_argument("--tag", help="only jobs with this tag")
-    p.add_argument("--limit", type=int, default=20, help="at most this many rows (default 20)")
-    p = out["metrics"] = make("metrics")
-    p.add_argument("--window", default="7D", help="how far back to look (default 7D; e.g. 24h, 30D)")
-    p.add_argument("--by", default="name", choices=("name", "kind", "priority", "none"), help="group rows by")
-    p.add_argument("--freq", help="also one row per time bucket of this size (e.g. 1h)")
-    p = out["schedule"] = make("schedule")
-    p.add_argument("action", choices=("add", "ls", "show", "pause", "resume", "rm", "run-now"), help="what to do")
-    p.add_argument("name", nargs="?", help="schedule name")
-    p.add_argument("cron", nargs="?", help="add: 5 cron fields or @daily/@hourly/...")
-    p.add_argument("notebook", nargs="?", help="add: the notebook each fire runs")
-    p.add_argument("-c", "--code", help="add: Python source to run as a cell job instead of a notebook")
-    _add_options(p, _PARAM_OPTIONS)
-    p.add_argument("--tz", default="UTC", help="IANA time zone of the cron fields (default UTC)")
-    p.add_argument("--misfire", default="once", help="after downtime: skip, once (default) or all")
-    p.add_argument("--misfire-cap", type=int, default=10, help="most missed slots run with --misfire all")
-    p.add_argument("--overlap", default="skip", help="previous fire still active: skip (default), queue or allow")
-    p.add_argument("--job-name", help="name of the fired jobs (default: the schedule's)")
-    p.add_argument("--retries", type=int, default=0, help="retries of each fired job")
-    p.add_argument("--timeout", type=float, help="whole-job timeout in seconds")
-    p.add_argument("--notify", metavar="URL", help="POST a JSON body here when a fired job ends")
-    p.add_argument("--no-worker", action="store_true", help="do not start a background worker")
-    p = out["help"] = make("help")
-    p.add_argument("verb", nargs="?", help="a verb")
+    for verb in verbs.verbs(verbs.MAGIC):
+        p = MagicArgumentParser(prog=f"%job {verb.name}", description=verb.help_for(verbs.MAGIC),
+                                epilog=f"example:\n  {verbs.example(verb, verbs.MAGIC)}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        verbs.build(p, verb, verbs.MAGIC)
+        for word in (verb.name, *verb.aliases):
+            out[word] = p
     return out
 
 
-_PARSERS = _verb_parsers()
+#: every word ``%job`` takes as a verb (names and aliases), and its parser
+PARSERS = _verb_parsers()
+VERBS = tuple(PARSERS)
 LINE_DOC = (verbs_help() + "\n\nThe verbs in detail:\n\n"
-            + "\n".join(p.format_help() for verb, p in _PARSERS.items() if verb != "help"))
+            + "\n".join(PARSERS[v.name].format_help() for v in verbs.verbs(verbs.MAGIC) if v.name != "help"))
 
 
 def _doc(text: str):
@@ -246,7 +107,7 @@ def _doc(text: str):
 # --- errors ------------------------------------------------------------------------------------------
 def _magic_words(message: str) -> str:
     """Say errors in the notebook's words: ``%job ls`` instead of ``nbjobs ls``, ``--in`` for inputs."""
-    message = message.replace("`nbjobs show", "`%job status").replace("`nbjobs ", "`%job ")
+    message = message.replace("`nbjobs ", "`%job ")
     if message.startswith("input '"):
         message = "--in " + message[len("input "):]
     elif message.startswith("output name "):
@@ -267,14 +128,6 @@ def _one_line_errors() -> Iterator[None]:
         raise UsageError(_magic_words(str(exc))) from None
 
 
-def _reliability(a) -> dict[str, Any]:
-    """The retry, backoff and secret options of %%job / %job run as `api.submit` keywords."""
-    backoff = {k: v for k, v in (("base", a.backoff_base), ("factor", a.backoff_factor), ("cap", a.backoff_cap),
-                                 ("jitter", a.jitter)) if v is not None}
-    return {"retry_on": a.retry_on, "infra_retries": a.infra_retries, "backoff": backoff or None, "secrets": a.secret,
-            "after": _split(a.after) or None, "after_any": a.after_any, "notify": a.notify, "notify_on": a.notify_on}
-
-
 def _argv(line: str) -> list[str]:
     """Split a magic's line as a shell would, as ``%run`` does: quotes group words and are removed
     (``--name "Q3 report"`` is ``Q3 report``, ``--key ''`` is empty), so a value means the same as
@@ -289,34 +142,25 @@ class DeadLetters(list):
     """What ``%job dlq`` returns: the dead letters' `Job` handles, shown as a table with each
     job's reason and last error (text in a terminal, HTML in a notebook)."""
 
-    _HEAD = ("ID", "NAME", "STATE", "REASON", "ATTEMPTS", "LAST ERROR")
-
     def __init__(self, records=()):
         from .api import Job
 
         super().__init__(Job(r.id) for r in records)
         self.records = list(records)
 
-    def _rows(self) -> list[tuple[str, ...]]:
-        out = []
-        for r in self.records:
-            err = f"{r.error_type}: {r.error_message}" if r.error_type else "-"
-            out.append((r.short_id, r.name[:30], r.state.value, r.reason or "-", str(r.attempts),
-                        (err.splitlines() or ["-"])[0][:70]))
-        return out
-
     def __repr__(self) -> str:
-        if not self.records:
-            return "no dead letters"
-        rows = [self._HEAD, *self._rows()]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(self._HEAD))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+        from .text import dead_letters_table
+
+        return dead_letters_table(self.records)
 
     def _repr_html_(self) -> str:
+        from .text import DEAD_LETTER_HEAD, dead_letter_rows
+
         if not self.records:
             return "<p>no dead letters</p>"
-        head = "".join(f"<th style='text-align:left'>{h}</th>" for h in self._HEAD)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self._rows())
+        head = "".join(f"<th style='text-align:left'>{h}</th>" for h in DEAD_LETTER_HEAD)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                       for row in dead_letter_rows(self.records))
         return f"<table class='nbjobs-dlq'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -339,7 +183,7 @@ class JobMagics(Magics):
 
     @magic_arguments(name="%job")
     @kwds(epilog=CELL_EXAMPLES)
-    @_arguments(_IO_OPTIONS + _PARAM_OPTIONS + _JOB_OPTIONS)
+    @_arguments(verbs.CELL_OPTIONS)
     @_doc("Run this cell as a background job in a fresh kernel; the cell returns its handle at once.\n\n"
           "The handle (nbjobs.Job) is the cell's value, shown as a receipt that updates live until\n"
           "the job ends: `job = _` keeps it.  Everything about the job lives in SQLite, so its\n"
@@ -350,17 +194,11 @@ class JobMagics(Magics):
         if not cell.strip():
             raise UsageError("%%job needs code below its first line: the cell to run as a job")
         with _one_line_errors():
-            from . import api, params
-            from .kernels import kernel_for_python
+            from . import api
 
-            inputs = self._inputs(_split(args.inputs))
-            job = api.submit(
-                cell, name=args.name, parameters=params.build(p=args.parameter, r=args.raw, y=args.yaml,
-                                                              f=args.parameters_file),
-                kernel=args.kernel or kernel_for_python(), cwd=args.cwd, retries=args.retries,
-                timeout=args.timeout, priority=args.priority, tags=args.tag, key=args.key,
-                cell_timeout=args.cell_timeout, start_worker=not args.no_worker, inputs=inputs,
-                outputs=_split(args.outputs), **_reliability(args))
+            options = verbs.job_kwargs(args)
+            options["kernel"] = options["kernel"] or api.own_kernel()
+            job = api.submit(cell, inputs=self._inputs(_split(args.inputs)), outputs=_split(args.outputs), **options)
             return self._shown(job, args)
 
     def _inputs(self, names: list[str]) -> dict[str, Any]:
@@ -403,47 +241,36 @@ class JobMagics(Magics):
     @line_magic("job")
     def job_line(self, line: str) -> Any:
         top = self.job_line.parser.parse_args(_argv(line))
-        verb = top.verb
-        if verb not in _PARSERS:
-            raise UsageError(f"unknown verb {verb!r} for %job; use one of: {', '.join(VERBS)} (see %job help)")
+        verb = verbs.find(top.verb, verbs.MAGIC)
+        if verb is None:
+            raise UsageError(f"unknown verb {top.verb!r} for %job; use one of: {', '.join(VERBS)} (see %job help)")
         try:
-            args = _PARSERS[verb].parse_args(top.args)
+            args = PARSERS[top.verb].parse_args(top.args)
         except UsageError as exc:
-            raise UsageError(f"%job {verb}: {exc} (see %job help {verb})") from None
+            raise UsageError(f"%job {top.verb}: {exc} (see %job help {top.verb})") from None
         with _one_line_errors():
-            return getattr(self, "_" + verb)(args)
+            return getattr(self, "_" + verb.func)(args)
 
-    # --- verbs --------------------------------------------------------------------------------------
+    # --- verbs (their arguments and help: nbjobs/verbs.py) ------------------------------------------
     def _run(self, a) -> Any:
-        from . import api, params
+        from . import api
 
-        job = api.run_notebook(
-            a.notebook, params.build(p=a.parameter, r=a.raw, y=a.yaml, f=a.parameters_file), name=a.name,
-            kernel=a.kernel, cwd=a.cwd, retries=a.retries, timeout=a.timeout, priority=a.priority, tags=a.tag,
-            key=a.key, cell_timeout=a.cell_timeout, start_worker=not a.no_worker, **_reliability(a))
-        return self._shown(job, a)
+        return self._shown(api.run_notebook(a.notebook, **verbs.job_kwargs(a)), a)
 
     def _schedule(self, a) -> Any:
         from . import api, params
-        from .schedule import schedule_text, schedules_table
+        from .text import schedule_text, schedules_table
 
         if a.action == "ls":
             return _Text(schedules_table(api.schedules()))
-        if not a.name:
-            raise UsageError(f"%job schedule {a.action} needs the schedule's name (see %job help schedule)")
         if a.action == "add":
-            if not a.cron:
-                raise UsageError('%job schedule add NAME "CRON" NOTEBOOK (or -c CODE): the cron expression is missing')
-            kernel = None
-            if a.code is not None:
-                from .kernels import kernel_for_python
-
-                kernel = kernel_for_python()
             d = api.schedule_add(a.name, a.cron, a.notebook, params.build(p=a.parameter, r=a.raw, y=a.yaml,
                                                                           f=a.parameters_file),
                                  code=a.code, tz=a.tz, misfire=a.misfire, misfire_cap=a.misfire_cap, overlap=a.overlap,
                                  job_name=a.job_name, retries=a.retries, timeout=a.timeout, notify=a.notify,
-                                 kernel=kernel, start_worker=not a.no_worker)
+                                 notify_on=a.notify_on, tags=a.tag, cwd=a.cwd,
+                                 kernel=a.kernel or (api.own_kernel() if a.code is not None else None),
+                                 start_worker=not a.no_worker)
             return _Text(schedule_text(d))
         if a.action == "run-now":
             return api.schedule_run_now(a.name, start_worker=not a.no_worker)
@@ -464,12 +291,13 @@ class JobMagics(Magics):
 
         return Panel(state=a.state, name=a.name, tag=a.tag, limit=a.limit)
 
-    def _status(self, a) -> None:
+    def _show(self, a) -> None:
         from . import api
-        from .panel import JobList, status_text, summary_text
+        from .panel import JobList
+        from .text import job_detail, summary_text
 
         if a.id:
-            print(status_text(api.get(a.id)))
+            print(job_detail(api.get(a.id)))
             return
         print(summary_text())
         active = api.records(state=["waiting", "queued", "running", "retrying"], limit=50)
@@ -494,7 +322,7 @@ class JobMagics(Magics):
 
     def _pull(self, a) -> None:
         from . import api
-        from .panel import names_and_types
+        from .text import names_and_types
 
         job = api.get(a.id)
         values = job.result()
@@ -552,8 +380,9 @@ class JobMagics(Magics):
         if a.id:
             raise UsageError(f"%job dlq {a.action} takes no job IDs; did you mean %job dlq ack ID?")
         if a.action == "purge":
-            ids = api.prune(a.older_than or "0.001s", states=["failed", "timed_out"], dead_letters_only=True)
-            print(f"purged {len(ids)} dead letter(s)")
+            ids = api.prune(a.older_than or "0.001s", states=["failed", "timed_out"], dead_letters_only=True,
+                            dry_run=a.dry_run)
+            print(f"{'would purge' if a.dry_run else 'purged'} {len(ids)} dead letter(s)")
             return None
         return DeadLetters(api.dead_letters(a.limit))
 
@@ -570,9 +399,9 @@ class JobMagics(Magics):
 
     def _help(self, a) -> None:
         if a.verb:
-            if a.verb not in _PARSERS:
+            if a.verb not in PARSERS:
                 raise UsageError(f"unknown verb {a.verb!r}; use one of: {', '.join(VERBS)}")
-            print(_PARSERS[a.verb].format_help())
+            print(PARSERS[a.verb].format_help())
         else:
             print(verbs_help())
 
@@ -589,5 +418,5 @@ def unload_ipython_extension(ipython) -> None:
         if isinstance(getattr(magics[kind].get("job"), "__self__", None), JobMagics):
             del magics[kind]["job"]
     ipython.magics_manager.registry.pop("JobMagics", None)
-    if "nbjobs.panel" in sys.modules:
-        sys.modules["nbjobs.panel"].unwatch_all()
+    if "nbjobs.watch" in sys.modules:
+        sys.modules["nbjobs.watch"].unwatch_all()

@@ -33,7 +33,6 @@ the newest ``misfire_cap`` of them).  Overlap (the previous fire is still active
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -386,39 +385,8 @@ def run_now(store, name: str, actor: str) -> str:
     return ids[0]
 
 
-# --- text (for the CLI and the magics) -----------------------------------------------------------------
-def _fmt_local(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
-
-
-def schedule_text(d: dict[str, Any]) -> str:
-    spec = d["spec"]
-    what = spec.get("notebook") or ((spec.get("source") or "").strip().splitlines() or [""])[0][:60]
-    lines = [f"name:       {d['name']}" + ("  (paused)" if d["paused"] else ""),
-             f"cron:       {d['cron']}  ({d['tz']})",
-             f"runs:       {spec['kind']}: {what}"]
-    if spec.get("parameters"):
-        lines.append(f"parameters: {json.dumps(spec['parameters'])}")
-    lines += [f"misfire:    {d['misfire']} (cap {d['misfire_cap']})    overlap: {d['overlap']}",
-              f"fired:      {d['fires']} job(s); last job {(d['last_job_id'] or '-')[:8]}",
-              "next:       " + (", ".join(d["next_local"]) or "- (paused)")]
-    if d.get("events"):
-        lines.append("recent decisions:")
-        for e in d["events"][:10]:
-            slot = f" slot {_fmt_local(e['slot'])}" if e["slot"] else ""
-            job = f" job {e['job_id'][:8]}" if e["job_id"] else ""
-            lines.append(f"  {_fmt_local(e['at'])}  {e['action']:<17}{slot}{job}  {e['detail'] or ''}".rstrip())
-    return "\n".join(lines)
-
-
-def schedules_table(rows: list[dict[str, Any]]) -> str:
-    """The ``nbjobs schedule ls`` table (schedules as `api.schedules` returns them)."""
-    table = [("NAME", "CRON", "TZ", "STATE", "FIRED", "NEXT RUNS")]
-    for d in rows:
-        table.append((d["name"], d["cron"], d["tz"], "paused" if d["paused"] else "active", str(d["fires"]),
-                      ", ".join(d.get("next_local") or []) or "-"))
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table)
+# --- text: nbjobs/text.py (re-exported here, where they were) ------------------------------------------------
+from .text import schedule_text, schedules_table  # noqa: E402
 
 
 __all__ = ["check_cron", "check_tz", "check_name", "next_fire", "next_fires", "slots_between", "misfire_plan",

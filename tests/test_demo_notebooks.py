@@ -78,7 +78,7 @@ def _check_magics(source: str, where: str) -> None:
         else:
             verb, *rest = argv or ["help"]
             assert verb in magics.VERBS, f"{where}: %job {verb} is not a verb ({', '.join(magics.VERBS)})"
-            parser = magics._PARSERS[verb]
+            parser = magics.PARSERS[verb]
         try:
             parser.parse_args(rest)
         except Exception as exc:  # UsageError: an option that no longer exists or parses

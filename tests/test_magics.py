@@ -22,6 +22,7 @@ import nbjobs.store
 from conftest import write_notebook, wait_for
 from nbjobs import panel
 from nbjobs.store import Store
+from support import updater
 
 JOB_WAIT = 60  # generous bound for one small papermill job on a loaded machine
 
@@ -276,7 +277,7 @@ def test_cells_run_as_jobs_and_values_round_trip(shell, home, worker, tmp_path, 
     # a live receipt (ipywidgets without a kernel: the widget exists, its comm goes nowhere) follows the job
     receipt = panel.Receipt(job)
     widget = receipt.widget()
-    assert job.id in panel.watching() and panel.updater_alive()
+    assert job.id in updater.watching() and updater.alive()
     missing = ok(shell, "%%job --name missing --out nope,x\nx = 1")
     nb = write_notebook(tmp_path / "report.ipynb", ["import nbjobs\nnbjobs.record('total', n * 3)"],
                         parameters="n = 1")
@@ -291,7 +292,7 @@ def test_cells_run_as_jobs_and_values_round_trip(shell, home, worker, tmp_path, 
     wait_for(lambda: 'data-state="succeeded"' in receipt.view.rows[job.id].cells["state"].value, 5,
              "the receipt to show the end")
     receipt.close()
-    wait_for(lambda: not panel.updater_alive(), 5, "the updater thread to stop when its last view is closed")
+    wait_for(lambda: not updater.alive(), 5, "the updater thread to stop when its last view is closed")
 
     values = job.result()
     assert values["n2"] == 43 and type(values["n2"]) is int

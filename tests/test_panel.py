@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from nbjobs import config, panel
+from nbjobs import config, panel, watch
 from nbjobs.job import JobRecord, State
-from nbjobs.panel import PanelModel, diff_rows, row_render, row_view
+from nbjobs.panel import PanelModel, diff_rows, files, row_render, row_view, widgets
 
 from conftest import wait_for
+from support import updater
 from support.loaders import insert_rows
 
 ID_A, ID_B, ID_C = "a" * 32, "b" * 32, "c" * 32
@@ -31,26 +32,25 @@ def rec(id=ID_A, name="job", state=State.QUEUED, submitted_at=100.0, **kw) -> Jo
 
 
 
-def updater_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "nbjobs-panel-updater"]
+updater_threads = updater.threads
 
 
 @pytest.fixture(autouse=True)
 def _no_views_left():
     yield
     panel.unwatch_all()
-    wait_for(lambda: not panel.updater_alive(), 5, "the updater thread to stop")
-    panel._server_info = False  # forget any Jupyter server a test pretended to run under
+    wait_for(lambda: not updater.alive(), 5, "the updater thread to stop")
+    files._server_info = False  # forget any Jupyter server a test pretended to run under
 
 
 @pytest.fixture
 def manual(monkeypatch):
     """Views are not handed to the updater thread: the test drives ticks itself (deterministic)."""
-    monkeypatch.setattr(panel, "_activate", lambda view, resync=False: None)
+    monkeypatch.setattr(watch, "activate", lambda view: None)
 
 
-def tick(home: Path, h: panel._Home | None = None) -> tuple[panel._Tick, panel._Home]:
-    h = h or panel._Home(home)
+def tick(home: Path, h: watch.Home | None = None) -> tuple[watch.Tick, watch.Home]:
+    h = h or watch.Home(home)
     return h.poll(time.time()), h
 
 
@@ -198,7 +198,7 @@ def test_static_forms_share_the_row_cells(home, store):
     html = job._repr_html_()
     assert f'data-job-id="{job.id}"' in html and 'data-state="queued"' in html and ">viz<" in html
     listed = panel.JobList([rec_])
-    assert repr(listed).splitlines()[0].split() == list(panel._TEXT_HEAD)
+    assert repr(listed).splitlines()[0].split() == list(panel.TEXT_HEAD)
     assert "viz" in repr(listed) and f"data-job-id='{job.id}'" in listed._repr_html_()
     p = nbjobs.panel(home=home)
     assert "queue 1," in repr(p) and "viz" in repr(p)
@@ -253,7 +253,7 @@ def test_change_check_reads_only_rows_that_changed(home, store):
 
 def test_a_flood_of_changes_makes_views_reread(home, store, monkeypatch):
     t, h = tick(home)
-    monkeypatch.setattr(panel, "MAX_FRESH", 5)
+    monkeypatch.setattr(watch, "MAX_FRESH", 5)
     insert_rows(store, [{"name": f"n{i}", "kind": "cell"} for i in range(6)])
     t, h = tick(home, h)
     assert t.flood and t.changed == {}
@@ -393,7 +393,7 @@ def test_row_actions_cancel_retry_logs_pull_and_copy(home, store, manual, tmp_pa
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "output.ipynb").write_text("{}")
     monkeypatch.chdir(root)
-    panel._server_info = {"root_dir": str(root), "base_url": "/"}
+    files._server_info = {"root_dir": str(root), "base_url": "/"}
     view._cache.clear()
     view.render()
     assert row.copy is not None and not row.copy.disabled and row.open.value == ""
@@ -422,25 +422,25 @@ def test_receipt_is_the_same_row_component(home, store, manual):
 # --- the updater thread -----------------------------------------------------------------------------------
 def test_one_thread_serves_every_view_and_stops_when_they_close(home, store):
     jobs = _jobs(store, 2)
-    started = panel.updater_stats()["threads"]
-    p = nbjobs.panel(home=home)
-    p.widget()
-    receipts = [panel.Receipt(nbjobs.get(j.id, home=home)) for j in jobs]
-    for rc in receipts:
-        rc.widget()
-    assert len(updater_threads()) == 1 and panel.updater_stats()["threads"] == started + 1
-    assert sorted(panel.watching()) == sorted([j.id for j in jobs] * 2)
+    with updater.count() as stats:
+        p = nbjobs.panel(home=home)
+        p.widget()
+        receipts = [panel.Receipt(nbjobs.get(j.id, home=home)) for j in jobs]
+        for rc in receipts:
+            rc.widget()
+    assert len(updater_threads()) == 1 and stats["threads"] == 1
+    assert sorted(updater.watching()) == sorted([j.id for j in jobs] * 2)
     new = nbjobs.submit("x = 1", name="later", home=home, start_worker=False)  # another connection
     wait_for(lambda: new.id in p.view.rows, 3, "the thread to show the new job")
     nbjobs.cancel(jobs[0].id, home=home)
     wait_for(lambda: 'data-state="cancelled"' in receipts[0].view.rows[jobs[0].id].cells["state"].value, 3,
              "the receipt to follow")
     receipts[0].widget().close()  # widget.close(): that view leaves at the next tick
-    wait_for(lambda: sorted(panel.watching()) == sorted([jobs[1].id, new.id, *[j.id for j in jobs]]), 3,
+    wait_for(lambda: sorted(updater.watching()) == sorted([jobs[1].id, new.id, *[j.id for j in jobs]]), 3,
              "the closed receipt to leave")
     p.view.close_button.click()  # the panel's own close button
     receipts[1].close()
-    wait_for(lambda: not panel.updater_alive(), 3, "the thread to stop")
+    wait_for(lambda: not updater.alive(), 3, "the thread to stop")
     assert updater_threads() == []
 
 
@@ -450,25 +450,25 @@ def test_a_view_whose_front_end_views_are_gone_goes_dormant_and_catches_up_when_
     root = p.widget()
     assert root._view_count == 0  # the front end is asked to count its views
     root._view_count = 1  # what the front end sends when it shows the panel
-    wait_for(lambda: panel.updater_alive(), 2, "the thread")
+    wait_for(lambda: updater.alive(), 2, "the thread")
     root._view_count = 0  # the output was cleared / the notebook closed
-    wait_for(lambda: not panel.updater_alive(), 3, "the thread to stop with nothing shown")
+    wait_for(lambda: not updater.alive(), 3, "the thread to stop with nothing shown")
     nbjobs.cancel(j.id, home=home)  # changes while nobody looks
     root._view_count = 1  # shown again: the view re-reads and the thread restarts
     wait_for(lambda: 'data-state="cancelled"' in p.view.rows[j.id].cells["state"].value, 3, "catch up")
-    assert panel.updater_alive()
+    assert updater.alive()
     p.close()
 
 
 def test_a_view_never_rendered_stays_live_until_its_jobs_end_plus_grace(home, store, monkeypatch):
     (j,) = _jobs(store, 1)
-    monkeypatch.setattr(panel, "DISPLAY_GRACE", 0.3)
+    monkeypatch.setattr(widgets, "DISPLAY_GRACE", 0.3)
     receipt = panel.Receipt(nbjobs.get(j.id, home=home))
     receipt.widget()
     time.sleep(1.0)
-    assert panel.updater_alive()  # its job is queued: keep following it (papermill, a console)
+    assert updater.alive()  # its job is queued: keep following it (papermill, a console)
     nbjobs.cancel(j.id, home=home)
-    wait_for(lambda: not panel.updater_alive(), 3, "the thread to stop after the grace")
+    wait_for(lambda: not updater.alive(), 3, "the thread to stop after the grace")
     assert 'data-state="cancelled"' in receipt.view.rows[j.id].cells["state"].value
 
 
@@ -479,8 +479,8 @@ def test_watch_callback_runs_on_the_updater_thread_until_the_job_ends(home, stor
                        lambda r: seen.append((threading.current_thread().name, r.state.value)))
     wait_for(lambda: seen, 2, "a first call")
     nbjobs.cancel(j.id, home=home)
-    wait_for(lambda: not panel.updater_alive(), 3, "the watch to end with the job")
-    assert seen[-1] == ("nbjobs-panel-updater", "cancelled")
+    wait_for(lambda: not updater.alive(), 3, "the watch to end with the job")
+    assert seen[-1] == (watch.THREAD_NAME, "cancelled")
     stop()
 
 

@@ -1,0 +1,242 @@
+"""Static forms of jobs (HTML and text, no widgets): the state badge, a row's cells, the panel's
+header, the receipt and job tables; for notebooks shown by nbconvert or GitHub, terminals, and the
+cells of the live widgets (`row_render`).
+
+>>> from nbjobs.job import JobRecord, State
+>>> print(table_text([JobRecord(id="ab" * 16, name="etl", kind="notebook", state=State.QUEUED)]))
+ID        NAME  KIND      STATE   CELLS  ATTEMPT  QUEUED  STARTED  ELAPSED
+abababab  etl   notebook  queued  -      0 of 1   -       -        -
+"""
+from __future__ import annotations
+
+import html
+from typing import Any, Callable, Sequence
+
+from ..errors import NbjobsError
+from ..job import JobRecord, State
+from ..text import receipt_text as _receipt_line, table
+from .model import COLUMNS, RowView, row_view
+
+
+def _record(job_or_record: Any) -> JobRecord:
+    return job_or_record if isinstance(job_or_record, JobRecord) else job_or_record.record
+
+
+def receipt_text(job_or_record: Any) -> str:
+    """The receipt as one line of text: ``8f3a2c1d train: running, 2/4 cells, 12s``."""
+    return _receipt_line(_record(job_or_record))
+
+
+_COLORS = {
+    State.WAITING: "#6e7781", State.QUEUED: "#6e7781", State.RUNNING: "#0969da", State.RETRYING: "#bf8700",
+    State.SUCCEEDED: "#1a7f37", State.FAILED: "#cf222e", State.TIMED_OUT: "#cf222e", State.CANCELLED: "#6e7781",
+}
+
+
+def badge_html(state: str) -> str:
+    """The coloured state badge.
+
+    >>> badge_html("failed")[:40]
+    '<span class="nbjobs-badge" data-state="f'
+    """
+    color = _COLORS.get(State(state), "#6e7781")
+    return (f'<span class="nbjobs-badge" data-state="{state}" style="background:{color};color:#fff;'
+            f'border-radius:3px;padding:1px 6px;font-weight:600;font-size:11px">{html.escape(state)}</span>')
+
+
+def _ellipsis(text: str, style: str = "") -> str:
+    t = html.escape(text)
+    return (f'<span title="{t}" style="display:block;overflow:hidden;text-overflow:ellipsis;'
+            f'white-space:nowrap;{style}">{t}</span>')
+
+
+def cell_html(v: RowView, column: str) -> str:
+    """The HTML of one cell of a row (the widget layer puts each in its own widget).
+
+    >>> v = row_view(JobRecord(id="ab" * 16, name="a<b", kind="cell", state=State.QUEUED))
+    >>> cell_html(v, "name")
+    '<span title="a&lt;b" style="display:block;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;">a&lt;b</span>'
+    """
+    if column == "id":
+        return (f'<code class="nbjobs-id" title="{v.id} (click to select, then copy)" '
+                f'style="user-select:all;cursor:text">{v.short_id}</code>')
+    if column == "name":
+        return _ellipsis(v.name)
+    if column == "state":
+        return badge_html(v.state)
+    if column == "progress":
+        if not v.total:
+            return '<span style="color:#6e7781">-</span>'
+        return (f'<progress class="nbjobs-progress" max="{v.total}" value="{min(v.done, v.total)}" '
+                f'style="width:48px;height:10px;vertical-align:middle"></progress> '
+                f'<span class="nbjobs-progress-text">{v.done}/{v.total}</span>')
+    if column == "note":
+        color = "#cf222e" if v.note_is_error else "#57606a"
+        return _ellipsis(v.note, f"color:{color}")
+    return html.escape(str(getattr(v, column)))
+
+
+def open_html(path: str | None, href: str | None, copied: bool = False, copyable: bool = False) -> str:
+    """The "open the output notebook" cell: a link that opens in JupyterLab when the notebook is
+    under the server's root; nothing when the row's copy action can place a copy under the root
+    (``copyable``); else the path as selectable text.
+
+    >>> open_html("/r/out.ipynb", "/lab/tree/out.ipynb")[:65]
+    '<a class="nbjobs-open" href="/lab/tree/out.ipynb" target="_blank"'
+    >>> open_html("/r/out.ipynb", None), open_html("/r/out.ipynb", None, copyable=True)[:5]
+    ('<code class="nbjobs-path" title="/r/out.ipynb (not under a Jupyter server root)" style="user-select:all;font-size:10px">/r/out.ipynb</code>', '')
+    """
+    if not path:
+        return ""
+    p = html.escape(path)
+    if href:
+        label = "notebook (copy)" if copied else "notebook"
+        return (f'<a class="nbjobs-open" href="{html.escape(href)}" target="_blank" rel="noopener" '
+                f'title="{p}" style="color:var(--jp-content-link-color,#0969da);text-decoration:underline">'
+                f'{label}</a>')
+    if copyable:
+        return ""  # the copy button (its tooltip names the path) stands in for the link
+    return (f'<code class="nbjobs-path" title="{p} (not under a Jupyter server root)" style="user-select:all;'
+            f'font-size:10px">{html.escape(path)}</code>')
+
+
+def row_render(v: RowView, columns: Sequence[str] = tuple(COLUMNS),
+               link: Callable[[str], tuple[str | None, bool, bool]] | None = None) -> dict[str, Any]:
+    """Everything the widget layer sets for one row: each cell's HTML, each action's enabled flag,
+    the open-notebook cell, and whether the copy action applies.  Two renders are compared by
+    `diff_rows`; a widget is touched only when its entry changed.
+
+    ``link(path)`` returns ``(href or None, href_is_a_copy, can_copy)`` (see `lab_href`); without
+    it no link is made.
+
+    >>> v = row_view(JobRecord(id="ab" * 16, name="x", kind="cell", state=State.FAILED, attempts=1,
+    ...                        started_at=1.0, finished_at=2.0))
+    >>> r = row_render(v); r["retry"], r["cancel"], r["pull"], r["copy"]
+    (True, False, False, False)
+    """
+    out: dict[str, Any] = {c: cell_html(v, c) for c in columns}
+    out.update(v.actions)
+    href, copied, copyable = link(v.output_path) if (link and v.output_path) else (None, False, False)
+    out["copy"] = bool(v.output_path and not href and copyable)
+    out["open"] = open_html(v.output_path, href, copied, out["copy"])
+    return out
+
+
+def header_html(summary: dict[str, Any] | None) -> str:
+    """The panel's header: counts by state, queue depth, running, workers alive, dead letters.
+
+    >>> s = {"counts": {"running": 1, "failed": 2}, "queue_depth": 3, "running": 1, "workers": 1,
+    ...      "dead_letters": 2}
+    >>> 'data-k="dead_letters" style="color:#cf222e">2<' in header_html(s)
+    True
+    """
+    if summary is None:
+        return '<div class="nbjobs-header">nbjobs: reading...</div>'
+    counts = " ".join(f'{badge_html(s)}&nbsp;<span data-count="{s}">{n}</span>'
+                      for s, n in summary.get("counts", {}).items() if n)
+    def item(key: str, label: str, warn: bool = False) -> str:
+        n = summary.get(key, 0)
+        color = "#cf222e" if warn and n else "inherit"
+        return f'{label} <b data-k="{key}" style="color:{color}">{n}</b>'
+    stats = " &middot; ".join([item("queue_depth", "queue"), item("running", "running"),
+                               item("workers", "workers alive", warn=False),
+                               item("dead_letters", "dead letters", warn=True)])
+    execs = executors_html(summary.get("executors") or [])
+    notes = "".join(f'<div data-k="worker_note" style="color:#9a6700">{html.escape(n)}</div>'
+                    for n in summary.get("worker_notes") or [])
+    return (f'<div class="nbjobs-header" style="font-size:12px;line-height:22px">{stats}{execs}'
+            f'<span style="margin-left:12px">{counts or "no jobs yet"}</span>{notes}</div>')
+
+
+def _executors(values: list[str]) -> list[tuple[str, str | None]]:
+    """(name, dashboard link or None) of each live worker's executor (``dask@http://...``)."""
+    out = []
+    for v in values:
+        name, _, link = v.partition("@")
+        out.append((name, link if link.startswith(("http://", "https://")) else None))
+    return out
+
+
+def executors_html(values: list[str]) -> str:
+    """The header's executor part: ``executor local`` or ``executor dask (dashboard)`` with a link.
+
+    >>> executors_html(["dask@http://127.0.0.1:8787/status"])
+    ' &middot; executor <b data-k="executor">dask</b> (<a href="http://127.0.0.1:8787/status" target="_blank">dashboard</a>)'
+    """
+    if not values:
+        return ""
+    parts = []
+    for name, link in _executors(values):
+        part = f'<b data-k="executor">{html.escape(name)}</b>'
+        if link:
+            part += f' (<a href="{html.escape(link)}" target="_blank">dashboard</a>)'
+        parts.append(part)
+    return " &middot; executor " + ", ".join(parts)
+
+
+def header_text(summary: dict[str, Any]) -> str:
+    """The header as one line of text.
+
+    >>> header_text({"counts": {"queued": 3}, "queue_depth": 3, "running": 0, "workers": 0, "dead_letters": 0})
+    'queue 3, running 0, workers alive 0, dead letters 0 | 3 queued'
+    """
+    counts = ", ".join(f"{n} {s}" for s, n in summary.get("counts", {}).items() if n) or "no jobs yet"
+    execs = ", ".join(f"{n} ({link})" if link else n for n, link in _executors(summary.get("executors") or []))
+    return (f"queue {summary.get('queue_depth', 0)}, running {summary.get('running', 0)}, "
+            f"workers alive {summary.get('workers', 0)}, dead letters {summary.get('dead_letters', 0)}"
+            f"{', executor ' + execs if execs else ''} | {counts}"
+            + "".join(f"\n{note}" for note in summary.get("worker_notes") or []))
+
+
+def receipt_html(job_or_record: Any) -> str:
+    """The receipt as a small HTML block: a static snapshot (the live one is a `ReceiptView`)."""
+    try:
+        r = _record(job_or_record)
+    except NbjobsError as exc:
+        return f'<div class="nbjobs-receipt"><code>{html.escape(str(exc))}</code></div>'
+    v = row_view(r)
+    parts = [cell_html(v, "progress")] if v.total else []
+    if v.started != "-":
+        parts.append(html.escape(v.elapsed))
+    if r.retries:
+        parts.append(f"attempt {html.escape(v.attempt)}")
+    out = (f'<div class="nbjobs-receipt" data-job-id="{r.id}" data-state="{r.state.value}" '
+           f'style="font-family:var(--jp-code-font-family,monospace);font-size:12px;line-height:1.7">'
+           f'{badge_html(v.state)} <b>{html.escape(r.name)}</b> {cell_html(v, "id")} '
+           f'<span style="color:#6e7781">{v.kind}</span>'
+           + "".join(f" &middot; {p}" for p in parts))
+    if v.note:
+        color = "#cf222e" if v.note_is_error else "#57606a"
+        out += f'<div style="color:{color}">{html.escape(v.note)}</div>'
+    return out + "</div>"
+
+
+TEXT_HEAD = ("ID", "NAME", "KIND", "STATE", "CELLS", "ATTEMPT", "QUEUED", "STARTED", "ELAPSED")
+
+
+def table_text(records: Sequence[JobRecord], now: float | None = None) -> str:
+    """Records as an aligned text table (what a terminal shows for a `JobList` or `Panel`)."""
+    if not records:
+        return "no jobs yet; submit one with %%job or %job run NOTEBOOK"
+    views = [row_view(r, now) for r in records]
+    return table(TEXT_HEAD, ((v.short_id, v.name[:30], v.kind, v.state, v.progress, v.attempt, v.queued, v.started,
+                              v.elapsed) for v in views))
+
+
+def table_html(records: Sequence[JobRecord], now: float | None = None) -> str:
+    """Records as a static HTML table with the panel's cells (no actions).
+
+    >>> table_html([JobRecord(id="ab" * 16, name="etl", kind="cell", state=State.FAILED)])[:30]
+    "<table class='nbjobs-jobs' sty"
+    """
+    if not records:
+        return f"<p>{html.escape(table_text([]))}</p>"
+    head = "".join(f"<th style='text-align:left'>{h}</th>" for h in COLUMNS.values())
+    body = []
+    for r in records:
+        v = row_view(r, now)
+        cells = "".join(f"<td style='max-width:320px'>{cell_html(v, c)}</td>" for c in COLUMNS)
+        body.append(f"<tr data-job-id='{r.id}'>{cells}</tr>")
+    return (f"<table class='nbjobs-jobs' style='font-size:12px'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+

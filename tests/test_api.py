@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from conftest import write_notebook, wait_for as _wait_for
+from support.notebooks import write_notebook
+from support.procs import wait_for as _wait_for
 from nbjobs.errors import WaitTimeout
 from nbjobs.job import code_hash
 from nbjobs.store import Store

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -13,19 +12,11 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from conftest import write_notebook
+from support.cli import ID_RE, assert_bad_input, nbj
+from support.notebooks import write_notebook
 from nbjobs.store import Store
 
-ID_RE = re.compile(r"^[0-9a-f]{32}$")
 VERBS = ["run", "ls", "show", "logs", "result", "cancel", "retry", "wait", "worker", "demo"]
-
-
-def nbj(*args: str, home: Path | str | None = None, timeout: float = 90) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if home is not None:
-        env["NBJOBS_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "nbjobs", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def _snapshot(db: Path) -> dict[str, list] | None:
@@ -197,18 +188,6 @@ def seeded(home, tmp_path):
     return {"done": done.id, "queued": queued.id}
 
 
-def _assert_bad_input(r: subprocess.CompletedProcess, usage: bool = False) -> str:
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
-    lines = r.stderr.strip().splitlines()
-    if usage:  # argparse's own usage errors: usage lines, then the error
-        assert lines[-1].startswith("nbjobs") and ": error:" in lines[-1], r.stderr
-    else:
-        assert len(lines) == 1, r.stderr
-        assert lines[0].startswith("nbjobs: error: "), r.stderr
-    return lines[-1]
-
-
 RUN_CASES = {
     "missing-notebook": (["run", "nosuch.ipynb"], "does not exist"),
     "no-notebook-no-code": (["run"], "either a notebook"),
@@ -253,7 +232,7 @@ def test_bad_input(case, seeded, home, tmp_path):
         args = [*args, "--no-worker"]
     before = _snapshot(home / "nbjobs.db")
     r = nbj(*args, home=home, timeout=30)
-    line = _assert_bad_input(r)
+    line = assert_bad_input(r)
     assert needle in line, line
     assert _snapshot(home / "nbjobs.db") == before
 
@@ -274,7 +253,7 @@ USAGE_CASES = {
 def test_usage_errors_exit_2(case, seeded, home):
     before = _snapshot(home / "nbjobs.db")
     r = nbj(*USAGE_CASES[case], home=home, timeout=30)
-    _assert_bad_input(r, usage=True)
+    assert_bad_input(r, usage=True)
     assert _snapshot(home / "nbjobs.db") == before
 
 
@@ -292,7 +271,7 @@ ID_VERBS = [["show"], ["logs"], ["result"], ["cancel"], ["retry", "--no-worker"]
 def test_bad_job_ids(verb, ident, needle, seeded, home):
     before = _snapshot(home / "nbjobs.db")
     r = nbj(verb[0], ident, *verb[1:], home=home, timeout=30)
-    line = _assert_bad_input(r)
+    line = assert_bad_input(r)
     assert needle in line, line
     if needle.startswith("matches several"):
         assert "abc10000 (amb-1)" in line and "abc20000 (amb-2)" in line
@@ -302,7 +281,7 @@ def test_bad_job_ids(verb, ident, needle, seeded, home):
 def test_cancel_of_succeeded_job(seeded, home):
     before = _snapshot(home / "nbjobs.db")
     r = nbj("cancel", seeded["done"][:8], home=home)
-    line = _assert_bad_input(r)
+    line = assert_bad_input(r)
     assert "already succeeded" in line and "retry" in line
     assert _snapshot(home / "nbjobs.db") == before
 
@@ -311,7 +290,7 @@ def test_cancel_of_succeeded_job(seeded, home):
 def test_retry_of_queued_or_succeeded_job(which, seeded, home):
     before = _snapshot(home / "nbjobs.db")
     r = nbj("retry", seeded[which][:8], "--no-worker", home=home)
-    line = _assert_bad_input(r)
+    line = assert_bad_input(r)
     assert "cannot be retried" in line
     assert _snapshot(home / "nbjobs.db") == before
 
@@ -324,7 +303,7 @@ def test_corrupt_database(args, home, tmp_path):
     garbage = os.urandom(8192)
     db.write_bytes(garbage)
     r = nbj(*args, home=home, timeout=30)
-    line = _assert_bad_input(r)
+    line = assert_bad_input(r)
     assert str(db) in line
     assert db.read_bytes() == garbage  # left as it was, for the user to move aside
 
@@ -335,6 +314,6 @@ def test_home_under_a_regular_file(args, tmp_path):
     (tmp_path / "file.txt").write_text("a regular file")
     home = tmp_path / "file.txt" / "home"
     r = nbj(*args, home=home, timeout=30)
-    line = _assert_bad_input(r)
+    line = assert_bad_input(r)
     assert "NBJOBS_HOME" in line and str(home) in line
     assert (tmp_path / "file.txt").read_text() == "a regular file"

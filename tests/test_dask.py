@@ -18,7 +18,8 @@ import nbjobs
 from nbjobs.errors import BadInput
 from nbjobs.store import Store
 
-from conftest import start_worker, stop_worker, wait_for, write_notebook
+from support.notebooks import write_notebook
+from support.procs import start_worker, stop_worker, wait_for
 
 distributed = pytest.importorskip("distributed")
 

@@ -22,7 +22,7 @@ import pytest
 
 import nbjobs
 from nbjobs import policy
-from conftest import start_worker, stop_worker, wait_for as _wait_for
+from support.procs import start_worker, stop_worker, wait_for as _wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -14,47 +14,16 @@ from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 import nbjobs
 import nbjobs.store
-from conftest import write_notebook, wait_for
+from support.notebooks import write_notebook
+from support.procs import wait_for
+from support.shell import new_shell, ok, run
 from nbjobs import panel
 from nbjobs.store import Store
 
 JOB_WAIT = 60  # generous bound for one small papermill job on a loaded machine
-
-
-def new_shell() -> InteractiveShell:
-    """A fresh in-process IPython (what a kernel restart gives), with nbjobs loaded."""
-    InteractiveShell.clear_instance()
-    nbjobs.store._local.__dict__.get("stores", {}).clear()  # no SQLite connection survives a restart
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    shell = InteractiveShell.instance(config=config)
-    shell.run_line_magic("load_ext", "nbjobs")
-    return shell
-
-
-@pytest.fixture
-def shell(home, tmp_path, monkeypatch):
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    sh = new_shell()
-    yield sh
-    panel.unwatch_all()
-    InteractiveShell.clear_instance()
-
-
-def run(shell: InteractiveShell, source: str):
-    """Run a cell as a notebook would (history on, so `_` is the cell's value); return its result."""
-    return shell.run_cell(source, store_history=True)
-
-
-def ok(shell: InteractiveShell, source: str):
-    result = run(shell, source)
-    result.raise_error()
-    return result.result
 
 
 def job_rows(home: Path) -> int:

@@ -19,7 +19,7 @@ from nbjobs import config, panel
 from nbjobs.job import JobRecord, State
 from nbjobs.panel import PanelModel, diff_rows, row_render, row_view
 
-from conftest import wait_for
+from support.procs import wait_for
 
 ID_A, ID_B, ID_C = "a" * 32, "b" * 32, "c" * 32
 

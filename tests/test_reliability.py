@@ -20,11 +20,11 @@ import pytest
 from IPython.core.error import UsageError
 
 import nbjobs
-from conftest import start_worker, stop_worker, write_notebook, wait_for
+from support.cli import ID_RE, assert_bad_input as _assert_bad_input, nbj
+from support.notebooks import write_notebook
+from support.procs import start_worker, stop_worker, wait_for
 from nbjobs.errors import ExpiredJob
 from nbjobs.store import Store
-from test_cli import ID_RE, _assert_bad_input, nbj
-from test_magics import new_shell, shell  # noqa: F401  (the shell fixture)
 
 JOB_WAIT = 90  # generous bound for a few small papermill jobs on a loaded 2-CPU machine
 DATE_RE = re.compile(r"expired on (\d{4}-\d{2}-\d{2})")

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import pytest
 
 import nbjobs
-from conftest import start_worker, stop_worker, wait_for
+from support.procs import start_worker, stop_worker, wait_for
 from nbjobs import schedule as sch
 from nbjobs.errors import BadInput
 from nbjobs.job import State

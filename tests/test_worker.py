@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from conftest import start_worker, stop_worker, wait_for as _wait_for
+from support.procs import start_worker, stop_worker, wait_for as _wait_for
 from nbjobs.store import Store
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -126,10 +125,8 @@ def test_queued_json_cancel_retry_wait_timeout(home, tmp_path):
     assert obj["state"] == "queued" and obj["attempts"] == 0 and obj["error"] is None
     job_id = obj["id"]
 
-    t0 = time.monotonic()
-    r = nbj("wait", job_id[:8], "--timeout", "0.5", home=home)
+    r = nbj("wait", job_id[:8], "--timeout", "0.5", home=home)  # how soon: benchmarks/bench_stop.py
     assert r.returncode == 1 and "still not finished" in r.stderr
-    assert time.monotonic() - t0 < 10
 
     r = nbj("cancel", job_id[:8], home=home)
     assert r.returncode == 0 and r.stdout == f"{job_id[:8]}: cancelled\n"

@@ -204,7 +204,8 @@ def test_prune_removes_finished_jobs_rows_and_folders(home):
     for i in (ok, bad):
         assert (home / "runs" / i / "1" / "output.ipynb").exists()
     assert (home / "runs" / ok / "1" / "outputs").is_dir()
-    time.sleep(1.2)
+    wait_for(lambda: time.time() - rows(home, "SELECT max(finished_at) FROM jobs")[0][0] > 1.0, 10,
+             "the finished jobs to be older than 1 s")
 
     # nothing is older than an hour: nothing goes
     before = snapshot(home / "nbjobs.db")
@@ -265,7 +266,8 @@ def test_retention_setting_is_applied_by_a_worker_at_start(home):
     assert r.returncode == 0 and r.stdout == "retention: 2s\n", r.stderr
     assert nbj("retention", home=home).stdout == "retention: 2s\n"
     assert nbjobs.retention() == "2s"
-    time.sleep(2.2)
+    wait_for(lambda: time.time() - rows(home, "SELECT max(finished_at) FROM jobs")[0][0] > 2.0, 10,
+             "the finished jobs to be older than 2 s")
     active = submit("-c", "import time; time.sleep(1)", "--name", "active", "--no-worker", home=home)
     assert all((home / "runs" / i).exists() for i in old)
 

@@ -3,7 +3,8 @@
 ``python -m pytest`` runs them (so CI does).  Each module's examples run in a private home: NBJOBS_HOME
 and the working directory are the test's temporary folders, and so is ``tempfile``'s folder
 (``tempfile.mkdtemp()`` in an example lands under the test's ``tmp_path``); the environment is
-restored afterwards (an example may set a variable).  Examples that need a running worker, a kernel
+restored afterwards (an example may set a variable).  ``nbjobs`` is defined in every example, as
+in a user's session.  Examples that need a running worker, a kernel
 or a notebook front end are marked ``# doctest: +SKIP`` where they are written.
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ def test_docstring_examples(name, home, tmp_path, monkeypatch):
     report = io.StringIO()
     environ = dict(os.environ)
     try:
-        examples = finder.find(module, name)
+        examples = finder.find(module, name, extraglobs={"nbjobs": nbjobs})  # examples say nbjobs.X
         for test in examples:
             runner.run(test, out=report.write)
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from support.cli import ID_RE, assert_bad_input, nbj
+from support.cli import ID_RE, assert_bad_input, nbj, nbj_here
 from support.notebooks import write_notebook
 from nbjobs.store import Store
 
@@ -150,13 +150,16 @@ def test_ls_on_empty_home(home):
 
 @pytest.mark.parametrize("verb", [None, *VERBS])
 def test_help_of_every_verb(verb, home):
-    r = nbj(*([verb] if verb else []), "--help", home=home)
+    r = nbj_here(*([verb] if verb else []), "--help", home=home)
     assert r.returncode == 0, r.stderr
     assert "example" in r.stdout
     assert r.stderr == ""
 
 
 # --- the bad-input catalogue ------------------------------------------------------------------------------
+# The catalogues run the CLI's entry point in this process (`nbj_here`); each kind of refusal also
+# runs once as a real `nbjobs` process (test_refusals_of_the_real_command and the tests after the
+# catalogues).
 AMB_1 = "abc1" + "0" * 28
 AMB_2 = "abc2" + "0" * 28
 
@@ -228,7 +231,7 @@ def test_bad_input(case, seeded, home, tmp_path):
     if args[0] == "run":
         args = [*args, "--no-worker"]
     before = _snapshot(home / "nbjobs.db")
-    r = nbj(*args, home=home, timeout=30)
+    r = nbj_here(*args, home=home)
     line = assert_bad_input(r)
     assert needle in line, line
     assert _snapshot(home / "nbjobs.db") == before
@@ -249,7 +252,7 @@ USAGE_CASES = {
 @pytest.mark.parametrize("case", list(USAGE_CASES))
 def test_usage_errors_exit_2(case, seeded, home):
     before = _snapshot(home / "nbjobs.db")
-    r = nbj(*USAGE_CASES[case], home=home, timeout=30)
+    r = nbj_here(*USAGE_CASES[case], home=home)
     assert_bad_input(r, usage=True)
     assert _snapshot(home / "nbjobs.db") == before
 
@@ -267,12 +270,28 @@ ID_VERBS = [["show"], ["logs"], ["result"], ["cancel"], ["retry", "--no-worker"]
 ], ids=["unknown", "ambiguous", "non-hex", "empty"])
 def test_bad_job_ids(verb, ident, needle, seeded, home):
     before = _snapshot(home / "nbjobs.db")
-    r = nbj(verb[0], ident, *verb[1:], home=home, timeout=30)
+    r = nbj_here(verb[0], ident, *verb[1:], home=home)
     line = assert_bad_input(r)
     assert needle in line, line
     if needle.startswith("matches several"):
         assert "abc10000 (amb-1)" in line and "abc20000 (amb-2)" in line
     assert _snapshot(home / "nbjobs.db") == before
+
+
+@pytest.mark.parametrize("args,usage,needle", [
+    (["run", "broken.ipynb", "--no-worker"], False, "not valid JSON"),
+    (["run", "nb.ipynb", "--retries", "many"], True, "invalid"),
+    (["show", "zz"], False, "'zz' is not a job ID"),
+], ids=["bad-input", "usage", "bad-id"])
+def test_refusals_of_the_real_command(args, usage, needle, seeded, home):
+    """One refusal of each catalogue through a real `nbjobs` process: the same line, exit 2."""
+    before = _snapshot(home / "nbjobs.db")
+    r = nbj(*args, home=home, timeout=30)
+    assert needle in assert_bad_input(r, usage=usage)
+    assert nbj_here(*args, home=home).stderr == r.stderr
+    assert _snapshot(home / "nbjobs.db") == before
+    help_text = nbj("--help", home=home)
+    assert help_text.returncode == 0 and help_text.stdout == nbj_here("--help", home=home).stdout
 
 
 def test_cancel_of_succeeded_job(seeded, home):

@@ -20,7 +20,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import nbjobs
-from support.cli import ID_RE, assert_bad_input as _assert_bad_input, nbj
+from support.cli import ID_RE, assert_bad_input as _assert_bad_input, nbj, nbj_here
 from support.notebooks import write_notebook
 from support.procs import start_worker, stop_worker, wait_for
 from nbjobs.errors import ExpiredJob
@@ -85,11 +85,25 @@ def expired_line(r: subprocess.CompletedProcess) -> str:
 
 
 # --- dead letters -----------------------------------------------------------------------------------
+# attempts 1 and 2 fail at once; attempts 3 and 4 (after the retry) fail once the test opens the gate,
+# so the worker cannot run them while the test still looks at the retried job
+DOOMED = """\
+import pathlib, time
+counter, gate = pathlib.Path({counter!r}), pathlib.Path({gate!r})
+n = int(counter.read_text()) + 1 if counter.exists() else 1
+counter.write_text(str(n))
+while n > 2 and not gate.exists():
+    time.sleep(0.05)
+raise ValueError('dlq-boom')"""
+
+
 @pytest.mark.slow
-def test_dead_letters_list_ack_retry_purge(home, worker, shell):
+def test_dead_letters_list_ack_retry_purge(home, worker, shell, tmp_path):
     env = dict(os.environ, NBJOBS_HOME=str(home))
     run = [sys.executable, "-m", "nbjobs", "run"]
-    failing = subprocess.Popen([*run, "-c", "raise ValueError('dlq-boom')", "--name", "doomed", "--retries", "1",
+    gate = tmp_path / "gate"
+    code = DOOMED.format(counter=str(tmp_path / "counter"), gate=str(gate))
+    failing = subprocess.Popen([*run, "-c", code, "--name", "doomed", "--retries", "1",
                                 "--backoff-base", "0.1", "--jitter", "none", "--wait"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     fine = submit("-c", "x = 1", "--name", "fine", home=home)
@@ -160,6 +174,7 @@ def test_dead_letters_list_ack_retry_purge(home, worker, shell):
     assert retried[0]["actor"].startswith("api:") and "@" in retried[0]["actor"]
     assert t0 - 1 <= retried[0]["at"] <= time.time() + 1
     # the retry budget starts afresh: attempts 3 and 4 fail again, numbers continue
+    gate.touch()
     nbjobs.wait(dead, timeout=JOB_WAIT)
     assert [a["number"] for a in nbjobs.get(dead).attempts()] == [1, 2, 3, 4]
     assert nbjobs.get(dead).record.attempts == 4
@@ -727,7 +742,7 @@ def test_bad_reliability_input(case, rel_seeded, home, tmp_path):
         args = [*args, "--no-worker"]
     before = snapshot(home / "nbjobs.db")
     files_before = _files(home)
-    r = nbj(*args, home=home, timeout=20)  # a worker that wrongly starts is killed after 20 s
+    r = nbj_here(*args, home=home)  # the CLI's entry point in this process (tests/support/cli.py)
     line = _assert_bad_input(r)
     assert needle in line, line
     assert snapshot(home / "nbjobs.db") == before
@@ -737,7 +752,19 @@ def test_bad_reliability_input(case, rel_seeded, home, tmp_path):
 @pytest.mark.parametrize("case", list(USAGE_CASES))
 def test_reliability_usage_errors_exit_2(case, rel_seeded, home):
     before = snapshot(home / "nbjobs.db")
-    r = nbj(*USAGE_CASES[case], home=home, timeout=20)
+    r = nbj_here(*USAGE_CASES[case], home=home)
     _assert_bad_input(r, usage=True)
+    assert snapshot(home / "nbjobs.db") == before
+
+
+@pytest.mark.parametrize("args,usage", [(["prune", "--older-than", "30x"], False), (["dlq", "ack", "$queued"], False),
+                                        (["dlq", "nope"], True)], ids=["prune", "dlq-ack", "dlq-usage"])
+def test_reliability_refusals_of_the_real_command(args, usage, rel_seeded, home):
+    """A few of the catalogues' refusals through a real `nbjobs` process: the same line, exit 2."""
+    args = _ids(args, rel_seeded)
+    before = snapshot(home / "nbjobs.db")
+    r = nbj(*args, home=home, timeout=20)  # a worker that wrongly starts is killed after 20 s
+    _assert_bad_input(r, usage=usage)
+    assert r.stderr == nbj_here(*args, home=home).stderr
     assert snapshot(home / "nbjobs.db") == before
 

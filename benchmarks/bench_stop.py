@@ -29,7 +29,7 @@ Submit latency (``%%job``, ``nbjobs.submit``; test_magics) is measured by ``benc
 
     python benchmarks/bench_stop.py [--runs 3]
 
-Runs in about a minute per round on 2 cores.  The last line is a one-line summary.
+Runs in about 30 s per round on 2 cores.  The last line is a one-line summary.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class BareKernel:
 
     def _start(self):
         km = self.KernelManager(kernel_name="python3")
-        km.start_kernel()
+        km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         kc = km.client()
         kc.start_channels()
         kc.wait_for_ready(timeout=60)

@@ -732,7 +732,7 @@ def infra_retries(n: int | None = None, *, home: Path | str | None = None) -> in
     after attempts lost to the system (worker lost, runner died, kernel lost before the job's code
     ran) before it fails, without charging its ``retries``.  A job's own ``infra_retries`` wins.
 
-    >>> nbjobs.infra_retries(5)   # doctest: +SKIP
+    >>> nbjobs.infra_retries(5)
     5
     """
     store = _store(home)
@@ -863,7 +863,7 @@ def notify_default(url: str | None = None, *, secret_env: str | None = None, on:
     names the worker's environment variable holding the HMAC signing secret (the value is never
     stored); ``on`` is ``end`` (final states, default) or ``all``; ``off=True`` removes them.
 
-    >>> nbjobs.notify_default("https://hooks.example.com/nbjobs", secret_env="NBJOBS_WEBHOOK_SECRET")  # doctest: +SKIP
+    >>> nbjobs.notify_default("https://hooks.example.com/nbjobs", secret_env="NBJOBS_WEBHOOK_SECRET")
     {'url': 'https://hooks.example.com/nbjobs', 'secret_env': 'NBJOBS_WEBHOOK_SECRET', 'on': 'end'}
     """
     from .notify import check_env_name, check_url

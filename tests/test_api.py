@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from conftest import write_notebook, wait_for as _wait_for
+from support.notebooks import write_notebook
+from support.procs import wait_for as _wait_for
 from nbjobs.errors import WaitTimeout
 from nbjobs.job import code_hash
 from nbjobs.store import Store
@@ -216,7 +217,7 @@ def test_wait_timeout_on_unfinished_job(home):
     t0 = time.monotonic()
     with pytest.raises(WaitTimeout, match=job.short_id):
         job.wait(timeout=0.5)
-    assert 0.45 <= time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 >= 0.45  # it waited (how soon it gives up: benchmarks/bench_stop.py)
     with pytest.raises(WaitTimeout):
         nbjobs.wait([job.id], timeout=0.1)
 
@@ -227,18 +228,13 @@ def test_cancel_running_job_then_retry_same_id(home, worker, tmp_path):
     job = nbjobs.submit(_marker_code(marker, 60, "import nbjobs; nbjobs.record('second', True)\n"), name="sleepy")
     _wait_for(marker.exists, JOB_WAIT, "the job's cell to start")
     assert job.state == nbjobs.State.RUNNING
-    t0 = time.monotonic()
-    with pytest.raises(WaitTimeout):  # a long job: wait gives up on time
+    with pytest.raises(WaitTimeout):  # a long job: wait gives up
         job.wait(timeout=0.5)
-    assert time.monotonic() - t0 < 3
 
-    t0 = time.monotonic()
     nbjobs.cancel(job.id)
-    job.wait(timeout=10)
-    took = time.monotonic() - t0
+    job.wait(timeout=10)  # how soon a cancel ends a running job: benchmarks/bench_stop.py
     r = job.record
     assert r.state == nbjobs.State.CANCELLED, r
-    assert took < 5, f"cancel took {took:.1f} s"
     [a1] = job.attempts()
     assert a1["outcome"] == "cancelled"
     # the kernel was interrupted (not killed): the traceback shows where the cell was

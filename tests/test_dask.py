@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,8 @@ import nbjobs
 from nbjobs.errors import BadInput
 from nbjobs.store import Store
 
-from conftest import start_worker, stop_worker, wait_for, write_notebook
+from support.notebooks import write_notebook
+from support.procs import start_worker, stop_worker, wait_for
 
 distributed = pytest.importorskip("distributed")
 
@@ -168,8 +168,8 @@ def test_timeout_reaches_the_remote_kernel(home, dask_worker):
     wait_for(lambda: job.state == nbjobs.State.RUNNING, 60, "the job to start")
     job.wait(60)
     rec = job.record
-    assert rec.state == nbjobs.State.TIMED_OUT
-    assert rec.finished_at - rec.started_at < 45
+    assert rec.state == nbjobs.State.TIMED_OUT  # stopped, not left to sleep its 120 s
+    assert rec.finished_at - rec.started_at >= 3  # not before its timeout
 
 
 def test_large_files_over_the_ship_limit(home, tmp_path, local_client):
@@ -219,11 +219,9 @@ def test_cancel_a_remote_running_job(home, cli_worker):
     job = nbjobs.submit("import time\nprint('started', flush=True)\ntime.sleep(120)", start_worker=False)
     wait_for(lambda: "started" in job.logs(), 90, "the remote job to run")
     runner_pid = int(job.attempts()[-1]["versions"]["pid"])
-    t0 = time.monotonic()
     job.cancel()
-    job.wait(60)
+    job.wait(60)  # how soon a cancel ends a job (local executor): benchmarks/bench_stop.py
     assert job.state == nbjobs.State.CANCELLED
-    assert time.monotonic() - t0 < 30
     assert job.attempts()[-1]["outcome"] == "cancelled"
     assert "KeyboardInterrupt" in job.record.error_traceback  # interrupted in the cell, on the Dask worker
     wait_for(lambda: _gone(runner_pid), 30, "the remote runner to exit")

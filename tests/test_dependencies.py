@@ -200,7 +200,7 @@ def test_chain_a_b_c_passes_results_with_a_real_worker(home, worker, tmp_path):
                       parameters={"source_job": a.id}, after=[a])
     # the documented notebook pattern: run_notebook(..., {"source_job": b.id}, after=[b])
     nb = tmp_path / "c.ipynb"
-    from conftest import write_notebook
+    from support.notebooks import write_notebook
 
     write_notebook(nb, ["import nbjobs\nnbjobs.record('z', nbjobs.result(source_job)['y'] * 2)"],
                    parameters="source_job = None")
@@ -236,8 +236,8 @@ def test_magics_after_notify_and_the_documented_pattern(home, tmp_path, monkeypa
     from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
 
-    from conftest import write_notebook
-    from test_magics import new_shell, ok
+    from support.notebooks import write_notebook
+    from support.shell import new_shell, ok
 
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     shell = new_shell()

@@ -16,7 +16,8 @@ import pytest
 import nbjobs
 from nbjobs.executors.local import LocalExecutor
 from nbjobs.kernels import kernel_exists
-from tests.conftest import start_worker, stop_worker, wait_for, write_notebook
+from support.notebooks import write_notebook
+from support.procs import start_worker, stop_worker, wait_for
 
 pytestmark = pytest.mark.slow
 JOB_WAIT = 90

@@ -14,48 +14,17 @@ from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 import nbjobs
 import nbjobs.store
-from conftest import write_notebook, wait_for
+from support.notebooks import write_notebook
+from support.procs import wait_for
+from support.shell import new_shell, ok, run
 from nbjobs import panel
 from nbjobs.store import Store
 from support import updater
 
 JOB_WAIT = 60  # generous bound for one small papermill job on a loaded machine
-
-
-def new_shell() -> InteractiveShell:
-    """A fresh in-process IPython (what a kernel restart gives), with nbjobs loaded."""
-    InteractiveShell.clear_instance()
-    nbjobs.store._local.__dict__.get("stores", {}).clear()  # no SQLite connection survives a restart
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    shell = InteractiveShell.instance(config=config)
-    shell.run_line_magic("load_ext", "nbjobs")
-    return shell
-
-
-@pytest.fixture
-def shell(home, tmp_path, monkeypatch):
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    sh = new_shell()
-    yield sh
-    panel.unwatch_all()
-    InteractiveShell.clear_instance()
-
-
-def run(shell: InteractiveShell, source: str):
-    """Run a cell as a notebook would (history on, so `_` is the cell's value); return its result."""
-    return shell.run_cell(source, store_history=True)
-
-
-def ok(shell: InteractiveShell, source: str):
-    result = run(shell, source)
-    result.raise_error()
-    return result.result
 
 
 def job_rows(home: Path) -> int:
@@ -173,11 +142,9 @@ def test_unpicklable_input_among_good_ones_leaves_no_files(shell, home):
 
 # --- submitting without a worker: options land in SQLite ------------------------------------------------
 def test_cell_options_are_recorded_and_handle_is_the_cells_value(shell, home, tmp_path):
-    ok(shell, "n = 5")
-    t = time.perf_counter()
+    ok(shell, "n = 5")  # how long a %%job submit takes: benchmarks/bench_submit.py
     job = ok(shell, "%%job --no-worker --name train -p alpha 0.5 -p label Q3 --retries 2 --timeout 600 "
                     "--priority 7 --tag nightly --tag ml --key run-1 --in n --out m\nm = n * alpha")
-    assert time.perf_counter() - t < 1.0
     assert isinstance(job, nbjobs.Job)
     assert shell.user_ns["_"] is job  # `job = _` works
     ok(shell, "job = _")
@@ -268,10 +235,8 @@ def test_cells_run_as_jobs_and_values_round_trip(shell, home, worker, tmp_path, 
         said = said[0]
         print("log line from the job")
         """)
-    t = time.perf_counter()
+    # how long a %%job --in/--out submit takes: benchmarks/bench_submit.py
     job = ok(shell, "%%job --name roundtrip -p bump 1 --in n,s,d,df,f --out n2,s2,d2,df2,g,here,said\n" + code)
-    submit_s = time.perf_counter() - t
-    assert submit_s < 1.0, f"submit took {submit_s:.2f} s"
     assert job.state in (nbjobs.State.QUEUED, nbjobs.State.RUNNING)  # it sleeps 3 s; the cell did not wait
 
     # a live receipt (ipywidgets without a kernel: the widget exists, its comm goes nowhere) follows the job
@@ -357,11 +322,11 @@ def test_job_cell_in_a_real_kernel_publishes_a_live_receipt(home, worker, tmp_pa
         kc.wait_for_ready(timeout=60)
         kc.execute_interactive("%load_ext nbjobs", timeout=30)
         msgs: list[dict] = []
-        t = time.monotonic()
+        # the cell returns (timeout=30 includes the first import of ipywidgets in that kernel); how
+        # long a %%job submit takes: benchmarks/bench_submit.py
         reply = kc.execute_interactive("%%job --name kernel-job\nimport time; time.sleep(2)", timeout=30,
                                        output_hook=msgs.append)
         assert reply["content"]["status"] == "ok"
-        assert time.monotonic() - t < 10  # includes the first import of ipywidgets in that kernel
         results = [m for m in msgs if m["msg_type"] == "execute_result"]
         assert len(results) == 1
         data = results[0]["content"]["data"]

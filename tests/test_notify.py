@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import nbjobs
-from conftest import start_worker, stop_worker, wait_for
+from support.procs import start_worker, stop_worker, wait_for
 from nbjobs import notify
 from nbjobs.errors import BadInput
 from nbjobs.job import State

@@ -19,9 +19,9 @@ from nbjobs import config, panel, watch
 from nbjobs.job import JobRecord, State
 from nbjobs.panel import PanelModel, diff_rows, files, row_render, row_view, widgets
 
-from conftest import wait_for
 from support import updater
 from support.loaders import insert_rows
+from support.procs import wait_for
 
 ID_A, ID_B, ID_C = "a" * 32, "b" * 32, "c" * 32
 

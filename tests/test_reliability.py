@@ -20,11 +20,11 @@ import pytest
 from IPython.core.error import UsageError
 
 import nbjobs
-from conftest import start_worker, stop_worker, write_notebook, wait_for
+from support.cli import ID_RE, assert_bad_input as _assert_bad_input, nbj, nbj_here
+from support.notebooks import write_notebook
+from support.procs import start_worker, stop_worker, wait_for
 from nbjobs.errors import ExpiredJob
 from nbjobs.store import Store
-from test_cli import ID_RE, _assert_bad_input, nbj
-from test_magics import new_shell, shell  # noqa: F401  (the shell fixture)
 
 JOB_WAIT = 90  # generous bound for a few small papermill jobs on a loaded 2-CPU machine
 DATE_RE = re.compile(r"expired on (\d{4}-\d{2}-\d{2})")
@@ -85,13 +85,24 @@ def expired_line(r: subprocess.CompletedProcess) -> str:
 
 
 # --- dead letters -----------------------------------------------------------------------------------
+# attempts 1 and 2 fail at once; attempts 3 and 4 (after the retry) fail once the test opens the gate,
+# so the worker cannot run them while the test still looks at the retried job
+DOOMED = """\
+import pathlib, time
+counter, gate = pathlib.Path({counter!r}), pathlib.Path({gate!r})
+n = int(counter.read_text()) + 1 if counter.exists() else 1
+counter.write_text(str(n))
+while n > 2 and not gate.exists():
+    time.sleep(0.05)
+raise ValueError('dlq-boom')"""
+
+
 @pytest.mark.slow
-def test_dead_letters_list_ack_retry_purge(home, worker, shell):
+def test_dead_letters_list_ack_retry_purge(home, worker, shell, tmp_path):
     env = dict(os.environ, NBJOBS_HOME=str(home))
     run = [sys.executable, "-m", "nbjobs", "run"]
-    gate = home.parent / "gate"  # the job fails once the gate is there: held shut while the retry is checked
-    gate.touch()
-    code = f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\nraise ValueError('dlq-boom')"
+    gate = tmp_path / "gate"
+    code = DOOMED.format(counter=str(tmp_path / "counter"), gate=str(gate))
     failing = subprocess.Popen([*run, "-c", code, "--name", "doomed", "--retries", "1",
                                 "--backoff-base", "0.1", "--jitter", "none", "--wait"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -151,7 +162,6 @@ def test_dead_letters_list_ack_retry_purge(home, worker, shell):
 
     # retry: same ID, active again, off the list, acked_at cleared, an event with who and when
     t0 = time.time()
-    gate.unlink()
     r = nbj("retry", dead[:8], home=home)
     assert r.returncode == 0 and r.stdout == f"{dead[:8]}: queued again\n", r.stderr
     again = nbjobs.get(dead).record
@@ -209,7 +219,8 @@ def test_prune_removes_finished_jobs_rows_and_folders(home):
     for i in (ok, bad):
         assert (home / "runs" / i / "1" / "output.ipynb").exists()
     assert (home / "runs" / ok / "1" / "outputs").is_dir()
-    time.sleep(1.2)
+    wait_for(lambda: time.time() - rows(home, "SELECT max(finished_at) FROM jobs")[0][0] > 1.0, 10,
+             "the finished jobs to be older than 1 s")
 
     # nothing is older than an hour: nothing goes
     before = snapshot(home / "nbjobs.db")
@@ -270,7 +281,8 @@ def test_retention_setting_is_applied_by_a_worker_at_start(home):
     assert r.returncode == 0 and r.stdout == "retention: 2s\n", r.stderr
     assert nbj("retention", home=home).stdout == "retention: 2s\n"
     assert nbjobs.retention() == "2s"
-    time.sleep(2.2)
+    wait_for(lambda: time.time() - rows(home, "SELECT max(finished_at) FROM jobs")[0][0] > 2.0, 10,
+             "the finished jobs to be older than 2 s")
     active = submit("-c", "import time; time.sleep(1)", "--name", "active", "--no-worker", home=home)
     assert all((home / "runs" / i).exists() for i in old)
 
@@ -730,7 +742,7 @@ def test_bad_reliability_input(case, rel_seeded, home, tmp_path):
         args = [*args, "--no-worker"]
     before = snapshot(home / "nbjobs.db")
     files_before = _files(home)
-    r = nbj(*args, home=home, timeout=20)  # a worker that wrongly starts is killed after 20 s
+    r = nbj_here(*args, home=home)  # the CLI's entry point in this process (tests/support/cli.py)
     line = _assert_bad_input(r)
     assert needle in line, line
     assert snapshot(home / "nbjobs.db") == before
@@ -740,7 +752,19 @@ def test_bad_reliability_input(case, rel_seeded, home, tmp_path):
 @pytest.mark.parametrize("case", list(USAGE_CASES))
 def test_reliability_usage_errors_exit_2(case, rel_seeded, home):
     before = snapshot(home / "nbjobs.db")
-    r = nbj(*USAGE_CASES[case], home=home, timeout=20)
+    r = nbj_here(*USAGE_CASES[case], home=home)
     _assert_bad_input(r, usage=True)
+    assert snapshot(home / "nbjobs.db") == before
+
+
+@pytest.mark.parametrize("args,usage", [(["prune", "--older-than", "30x"], False), (["dlq", "ack", "$queued"], False),
+                                        (["dlq", "nope"], True)], ids=["prune", "dlq-ack", "dlq-usage"])
+def test_reliability_refusals_of_the_real_command(args, usage, rel_seeded, home):
+    """A few of the catalogues' refusals through a real `nbjobs` process: the same line, exit 2."""
+    args = _ids(args, rel_seeded)
+    before = snapshot(home / "nbjobs.db")
+    r = nbj(*args, home=home, timeout=20)  # a worker that wrongly starts is killed after 20 s
+    _assert_bad_input(r, usage=usage)
+    assert r.stderr == nbj_here(*args, home=home).stderr
     assert snapshot(home / "nbjobs.db") == before
 

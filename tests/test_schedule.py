@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 import pytest
 
 import nbjobs
-from conftest import start_worker, stop_worker, wait_for
+from support.cli import nbj_here
+from support.procs import start_worker, stop_worker, wait_for
 from nbjobs import schedule as sch
 from nbjobs.errors import BadInput
 from nbjobs.job import State
@@ -89,7 +90,7 @@ def test_cli_bad_input_exit_2_and_verbs(home, tmp_path):
                  ["schedule", "add", "c", "@daily", "-c", "x = 1", "--tz", "Nowhere/City", "--no-worker"],
                  ["run", "-c", "x = 1", "--notify", "mailto:me@example.com", "--no-worker"],
                  ["schedule", "pause", "nope"]):
-        r = nbj(*args)
+        r = nbj_here(*args, home=home)  # the CLI's entry point in this process (tests/support/cli.py)
         assert r.returncode == 2 and r.stderr.startswith("nbjobs: error: ") and r.stderr.count("\n") == 1, r
     conn = sqlite3.connect(home / "nbjobs.db")
     assert conn.execute("SELECT count(*) FROM schedules").fetchone()[0] == 1
@@ -104,7 +105,7 @@ def test_cli_bad_input_exit_2_and_verbs(home, tmp_path):
     assert nbj("schedule", "rm", "hourly").returncode == 0
     assert "no schedules" in nbj("schedule", "ls").stdout
     for action in ("add", "ls", "show", "pause", "resume", "rm", "run-now"):
-        h = nbj("schedule", action, "--help")
+        h = nbj_here("schedule", action, "--help", home=home)
         assert h.returncode == 0 and "example:" in h.stdout
 
 
@@ -343,7 +344,7 @@ def test_job_schedule_magic(home, tmp_path, monkeypatch):
     from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
 
-    from test_magics import new_shell, ok
+    from support.shell import new_shell, ok
 
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     shell = new_shell()

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ import nbjobs
 from nbjobs import kernels, policy
 from nbjobs.procs import Proc
 from nbjobs.store import Store
-from conftest import start_worker, stop_worker, wait_for
+from support.procs import start_worker, stop_worker, wait_for
 
 JOB_WAIT = 90
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 import nbjobs
-from conftest import start_worker, stop_worker, wait_for as _wait_for
+from support.procs import start_worker, stop_worker, wait_for as _wait_for
 from nbjobs.store import Store
 
 pytestmark = pytest.mark.slow
@@ -75,21 +74,18 @@ def test_sigterm_releases_running_job_and_next_worker_finishes_it(home, tmp_path
         _wait_for(marker.exists, JOB_WAIT, "the first attempt's cell to start")
         kernel_pid = int(marker.read_text())
         assert job.state == nbjobs.State.RUNNING
-        t0 = time.monotonic()
-        w1.send_signal(signal.SIGTERM)
+        w1.send_signal(signal.SIGTERM)  # how soon it stops: benchmarks/bench_stop.py
         w1.wait(15)
-        took = time.monotonic() - t0
     finally:
         out = stop_worker(w1)
     assert w1.returncode == 0, out
-    assert took < 10, f"worker took {took:.1f} s to stop"
     r = job.record
     assert r.state == nbjobs.State.QUEUED and r.reason == "released"
     assert r.worker_id is None and r.failures == 0 and r.attempts == 1
     [a1] = job.attempts()
     assert a1["outcome"] == "released" and a1["finished_at"] is not None
     assert _worker_row(home, w1.pid)["state"] == "stopped"
-    _wait_for(lambda: not _alive(kernel_pid), 5, "the released attempt's kernel to exit")
+    _wait_for(lambda: not _alive(kernel_pid), 10, "the released attempt's kernel to exit")
 
     w2 = start_worker(home)
     try:
@@ -118,12 +114,11 @@ def test_sigkill_worker_lease_expires_and_another_worker_reruns(home, tmp_path):
         w1.wait(10)
     finally:
         stop_worker(w1)
-    killed_at = time.monotonic()
 
-    # the orphans of the killed worker must not keep running attempt 1 next to attempt 2
+    # the orphans of the killed worker must not keep running attempt 1 next to attempt 2 (how soon
+    # they go: benchmarks/bench_stop.py)
     _wait_for(lambda: not _alive(runner_pid) and not _alive(kernel_pid), 10,
               "the killed worker's runner and kernel to exit")
-    orphan_lifetime = time.monotonic() - killed_at
 
     w2 = start_worker(home, env=lease)
     try:
@@ -141,14 +136,11 @@ def test_sigkill_worker_lease_expires_and_another_worker_reruns(home, tmp_path):
     reasons = [e["reason"] for e in job.events()]
     assert "attempt 1: worker_lost" in " ".join(r or "" for r in reasons)
     assert _job_processes(job.id) == []
-    assert orphan_lifetime < 10
 
 
 def test_kernel_death_fails_job_not_hangs(home, worker):
-    t0 = time.monotonic()
     job = nbjobs.submit("import os\nos._exit(1)", name="suicide")
-    job.wait(30)
-    assert time.monotonic() - t0 < 30
+    job.wait(30)  # it ends (how soon: benchmarks/bench_stop.py)
     r = job.record
     assert r.state == nbjobs.State.FAILED
     assert r.reason == "kernel_died"
@@ -174,16 +166,13 @@ def test_concurrency_two_runs_two_jobs_at_once(home, worker):
 
 
 def test_job_timeout_stops_it(home, worker):
-    t0 = time.monotonic()
     job = nbjobs.submit("import time\ntime.sleep(60)", name="slow", timeout=2)
-    job.wait(20)
-    took = time.monotonic() - t0
+    job.wait(20)  # how soon after its timeout it ends: benchmarks/bench_stop.py
     r = job.record
     assert r.state == nbjobs.State.TIMED_OUT, r
     assert r.reason == "timeout" and r.error_type == "Timeout"
     assert "timeout of 2 s" in r.error_message
-    assert r.finished_at - r.started_at < 8
-    assert took < 9
+    assert r.finished_at - r.started_at >= 2  # not before its timeout
     [a] = job.attempts()
     assert a["outcome"] == "timeout"
     assert _job_processes(job.id) == []
@@ -219,4 +208,4 @@ def test_sigint_with_running_job_releases_it(home, tmp_path):
     assert job.state == nbjobs.State.QUEUED
     assert job.attempts()[0]["outcome"] == "released"
     assert _worker_row(home, proc.pid)["state"] == "stopped"
-    _wait_for(lambda: not _job_processes(job.id), 5, "the kernel to exit")
+    _wait_for(lambda: not _job_processes(job.id), 10, "the kernel to exit")

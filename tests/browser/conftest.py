@@ -35,9 +35,9 @@ from pathlib import Path
 import pytest
 
 import nbjobs.store
-from conftest import start_worker, stop_worker  # tests/conftest.py: real worker processes
+from support.procs import start_worker, stop_worker  # tests/support: real worker processes
 
-from .tests_support import write_notebook
+from support.browser import write_notebook
 
 CHROMIUM = os.environ.get("NBJOBS_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("NBJOBS_ARTIFACTS") or Path(__file__).resolve().parents[2] / "artifacts")

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 import nbjobs
 
-from .tests_support import seed_history, write_notebook
+from support.browser import seed_history, write_notebook
 
 pytestmark = pytest.mark.browser
 

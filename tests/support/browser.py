@@ -1,4 +1,4 @@
-"""Helpers for the browser tests (no fixtures here: those live in conftest.py)."""
+"""Helpers for the browser tests (tests/browser; no fixtures here: those live in its conftest.py)."""
 from __future__ import annotations
 
 import json

@@ -9,6 +9,7 @@ or a notebook front end are marked ``# doctest: +SKIP`` where they are written.
 """
 from __future__ import annotations
 
+import builtins
 import doctest
 import importlib
 import io
@@ -62,5 +63,6 @@ def test_docstring_examples(name, home, tmp_path, monkeypatch):
     finally:
         os.environ.clear()
         os.environ.update(environ)
+        builtins.__dict__.pop("_", None)  # the plain displayhook set it; an IPython shell made later would not
     assert sum(len(t.examples) for t in examples) > 0, f"{name} has '>>> ' lines but no docstring example"
     assert runner.failures == 0, f"{runner.failures} of {runner.tries} examples failed in {name}:\n{report.getvalue()}"

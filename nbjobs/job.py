@@ -4,7 +4,7 @@ The lifecycle's decisions are pure functions here, which the store applies: `che
 (every state change the store makes is checked by it) and `dependency_outcome` (what a waiting
 job does once its upstream jobs move).
 
-The lifecycle (see DESIGN.md)::
+The lifecycle (see docs/architecture.md)::
 
     waiting -> queued -> running -> succeeded | failed | timed_out | cancelled
                            |  ^

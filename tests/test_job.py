@@ -16,7 +16,7 @@ from nbjobs.job import (ACTIVE, CLAIMABLE, ENDED_BADLY, RETRYABLE, TERMINAL, TRA
 
 S = State
 
-#: the lifecycle of DESIGN.md, written out independently of nbjobs.job.TRANSITIONS
+#: the lifecycle of docs/architecture.md, written out independently of nbjobs.job.TRANSITIONS
 LEGAL = {
     (S.WAITING, S.QUEUED), (S.WAITING, S.CANCELLED),
     (S.QUEUED, S.RUNNING), (S.QUEUED, S.CANCELLED),

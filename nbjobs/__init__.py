@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _API = ("Job", "submit", "run_notebook", "get", "jobs", "records", "wait", "result", "logs", "cancel",
         "retry", "worker", "ensure_worker", "summary", "dead_letters", "ack", "prune", "retention", "infra_retries",
         "schedule_add", "schedules", "schedule_show", "schedule_pause", "schedule_resume", "schedule_rm",
-        "schedule_run_now", "notify_default", "deliveries")
+        "schedule_run_now", "notify_default", "deliveries", "search", "db")
 
 #: history and service levels (nbjobs.metrics; loads pandas on first use)
 _METRICS = ("history", "sli", "slo")

@@ -513,6 +513,35 @@ def records(state: str | Iterable[str] | None = None, name: str | None = None, t
     return _store(home).list_jobs(state=state, name=name, tag=tag, limit=limit)
 
 
+def search(query: str, limit: int = 50, home: Path | str | None = None) -> list[JobRecord]:
+    """Jobs whose name, tags, parameters, error or log tail match ``query``, best match first.
+
+    ``query`` is an SQLite FTS5 query: words (all must match), ``"a phrase"``, ``prefix*``,
+    ``OR``/``NOT``, or a column filter such as ``error_message: KeyError``.  The log tail is the
+    last 4 KB of the latest attempt's log.  A query FTS5 cannot parse raises `BadInput`.
+
+    >>> [r.name for r in nbjobs.search("KeyError")]  # doctest: +SKIP
+    ['nightly-etl']
+    """
+    return _store(home).search(query, limit=limit)
+
+
+def db(home: Path | str | None = None):
+    """A `sqlite_utils.Database` on the home's database file, for ad-hoc analysis (its own
+    connection; the schema is brought up to date first).  It loads sqlite-utils (and pandas, if
+    this process has not loaded sqlite-utils yet).
+
+    >>> db = nbjobs.db()                                           # doctest: +SKIP
+    >>> db.query("SELECT state, count(*) AS n FROM jobs GROUP BY state")  # doctest: +SKIP
+    """
+    import sqlite_utils
+
+    store = _store(home)
+    database = sqlite_utils.Database(store.path)
+    database.execute(f"PRAGMA busy_timeout={int(config.BUSY_TIMEOUT * 1000)}")
+    return database
+
+
 def own_kernel() -> str:
     """The kernelspec that runs this very Python (``python3`` when none does): where ``%%job`` runs
     cells by default, so a cell job sees the caller's own packages."""

@@ -114,6 +114,18 @@ def cmd_ls(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_search(a: argparse.Namespace) -> int:
+    _check_limit(a.limit)
+    recs = api.search(a.query, limit=a.limit)
+    if a.json:
+        print(json.dumps([job_json(r.id) for r in recs]))
+    elif not recs:
+        print(f"no job matches {a.query!r}")
+    else:
+        print(text.jobs_table(recs))
+    return EXIT_OK
+
+
 def cmd_show(a: argparse.Namespace) -> int:
     print(json.dumps(job_json(a.id, full=True), default=str) if a.json else text.job_detail(api.get(a.id)))
     return EXIT_OK

@@ -286,6 +286,12 @@ class JobMagics(Magics):
 
         return JobList(api.records(state=a.state or None, name=a.name, tag=a.tag, limit=a.limit))
 
+    def _search(self, a) -> Any:
+        from . import api
+        from .panel import JobList
+
+        return JobList(api.search(a.query, limit=a.limit))
+
     def _panel(self, a) -> Any:
         from .panel import Panel
 

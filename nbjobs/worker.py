@@ -43,6 +43,7 @@ from .executors import Executor, Handle, get_executor
 from .errors import BadInput, StoreError
 from .procs import workers_starting
 from .store import Store, actor_name
+from .store.schema import LOG_TAIL_BYTES
 
 POLL = 0.25  # seconds between 'anything new?' checks of SQLite when no wake-up came (see `nbjobs.wake`)
 TICK = 0.05  # longest wait while jobs run (cancel checks, deadlines, heartbeats)
@@ -52,6 +53,22 @@ AUTOSTART_SETTLE = 0.5  # an auto-started worker claims nothing this long after 
 KERNEL_LOST_LIMIT = 5  # kernels lost in a row before a worker stops claiming for a while
 KERNEL_LOST_PAUSE = 30.0  # ... first for this long, doubling (to 10 minutes) while it goes on
 
+
+
+def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str | None:
+    """The end of an attempt's log (at most ``limit`` bytes, from its first whole line), kept for
+    `nbjobs.search`; None without a log.  The log is read where the worker runs: both executors
+    write it there (the Dask executor's head copy), redacted as written."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - limit))
+            data = f.read(limit)
+    except OSError:
+        return None
+    if size > limit and b"\n" in data[:-1]:
+        data = data[data.index(b"\n") + 1:]
+    return data.decode(errors="replace") or None
 
 class _Running:
     def __init__(self, handle: Handle, timeout: float | None):
@@ -395,8 +412,10 @@ class Worker:
             error = error or {"type": "RunnerDied", "message": f"the job's runner process exited with code "
                               f"{returncode} before reporting an outcome"}
         self._kernel_outcome(outcome)
+        tail = log_tail(config.run_dir(h.job_id, self.home) / str(h.number) / "log.txt")
         self.store.finish_attempt(h.job_id, h.number, self.id, outcome, error=error,
-                                  outputs=done.get("outputs") or (), output_path=done.get("output_path"))
+                                  outputs=done.get("outputs") or (), output_path=done.get("output_path"),
+                                  log_tail=tail)
 
     def _request_stop(self, run: _Running, reason: str) -> None:
         if run.stop_reason is None:

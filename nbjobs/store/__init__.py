@@ -16,6 +16,7 @@ One `Store` object answers for all of it; its methods live in one module per con
 ``queue.py``        claim, heartbeat, progress, finish, release, reclaim
 ``retention.py``    dead letters, pruning, settings
 ``history.py``      bulk reads for metrics
+``search.py``       full-text search of the job history (``jobs_fts``, built in migration v8)
 ``dependencies.py`` waiting jobs moved on by `job.dependency_outcome`
 ``outbox.py``       webhook deliveries
 ``schedules.py``    cron schedules and their fires
@@ -50,11 +51,12 @@ from .records import RecordsMixin
 from .retention import RetentionMixin
 from .schedules import SchedulesMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION
+from .search import SearchMixin
 from .workers import WorkersMixin
 
 
-class Store(ConnMixin, RecordsMixin, JobsMixin, QueueMixin, RetentionMixin, HistoryMixin, DependenciesMixin,
-            OutboxMixin, SchedulesMixin, LeasesMixin, WorkersMixin):
+class Store(ConnMixin, RecordsMixin, JobsMixin, QueueMixin, RetentionMixin, HistoryMixin, SearchMixin,
+            DependenciesMixin, OutboxMixin, SchedulesMixin, LeasesMixin, WorkersMixin):
     """All reads and writes of one nbjobs database.  One instance per thread.
 
     >>> Store.__doc__ is not None

@@ -162,9 +162,13 @@ class ConnMixin:
         with self._tx() as conn:
             current = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
             for step in range(current, SCHEMA_VERSION):
-                for statement in MIGRATIONS[step].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                migration = MIGRATIONS[step]
+                if callable(migration):  # a Python step (v8: the search index)
+                    migration(conn)
+                else:
+                    for statement in migration.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={step + 1}")
         return SCHEMA_VERSION
 

@@ -90,10 +90,12 @@ class QueueMixin:
 
     def finish_attempt(self, job_id: str, number: int, worker_id: str, outcome: str, *,
                        error: dict[str, Any] | None = None, outputs: Iterable[dict[str, Any]] = (),
-                       output_path: str | None = None, actor: str | None = None) -> str | None:
+                       output_path: str | None = None, actor: str | None = None,
+                       log_tail: str | None = None) -> str | None:
         """Record the end of attempt ``number`` and move the job on by the retry policy.
 
-        ``outcome`` is one of `policy.OUTCOME_STATE`.  Returns the job's new state, or None when
+        ``outcome`` is one of `policy.OUTCOME_STATE`; ``log_tail`` is the end of the attempt's log
+        (kept with the attempt and the job, for `search`).  Returns the job's new state, or None when
         the worker no longer holds the job (its lease expired and another worker took over):
         such a late result is ignored, so a job is never recorded twice.
         """
@@ -111,10 +113,12 @@ class QueueMixin:
                     "recorded_at) VALUES (?,?,?,?,?,?,?,?,?)",
                     (job_id, out["name"], out["kind"], out.get("type_name"), out.get("value"), out.get("path"),
                      out.get("size"), number, now))
-            return self._end_attempt(conn, job, outcome, error, output_path, actor or f"worker:{worker_id}", now)
+            return self._end_attempt(conn, job, outcome, error, output_path, actor or f"worker:{worker_id}", now,
+                                     log_tail=log_tail)
 
     def _end_attempt(self, conn: sqlite3.Connection, job: sqlite3.Row, outcome: str,
-                     error: dict[str, Any] | None, output_path: str | None, actor: str, now: float) -> str:
+                     error: dict[str, Any] | None, output_path: str | None, actor: str, now: float, *,
+                     log_tail: str | None = None) -> str:
         """End the running attempt of ``job`` (its row, read in ``conn``'s transaction) with ``outcome``
         and move the job where `policy.decide` says.  Returns the new state."""
         if job["cancel_requested"] and outcome != "succeeded":
@@ -130,9 +134,10 @@ class QueueMixin:
         err = error or {}
         conn.execute(
             "UPDATE attempts SET finished_at = ?, outcome = ?, error_type = ?, error_message = ?, error_cell = ?, "
-            "error_traceback = ?, output_path = COALESCE(?, output_path) WHERE job_id = ? AND number = ?",
+            "error_traceback = ?, output_path = COALESCE(?, output_path), log_tail = ? "
+            "WHERE job_id = ? AND number = ?",
             (now, outcome, err.get("type"), err.get("message"), err.get("cell"), err.get("traceback"),
-             output_path, job["id"], job["attempts"]))
+             output_path, log_tail, job["id"], job["attempts"]))
         terminal = State(decision.state).terminal
         ok = outcome == "succeeded"
         why = f"attempt {job['attempts']}: {outcome}"
@@ -144,11 +149,11 @@ class QueueMixin:
         self._move(conn, job["id"], job["state"], decision.state, why, actor, now,
                    sets="reason = ?, failures = ?, infra_failures = ?, worker_id = NULL, lease_until = NULL, "
                    "run_at = ?, finished_at = ?, output_path = COALESCE(?, output_path), error_type = ?, "
-                   "error_message = ?, error_cell = ?, error_traceback = ?",
+                   "error_message = ?, error_cell = ?, error_traceback = ?, log_tail = COALESCE(?, log_tail)",
                    params=(None if ok else decision.reason, decision.failures, decision.infra_failures,
                            now + decision.delay, now if terminal else None, output_path,
                            None if ok else err.get("type"), None if ok else err.get("message"),
-                           None if ok else err.get("cell"), None if ok else err.get("traceback")))
+                           None if ok else err.get("cell"), None if ok else err.get("traceback"), log_tail))
         self._changed(conn, job["id"], decision.state, actor, now, job["options"])
         return decision.state
 

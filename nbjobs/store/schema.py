@@ -6,8 +6,16 @@ nbjobs opens an older database without losing rows.
 
 >>> SCHEMA_VERSION == len(MIGRATIONS)
 True
+
+A step is SQL text (statements separated by ``;``) or a function of the connection, called inside
+the migration's transaction (v8 builds the search index with sqlite-utils).
 """
 from __future__ import annotations
+
+import sqlite3
+import sys
+import threading
+from typing import Callable, Union
 
 from ..job import State
 
@@ -226,7 +234,70 @@ ALTER TABLE jobs ADD COLUMN infra_failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workers ADD COLUMN note TEXT;
 """
 
+# v8: full-text search of the job history.  Each attempt keeps the tail of its log (the last
+# `LOG_TAIL_BYTES`, redacted like the log), and so does the job (its latest attempt's); ``jobs_fts``
+# (FTS5, external content: the jobs table) indexes `SEARCH_COLUMNS`.
+SCHEMA_V8_LOG_TAIL = """
+ALTER TABLE attempts ADD COLUMN log_tail TEXT;
+ALTER TABLE jobs ADD COLUMN log_tail TEXT;
+"""
+
+#: the jobs columns `nbjobs.search` looks in (``jobs_fts``), in order
+SEARCH_COLUMNS = ("name", "tags", "parameters", "error_type", "error_message", "log_tail")
+#: at most this many bytes of the end of an attempt's log are kept for search
+LOG_TAIL_BYTES = 4096
+
+_import_lock = threading.Lock()
+
+
+def import_sqlite_utils():
+    """Import sqlite-utils; if pandas and numpy are not loaded yet, without them (0.4 s saved).
+
+    sqlite-utils imports pandas and numpy when it is imported, only to map their scalar types
+    when inserting rows.  The migration that builds the search index needs neither, and a fresh
+    home must not cost a kernel half a second and a pandas import.
+    """
+    with _import_lock:
+        module = sys.modules.get("sqlite_utils")
+        if module is not None and hasattr(module, "Database"):
+            return module
+        blocked = [m for m in ("pandas", "numpy") if m not in sys.modules]
+        for m in blocked:
+            sys.modules[m] = None  # type: ignore[assignment]  # makes `import m` raise ImportError
+        try:
+            import sqlite_utils
+        finally:
+            for m in blocked:
+                if sys.modules.get(m) is None:
+                    del sys.modules[m]
+        return sqlite_utils
+
+
+def migrate_v8_search(conn: sqlite3.Connection) -> None:
+    """v8: the log tail columns, and the search index built by sqlite-utils' FTS5 support.
+
+    ``enable_fts`` creates ``jobs_fts`` and fills it from every existing job (the back-fill of an
+    older home) and its insert/delete/update triggers.  Its update trigger fires on any UPDATE
+    of jobs; it is replaced by one that fires only when an indexed column is set, so the frequent
+    writes (claim, heartbeat, progress, lease) never touch the index.
+    """
+    for statement in SCHEMA_V8_LOG_TAIL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    db = import_sqlite_utils().Database(conn, recursive_triggers=False, execute_plugins=False)
+    db["jobs"].enable_fts(SEARCH_COLUMNS, create_triggers=True)
+    cols = ", ".join(SEARCH_COLUMNS)
+    old = ", ".join(f"old.{c}" for c in SEARCH_COLUMNS)
+    new = ", ".join(f"new.{c}" for c in SEARCH_COLUMNS)
+    conn.execute('DROP TRIGGER "jobs_au"')
+    conn.execute(f"""CREATE TRIGGER "jobs_au" AFTER UPDATE OF {cols} ON "jobs" BEGIN
+  INSERT INTO "jobs_fts" ("jobs_fts", rowid, {cols}) VALUES ('delete', old.rowid, {old});
+  INSERT INTO "jobs_fts" (rowid, {cols}) VALUES (new.rowid, {new});
+END""")
+
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW,
-                         SCHEMA_V7_TRUST]
+MIGRATIONS: list[Union[str, Callable[[sqlite3.Connection], None]]] = [
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW, SCHEMA_V7_TRUST,
+    migrate_v8_search]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -74,3 +74,12 @@ def test_the_detail_view_of_a_cell_job_without_source_does_not_break(home, store
                                                       (7500, True, "2h05m"), (None, True, "-")])
 def test_durations(seconds, precise, expected):
     assert text.fmt_duration(seconds, precise=precise) == expected
+
+
+def test_search_is_one_verb_on_both_sides_with_the_same_options():
+    cli_parsers = _cli_parsers()
+    verb = verbs.find("search", verbs.CLI)
+    assert verb is verbs.find("search", verbs.MAGIC) and verb.sides == verbs.BOTH
+    assert _options(cli_parsers["search"]) == {"--limit", "--json"}
+    assert _options(magics.PARSERS["search"]) == {"--limit"}
+    assert cli_parsers["search"].parse_args(["KeyError", "--limit", "5"]).query == "KeyError"

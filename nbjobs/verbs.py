@@ -271,42 +271,6 @@ VERBS: tuple[Verb, ...] = (
              arg("--state", action="append", help="only jobs in this state (repeatable)"), *_LIST_FILTERS,
              arg("--limit", type=int, default=20, help="at most this many (default 20)"),
              _json("print a JSON list"))),
-    Verb("show", "one schedule: settings, next runs, recent decisions", "NAME", ("schedule show daily-report",),
-         args=(_SCHEDULE_NAME, _json())),
-    Verb("pause", "stop firing (slots of the pause never run)", "NAME", ("schedule pause daily-report",),
-         args=(_SCHEDULE_NAME,)),
-    Verb("resume", "fire again from now on", "NAME", ("schedule resume daily-report",), args=(_SCHEDULE_NAME,)),
-    Verb("rm", "remove a schedule (its jobs stay)", "NAME", ("schedule rm daily-report",), args=(_SCHEDULE_NAME,)),
-    Verb("run-now", "submit one job of the schedule now and print its ID", "NAME",
-         ("schedule run-now daily-report",), args=(_SCHEDULE_NAME, NO_WORKER)),
-)
-
-# --- the verbs --------------------------------------------------------------------------------------------
-VERBS: tuple[Verb, ...] = (
-    Verb("run", "submit a notebook (or -c CODE) as a job and print its ID", "NOTEBOOK [-p NAME VALUE]... [options]",
-         magic_help="submit a notebook job (papermill); returns the handle",
-         examples=('run report.ipynb -p n 7 -p title "Q3" --wait',
-                   "run -c \"import nbjobs; nbjobs.record('answer', 6*7)\" --name quick"),
-         magic_examples=("run report.ipynb -p n 10 --retries 1",), args=(
-             arg("notebook", nargs="?", sides=(CLI,), help="the notebook to run"),
-             arg("notebook", sides=(MAGIC,), help="the notebook to run"),
-             arg("-c", "--code", sides=(CLI,), help="Python source to run as a cell job instead of a notebook"),
-             *PARAM_OPTIONS, *JOB_OPTIONS)),
-    Verb("ls", "list recent jobs, newest first", magic_help="recent jobs, newest first (a list of handles)",
-         usage="[--state S] [--name N] [--tag T] [--limit N]", examples=("ls --state failed --limit 50",), args=(
-             arg("--state", action="append", help="only jobs in this state (repeatable)"), *_LIST_FILTERS,
-             arg("--limit", type=int, default=20, help="at most this many (default 20)"),
-             _json("print a JSON list"))),
-    Verb("search", "find jobs by words in their name, tags, parameters, error or log tail, best match first",
-         magic_help="jobs matching the words, best match first (a list of handles)",
-         usage="QUERY [--limit N]",
-         examples=("search KeyError", "search '\"connection refused\" OR timeout' --limit 10",
-                   "search 'error_message: KeyError' --json"),
-         magic_examples=("search KeyError --limit 10", "search 'error_message: KeyError'"), args=(
-             arg("query", help='SQLite FTS5 query: words (all must match), "a phrase" in double quotes, prefix*, '
-                               'OR, NOT, or a column such as error_message: KeyError'),
-             arg("--limit", type=int, default=50, help="at most this many (default 50)"),
-             _json("print a JSON list"))),
     Verb("show", "one job in detail: state, attempts, error, outputs, events",
          magic_help="one job in detail; without ID: counts per state and workers", usage="[ID]",
          examples=("show 8f3a2c --json",), magic_examples=("show 8f3a2c",), aliases=("status",), args=(
@@ -317,6 +281,16 @@ VERBS: tuple[Verb, ...] = (
          ("logs 8f3a2c -f",), magic_examples=("logs 8f3a2c",), args=(
              ID, arg("-f", "--follow", action="store_true", sides=(CLI,), help="keep printing until the job ends"),
              arg("--attempt", type=int, help="attempt number (default: the latest)"))),
+    Verb("search", "find jobs by words in their name, tags, parameters, error or log tail, best match first",
+         magic_help="jobs matching the words, best match first (a list of handles)",
+         usage="QUERY [--limit N]",
+         examples=("search KeyError", "search '\"connection refused\" OR timeout' --limit 10",
+                   "search 'error_message: KeyError' --json"),
+         magic_examples=("search KeyError --limit 10", "search 'error_message: KeyError'"), args=(
+             arg("query", help='SQLite FTS5 query: words (all must match), "a phrase" in double quotes, prefix*, '
+                               'OR, NOT, or a column such as error_message: KeyError'),
+             arg("--limit", type=int, default=50, help="at most this many (default 50)"),
+             _json("print a JSON list"))),
     Verb("result", "print a job's recorded outputs",
          magic_help="the recorded outputs as a dict, same types as recorded",
          usage="ID", examples=("result 8f3a2c --json",),

@@ -8,6 +8,11 @@
 History and metrics (pandas) and plots (matplotlib) load on first use::
 
     nbjobs.history(since="7D"); nbjobs.sli(); nbjobs.slo(0.99); nbjobs.plot.runtime()
+
+Full-text search of the job history, and the home's database for ad-hoc SQL (sqlite-utils, loaded
+on first use)::
+
+    nbjobs.search("KeyError"); nbjobs.db().query("SELECT state, count(*) FROM jobs GROUP BY state")
 """
 from __future__ import annotations
 

@@ -38,6 +38,3 @@ class StoreError(NbjobsError):
 class WaitTimeout(NbjobsError, TimeoutError):
     """`wait` gave up before the job(s) reached a final state."""
 
-
-class JobFailed(NbjobsError):
-    """Raised by `Job.result(raise_on_failure=True)` style calls when the job did not succeed."""

@@ -43,7 +43,7 @@ def snapshot(db: Path) -> dict[str, list] | None:
             names = [r[1] for r in conn.execute(f"PRAGMA table_info({t})")]
             return ", ".join(n for n in names if (t, n) != ("workers", "heartbeat_at"))
 
-        return {t: conn.execute(f"SELECT {columns(t)} FROM {t} ORDER BY rowid").fetchall() for t in tables}
+        return {t: conn.execute(f"SELECT {columns(t)} FROM {t} ORDER BY {columns(t)}").fetchall() for t in tables}
     finally:
         conn.close()
 

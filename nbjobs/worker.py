@@ -50,6 +50,7 @@ TICK = 0.05  # longest wait while jobs run (cancel checks, deadlines, heartbeats
 RETENTION_EVERY = 600.0  # seconds between two applications of the retention setting
 AUTOSTART_SETTLE = 0.5  # an auto-started worker claims nothing this long after it starts, so an explicit worker
                         # whose command started at the same moment is in /proc (its first job waits for a kernel anyway)
+AUTOSTART_SCAN = 10.0  # ... and looks for explicit workers still starting (in /proc) this long, then on submits
 KERNEL_LOST_LIMIT = 5  # kernels lost in a row before a worker stops claiming for a while
 KERNEL_LOST_PAUSE = 30.0  # ... first for this long, doubling (to 10 minutes) while it goes on
 
@@ -180,10 +181,13 @@ class Worker:
         if self.autostarted:
             if now - self._born < AUTOSTART_SETTLE:
                 return False
-            if now - self._explicit_seen >= 0.5:
+            # /proc is read only when it matters (a submit just poked us, or we have just started), not in
+            # every idle check: an explicit worker shows in live_workers within a second of its start
+            scan = self._poked or now - self._born < AUTOSTART_SCAN
+            if scan or now - self._explicit_seen >= 0.5:
                 self._explicit_seen = now
                 explicit = [f"worker {w['id']}" for w in self.store.live_workers(self.lease) if not w["autostarted"]] \
-                    or [f"`nbjobs worker` (pid {pid}, starting)" for pid in workers_starting(self.home)]
+                    or ([f"`nbjobs worker` (pid {pid}, starting)" for pid in workers_starting(self.home)] if scan else [])
                 if bool(explicit) != self._standing_down:
                     self._standing_down = bool(explicit)
                     self.store.set_worker_note(self.id, f"standing down: {explicit[0]} was started on purpose for "

@@ -105,6 +105,20 @@ class Job:
         """This job's webhook deliveries (see `nbjobs.deliveries`)."""
         return self._store.deliveries(self.id)
 
+    def wait_reason(self, record: JobRecord | None = None) -> str:
+        """Why the job is not running its code yet, in a few words (``queued behind 2 running
+        (concurrency 2)``, ``waiting on 3f2a1b0c (running)``, ``backoff until 14:02:31 (in 4.0s)``,
+        ``starting: a kernel is getting ready`` ...); ``""`` when it is running its code or has
+        ended.  ``record``: a snapshot already read (else read afresh)."""
+        from .text import wait_reason
+
+        store, r = self._store, record or self.record
+        if not r.state.active:
+            return ""
+        up = [(u.id, u.state.value) for u in store.get_many(store.upstream(self.id))] \
+            if r.state == State.WAITING else []
+        return wait_reason(r, store.summary() if r.state == State.QUEUED else None, upstream=up)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Job) and other.id == self.id
 
@@ -116,7 +130,7 @@ class Job:
             r = self.record
         except NbjobsError:
             return f"<Job {self.short_id} (unavailable)>"
-        return f"<Job {r.short_id} {r.name!r} {r.state.value} attempts={r.attempts}/{r.max_attempts}>"
+        return f"<Job {r.short_id} {r.name!r} {r.state.value} attempt {r.attempt_text}>"
 
     def _repr_html_(self) -> str:
         """A one-line HTML receipt (short ID, name, state, progress, elapsed): a static snapshot."""

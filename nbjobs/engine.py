@@ -13,8 +13,10 @@ What the engine adds to papermill's ``nbclient`` engine:
 * the kernel is ours (warm from a pool, or started for the attempt): its process is reported
   (``{"type": "kernel", ...}``) before anything else, so that a stop can reach it, and a warm
   kernel runs the silent ``prepare`` cell that moves it into the job;
-* progress is reported per code cell, and ``stop.began`` set when the first cell of the job's
-  own code starts (before that, a kernel death is the system's failure, not the job's);
+* progress is reported per cell of the user's code (the wrapper cells nbjobs and papermill add
+  are not counted), and when the first of them starts, ``stop.began`` is set (before that, a
+  kernel death is the system's failure, not the job's) and a ``began`` event marks the end of the
+  start phase: a job's runtime counts from there;
 * the output notebook is saved at most once a second while cells run, with secrets redacted;
 * a cell that runs past its timeout gets the error in its outputs, as a failing cell does.
 """
@@ -38,8 +40,10 @@ from papermill.log import logger
 #: the name the engine is registered under with papermill
 ENGINE = "nbjobs"
 SAVE_EVERY = 1.0  # seconds between two saves of the output notebook while cells run
-#: cells that nbjobs or papermill add around the job's code: a kernel death in one of them is not the job's
+#: cells that nbjobs or papermill add before the job's code: a kernel death in one of them is not the job's
 WRAPPER_TAGS = frozenset({"injected-parameters", "nbjobs-parameters", "nbjobs-inputs"})
+#: every cell nbjobs or papermill adds around the job's code (none counts as progress)
+HIDDEN_TAGS = WRAPPER_TAGS | {"nbjobs-outputs"}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -61,8 +65,26 @@ class Attempt:
     prepare: str | None = None
 
 
+def _tags(cell: Any) -> set:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
 def _is_job_code(cell: Any) -> bool:
-    return cell.get("cell_type") == "code" and not WRAPPER_TAGS & set(cell.get("metadata", {}).get("tags", []))
+    """A code cell of the job's own (not a wrapper cell before it)."""
+    return cell.get("cell_type") == "code" and not WRAPPER_TAGS & _tags(cell)
+
+
+def user_cells(nb: Any) -> list[int]:
+    """Indexes of the user's code cells: what progress counts (``done/total``).
+
+    >>> import nbformat
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", metadata={"tags": ["parameters"]}),
+    ...     nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("# x"),
+    ...     nbformat.v4.new_code_cell("rec()", metadata={"tags": ["nbjobs-outputs"]})])
+    >>> user_cells(nb)
+    [0, 1]
+    """
+    return [i for i, c in enumerate(nb.cells) if c.get("cell_type") == "code" and not HIDDEN_TAGS & _tags(c)]
 
 
 async def _ready(kc: Any, km: Any, timeout: float) -> None:
@@ -96,6 +118,7 @@ class Manager(NotebookExecutionManager):
     def __init__(self, nb: Any, attempt: Attempt, **kwargs: Any):
         self.attempt = attempt
         self.last_save: float | None = None
+        self.user: list[int] = []  # the user's code cells (see `user_cells`), known once the first begins
         super().__init__(nb, **kwargs)
 
     def save(self, **kwargs):
@@ -113,8 +136,11 @@ class Manager(NotebookExecutionManager):
         super().save(**kwargs)
 
     def cell_start(self, cell, cell_index=None, **kwargs):
-        if _is_job_code(cell):
+        if _is_job_code(cell) and not self.attempt.stop.began:
             self.attempt.stop.began = True
+            self.user = user_cells(self.nb)
+            self.attempt.report({"type": "began", "at": time.time()})
+            self.attempt.report({"type": "progress", "done": 0, "total": len(self.user)})
         super().cell_start(cell, cell_index=cell_index, **kwargs)
 
     def notebook_complete(self, **kwargs):
@@ -123,9 +149,9 @@ class Manager(NotebookExecutionManager):
 
     def cell_complete(self, cell, cell_index=None, **kwargs):
         super().cell_complete(cell, cell_index=cell_index, **kwargs)
-        if cell.get("cell_type") == "code" and cell_index is not None:
-            code = [i for i, c in enumerate(self.nb.cells) if c.get("cell_type") == "code"]
-            self.attempt.report({"type": "progress", "done": code.index(cell_index) + 1, "total": len(code)})
+        if cell_index in self.user:
+            self.attempt.report({"type": "progress", "done": self.user.index(cell_index) + 1,
+                                 "total": len(self.user)})
 
 
 class Client(PapermillNotebookClient):

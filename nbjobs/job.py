@@ -206,6 +206,8 @@ class JobRecord:
     started_at: float | None = None
     finished_at: float | None = None
     updated_at: float | None = None
+    began_at: float | None = None
+    budget_from: int = 0
     worker_id: str | None = None
     lease_until: float | None = None
     cancel_requested: int = 0
@@ -232,16 +234,36 @@ class JobRecord:
 
     @property
     def max_attempts(self) -> int:
-        """Attempts the job may make: its own ``retries`` + 1, plus those lost to infrastructure
-        failures so far (re-queued without charging the job)."""
-        return self.retries + 1 + self.infra_failures
+        """The number of the last attempt the retry policy allows now: the attempts made before
+        the last manual retry (``budget_from``; a manual retry starts the budget afresh), plus
+        the job's own ``retries`` + 1, plus those lost to infrastructure failures so far
+        (re-queued without charging the job)."""
+        return self.budget_from + self.retries + 1 + self.infra_failures
 
     @property
-    def duration(self) -> float | None:
-        """Seconds from first start to end (or to now's caller if still running: None)."""
-        if self.started_at is None or self.finished_at is None:
+    def attempt_text(self) -> str:
+        """The attempt as a user reads it: ``2 of 3`` while the policy allows more than one
+        attempt, ``2`` when it does not (a single attempt, or one a user retried by hand), ``-``
+        before the first.
+
+        >>> JobRecord(id="a" * 32, name="x", kind="cell", state=State.RUNNING, attempts=1, retries=2).attempt_text
+        '1 of 3'
+        >>> JobRecord(id="a" * 32, name="x", kind="cell", state=State.RUNNING, attempts=2, budget_from=1).attempt_text
+        '2'
+        """
+        if not self.attempts:
+            return "-"
+        limit = self.max_attempts
+        return f"{self.attempts} of {limit}" if limit - self.budget_from > 1 else str(self.attempts)
+
+    @property
+    def runtime(self) -> float | None:
+        """Seconds the latest attempt has run the job's code: from its first cell of the job's
+        own code to its end (to ``now`` while it runs: None here, see `nbjobs.text.elapsed`).
+        None before that, and for an attempt that ended before reaching the code."""
+        if self.began_at is None or self.finished_at is None:
             return None
-        return self.finished_at - self.started_at
+        return self.finished_at - self.began_at
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)

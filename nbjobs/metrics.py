@@ -74,13 +74,13 @@ _MAX_ROWS = 200_000                                        # groups x buckets in
 HISTORY_DTYPES: dict[str, Any] = {
     "id": _TEXT, "name": _TEXT, "kind": _TEXT, "state": STATE_DTYPE, "reason": _TEXT, "attempts": "int64",
     "priority": "int64", "tags": object, "submitted_at": _TS, "started_at": _TS, "finished_at": _TS,
-    "queue_wait_s": "float64", "runtime_s": "float64", "error_type": _TEXT, "error_message": _TEXT,
+    "queue_wait_s": "float64", "runtime_s": "float64", "total_s": "float64", "error_type": _TEXT, "error_message": _TEXT,
     "code_hash": _TEXT, "worker": _TEXT, "output_path": _TEXT,
 }
 #: ``history(attempts=True)``: the same columns plus ``attempt`` (its number) and ``outcome``
 ATTEMPT_DTYPES: dict[str, Any] = {
     "id": _TEXT, "attempt": "int64", "name": _TEXT, "kind": _TEXT, "state": STATE_DTYPE, "outcome": _TEXT,
-    **{k: v for k, v in HISTORY_DTYPES.items() if k not in ("id", "name", "kind", "state")},
+    **{k: v for k, v in HISTORY_DTYPES.items() if k not in ("id", "name", "kind", "state", "total_s")},
 }
 SLI_DTYPES: dict[str, str] = {
     "runs": "int64", "succeeded": "int64", "failed": "int64", "timed_out": "int64", "cancelled": "int64",
@@ -209,8 +209,11 @@ def history(since: Any = None, until: Any = None, name: str | None = None,
     ``started_at``          when its first attempt started
     ``finished_at``         when it reached its final state (NaT while active)
     ``queue_wait_s``        ``started_at - submitted_at``: waiting before the first attempt
-    ``runtime_s``           ``finished_at - started_at``: first start to final end, so a retried
-                            job's runtime spans all its attempts and the backoff between them
+    ``runtime_s``           the last attempt's run time: from its first cell of the job's own code
+                            to the end (the start phase, a worker and a kernel getting ready, is
+                            not counted; nor are earlier attempts and backoff).  NaN for a job
+                            whose last attempt never reached its code (cancelled while starting)
+    ``total_s``             ``finished_at - submitted_at``: what the user waited, submit to end
     ``error_type``,         the last error (None for a job that succeeded)
     ``error_message``
     ``code_hash``           sha256 prefix of the cell source / notebook file
@@ -222,7 +225,7 @@ def history(since: Any = None, until: Any = None, name: str | None = None,
     number) and ``outcome`` (``succeeded``, ``error``, ``timeout``, ``kernel_died``,
     ``worker_lost``, ``released``, ``cancelled``, ``running`` ...); ``started_at``,
     ``finished_at``, ``runtime_s``, the error, ``code_hash``, ``worker`` and ``output_path``
-    are the attempt's own; ``queue_wait_s`` is the attempt's start minus the moment it could
+    are the attempt's own (there is no ``total_s``); ``queue_wait_s`` is the attempt's start minus the moment it could
     first run (the submit for attempt 1, else the end of the previous attempt: retry backoff
     counts as waiting, and so does the time a dead letter sat until someone retried it).
     ``state``, ``reason`` and ``attempts`` stay the job's.
@@ -239,7 +242,8 @@ def history(since: Any = None, until: Any = None, name: str | None = None,
     store = _store(home)
     names = Store.ATTEMPT_COLUMNS if attempts else Store.HISTORY_COLUMNS
     raw = dict(zip(names, store.history_rows(lo, hi, name=name, state=states, tag=tag, attempts=attempts)))
-    submitted, started, finished = (_floats(raw[k]) for k in ("submitted_at", "started_at", "finished_at"))
+    submitted, started, began, finished = (_floats(raw[k]) for k in
+                                           ("submitted_at", "started_at", "began_at", "finished_at"))
     if attempts:
         numbers = np.array(raw["attempt"], dtype=np.int64)
         ids = np.array(raw["id"], dtype=object)
@@ -260,7 +264,9 @@ def history(since: Any = None, until: Any = None, name: str | None = None,
         if col == "queue_wait_s":
             columns[col] = started - ready
         elif col == "runtime_s":
-            columns[col] = finished - started
+            columns[col] = finished - began
+        elif col == "total_s":
+            columns[col] = finished - submitted
         elif col in ("submitted_at", "started_at", "finished_at"):
             columns[col] = _utc({"submitted_at": submitted, "started_at": started, "finished_at": finished}[col])
         elif col == "tags":
@@ -278,7 +284,7 @@ class _Outcomes:
 
     #: one record per `Store.outcome_rows` tuple (None becomes NaN)
     DTYPE = np.dtype([("group", object), ("packed", np.int64), ("submitted_at", np.float64),
-                      ("started_at", np.float64), ("finished_at", np.float64)])
+                      ("started_at", np.float64), ("began_at", np.float64), ("finished_at", np.float64)])
 
     def __init__(self, store: Store, since: float, by: str | None, until: float | None = None):
         rows = np.fromiter(store.outcome_rows(since, by), dtype=self.DTYPE)  # straight from the cursor
@@ -286,8 +292,8 @@ class _Outcomes:
         self.state = packed & 7
         self.acked = (packed >> 3) & 1
         self.attempts = packed >> 4
-        self.submitted, self.started, self.finished = (np.ascontiguousarray(rows[k]) for k in
-                                                       ("submitted_at", "started_at", "finished_at"))
+        self.submitted, self.started, self.began, self.finished = (
+            np.ascontiguousarray(rows[k]) for k in ("submitted_at", "started_at", "began_at", "finished_at"))
         if by is None:
             self.code = np.zeros(len(rows), dtype=np.int64)
             self.labels: list[Any] = ["all"]
@@ -297,7 +303,7 @@ class _Outcomes:
         if until is not None:  # jobs submitted after the end of the period do not exist yet
             keep = self.submitted <= until
             if not keep.all():
-                for attr in ("state", "acked", "attempts", "submitted", "started", "finished", "code"):
+                for attr in ("state", "acked", "attempts", "submitted", "started", "began", "finished", "code"):
                     setattr(self, attr, getattr(self, attr)[keep])
         self.final = self.state >= _I["succeeded"]
 
@@ -355,8 +361,8 @@ def finished_runs(window: Any = "7D", by: str | None = "name", *, now: Any = Non
                   home: Path | str | None = None) -> pd.DataFrame:
     """The runs behind `sli`: one row per job that reached a final state within
     ``[now - window, now]``, with columns ``group`` (the ``by`` value, ``"all"`` for None),
-    ``state`` (categorical), ``finished_at`` (UTC), ``runtime_s`` and ``queue_wait_s`` (NaN for a
-    job that never started), ``attempts`` and ``dead_letter``.  What `nbjobs.plot.runtime` draws.
+    ``state`` (categorical), ``finished_at`` (UTC), ``runtime_s`` (the last attempt's run time, as
+    in `history`) and ``queue_wait_s`` (NaN for a job that never started), ``attempts`` and ``dead_letter``.  What `nbjobs.plot.runtime` draws.
 
     >>> nbjobs.metrics.finished_runs("24h").groupby("group").runtime_s.describe()   # doctest: +SKIP
     """
@@ -372,7 +378,7 @@ def finished_runs(window: Any = "7D", by: str | None = "name", *, now: Any = Non
         "group": pd.Series(labels[o.code[run]] if len(labels) else [], dtype=object),
         "state": pd.Categorical.from_codes(o.state[run], dtype=STATE_DTYPE),
         "finished_at": _utc(o.finished[run]),
-        "runtime_s": (o.finished - o.started)[run],
+        "runtime_s": (o.finished - o.began)[run],
         "queue_wait_s": (o.started - o.submitted)[run],
         "attempts": o.attempts[run],
         "dead_letter": np.isin(o.state[run], [_I["failed"], _I["timed_out"]]) & (o.acked[run] == 0),
@@ -401,8 +407,10 @@ def sli(window: Any = "7D", by: str | None = "name", freq: Any = None, *, now: A
     - ``success_rate``: ``succeeded / (succeeded + failed + timed_out)``.  It counts finished
       jobs only (active jobs are not runs yet), and leaves cancelled jobs out (a cancel is the
       user's decision, not an outcome of the service).  NaN when there is no such run.
-    - ``p50_runtime_s``, ``p95_runtime_s``, ``p99_runtime_s``: percentiles of the runs' runtime
-      (final end minus first start, seconds; runs that never started are left out), numpy's
+    - ``p50_runtime_s``, ``p95_runtime_s``, ``p99_runtime_s``: percentiles of the runs'
+      ``runtime_s`` (the last attempt's run time, from its first cell of the job's code to the
+      end, as in `history`: earlier attempts, backoff and the start phase are not counted;
+      runs that never reached their code are left out), numpy's
       ``'linear'`` interpolation (Hyndman & Fan type 7, the default of `numpy.percentile` and
       `pandas.Series.quantile`): position ``(n - 1) * q`` of the sorted values, interpolated
       linearly between its neighbours.
@@ -466,9 +474,9 @@ def sli(window: Any = "7D", by: str | None = "name", freq: Any = None, *, now: A
 
     started = run & ~np.isnan(o.started)
     ks = key[started]
-    runtime = (fin - o.started)[started]
     wait = (o.started - o.submitted)[started]
-    rq = _grouped_quantiles(ks, runtime, size, (0.5, 0.95, 0.99))
+    ran = run & ~np.isnan(o.began)  # reached the job's code: has a runtime
+    rq = _grouped_quantiles(key[ran], (fin - o.began)[ran], size, (0.5, 0.95, 0.99))
     wq = _grouped_quantiles(ks, wait, size, (0.95,))
     n_started = np.bincount(ks, minlength=size)
     wait_sum = np.bincount(ks, weights=wait, minlength=size)
@@ -658,10 +666,11 @@ class JobsCollector:
         yield finished
         yield attempts
 
-        ran = o.final & ~np.isnan(o.started)
+        ran = o.final & ~np.isnan(o.began)
         yield _histogram(HistogramMetricFamily, "nbjobs_job_runtime_seconds",
-                         "Runtime of finished jobs (final end minus first start), seconds.", names,
-                         o.code[ran], (o.finished - o.started)[ran], RUNTIME_BUCKETS)
+                         "Runtime of finished jobs (their last attempt, from its first cell of job code "
+                         "to the end), seconds.", names,
+                         o.code[ran], (o.finished - o.began)[ran], RUNTIME_BUCKETS)
         began = ~np.isnan(o.started)
         yield _histogram(HistogramMetricFamily, "nbjobs_job_queue_wait_seconds",
                          "Queue wait of started jobs (first start minus submit), seconds.", names,

@@ -53,10 +53,63 @@ def fmt_duration(seconds: float | None, precise: bool = False) -> str:
 
 
 def elapsed(r: JobRecord, now: float | None = None) -> float | None:
-    """Seconds since the job started (to its end once it ended); None before it starts."""
-    if r.started_at is None:
+    """Seconds the job's current (or last) attempt has run the job's code: from its first cell of
+    the job's own code to its end, or to ``now`` while it runs.  None before that: queued, in
+    backoff, or starting (a worker and a kernel getting ready are not the job's time).
+
+    >>> r = JobRecord(id="a" * 32, name="x", kind="cell", state=State.RUNNING, started_at=5.0, began_at=8.0)
+    >>> elapsed(r, now=10.0), elapsed(JobRecord(id="a" * 32, name="x", kind="cell", state=State.RUNNING), now=10.0)
+    (2.0, None)
+    """
+    if r.began_at is None:
         return None
-    return (r.finished_at or (time.time() if now is None else now)) - r.started_at
+    if r.state == State.RUNNING:
+        return (time.time() if now is None else now) - r.began_at
+    return None if r.finished_at is None else r.finished_at - r.began_at
+
+
+def wait_reason(r: JobRecord, summary: dict[str, Any] | None = None, now: float | None = None,
+                upstream: Sequence[tuple[str, str]] = ()) -> str:
+    """Why a job is not running its code yet, in a few words; ``""`` when it is, or has ended.
+
+    ``summary`` is the home's `nbjobs.summary` (live workers, their free slots, running jobs);
+    ``upstream``: ``(id, state)`` of the jobs a waiting job runs after.  One place for every
+    reason, so the receipt, the panel and ``nbjobs show`` say the same.
+
+    >>> q = JobRecord(id="a" * 32, name="x", kind="cell", state=State.QUEUED, run_at=0.0)
+    >>> wait_reason(q, {"workers": 0, "starting": 0, "slots": 0, "running": 0})
+    'no worker alive: start one with `nbjobs worker` (or submit from Python, which starts one)'
+    >>> wait_reason(q, {"workers": 1, "starting": 0, "slots": 1, "running": 1})
+    'queued behind 1 running (concurrency 1)'
+    >>> wait_reason(JobRecord(id="a" * 32, name="x", kind="cell", state=State.RUNNING))
+    'starting: a kernel is getting ready'
+    """
+    now = time.time() if now is None else now
+    if r.state == State.RUNNING:
+        return "starting: a kernel is getting ready" if r.began_at is None else ""
+    if r.state == State.RETRYING:
+        return f"backoff until {fmt_time(r.run_at, now)} ({retry_in(r, now)})" if r.run_at else "retrying"
+    if r.state == State.WAITING:
+        pending = [f"{i[:8]} ({st})" for i, st in upstream if st != State.SUCCEEDED.value]
+        return "waiting on " + (", ".join(pending) if pending else "the jobs it runs after")
+    if r.state != State.QUEUED:
+        return ""
+    if r.run_at and r.run_at > now + 0.5:
+        return f"not before {fmt_time(r.run_at, now)}"
+    if summary is None:
+        return ""
+    if not summary.get("workers"):
+        return "no worker alive: start one with `nbjobs worker` (or submit from Python, which starts one)"
+    slots = summary.get("slots", 0)
+    if not slots:
+        if summary.get("starting"):
+            return "starting a worker"
+        notes = summary.get("worker_notes") or []
+        return f"no worker is claiming: {notes[0]}" if notes else "no worker is claiming"
+    running = summary.get("running", 0)
+    if running >= slots:
+        return f"queued behind {running} running (concurrency {slots})"
+    return ""
 
 
 def retry_in(r: JobRecord, now: float | None = None) -> str:
@@ -102,7 +155,7 @@ def state_text(r: JobRecord) -> str:
 def jobs_table(records: Sequence[JobRecord]) -> str:
     """The ``nbjobs ls`` table."""
     return table(("ID", "NAME", "STATE", "ATTEMPTS", "QUEUED", "STARTED", "DURATION"),
-                 ((r.short_id, r.name[:30], state_text(r), f"{r.attempts}/{r.max_attempts}", fmt_time(r.submitted_at),
+                 ((r.short_id, r.name[:30], state_text(r), r.attempt_text, fmt_time(r.submitted_at),
                    fmt_time(r.started_at), fmt_duration(elapsed(r), precise=True)) for r in records))
 
 
@@ -134,10 +187,11 @@ def receipt_text(r: JobRecord, now: float | None = None) -> str:
     parts = [r.state.value]
     if r.progress_total and (r.state == State.RUNNING or r.progress_done):
         parts.append(f"{r.progress_done}/{r.progress_total} cells")
-    if r.started_at is not None:
-        parts.append(fmt_duration(elapsed(r, now)))
-    if r.retries:
-        parts.append(f"attempt {r.attempts} of {r.max_attempts}")
+    took = elapsed(r, now)
+    if took is not None:
+        parts.append(fmt_duration(took))
+    if r.attempts > 1 or r.retries:
+        parts.append(f"attempt {r.attempt_text}")
     if r.cancel_requested and r.state == State.RUNNING:
         parts.append("cancel requested")
     err = error_line(r)
@@ -160,6 +214,9 @@ def job_detail(job: Any) -> str:
     state = f"state:      {r.state.value}" + (f" ({r.reason})" if r.reason else "")
     if r.cancel_requested and r.state == State.RUNNING:
         state += " - cancel requested"
+    why = job.wait_reason(r)
+    if why:
+        state += f" - {why}"
     what = r.notebook if r.kind == "notebook" else first_line(r.source) + " ..."
     lines = [receipt_text(r), f"id:         {r.id}", f"name:       {r.name}", state,
              f"kind:       {r.kind}: {what}", f"kernel:     {r.kernel}", f"cwd:        {r.cwd}"]
@@ -173,16 +230,18 @@ def job_detail(job: Any) -> str:
     if r.tags:
         lines.append(f"tags:       {', '.join(r.tags)}")
     infra = f" ({r.infra_failures} lost to infrastructure, not charged to the job)" if r.infra_failures else ""
-    lines += [f"priority:   {r.priority}", f"attempts:   {r.attempts} of {r.max_attempts}{infra}",
+    lines += [f"priority:   {r.priority}", f"attempt:    {r.attempt_text}{infra}",
               f"submitted:  {fmt_time(r.submitted_at)} by {r.submitted_by}",
               f"started:    {fmt_time(r.started_at)}", f"finished:   {fmt_time(r.finished_at)}",
-              f"duration:   {fmt_duration(elapsed(r), precise=True)}"]
+              f"runtime:    {fmt_duration(elapsed(r), precise=True)} (the last attempt, from its first cell)"]
+    if r.finished_at:
+        lines.append(f"total:      {fmt_duration(r.finished_at - r.submitted_at, precise=True)} (submit to end)")
     if r.progress_total:
         lines.append(f"progress:   {r.progress_done}/{r.progress_total} cells")
     if r.idem_key:
         lines.append(f"key:        {r.idem_key}")
     if r.output_path:
-        lines.append(f"notebook:   {r.output_path}")
+        lines.append(f"output:     {r.output_path}")
     if r.state == State.RETRYING and r.run_at:
         lines.append(f"next try:   {fmt_time(r.run_at)} ({retry_in(r)})")
     if r.options.get("secrets"):

@@ -386,6 +386,8 @@ class Worker:
             store.set_attempt_info(h.job_id, h.number, **event)
         elif kind == "kernel":
             store.set_attempt_info(h.job_id, h.number, kernel_pid=event.get("pid"), kernel_warm=bool(event.get("warm")))
+        elif kind == "began":
+            store.set_began(h.job_id, h.number, self.id, time.time())  # our clock, as the claim's
         elif kind == "progress":
             store.set_progress(h.job_id, self.id, event["done"], event["total"])
         elif kind == "done":

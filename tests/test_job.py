@@ -223,10 +223,13 @@ def test_code_hash_of_a_notebook_is_of_its_bytes(tmp_path):
 
 def test_job_record_helpers():
     rec = JobRecord(id="ab" * 16, name="n", kind="notebook", state=S.SUCCEEDED, retries=2,
-                    started_at=100.0, finished_at=112.5, tags=["x"])
-    assert rec.max_attempts == 3
-    assert rec.duration == 12.5
+                    started_at=90.0, began_at=100.0, finished_at=112.5, tags=["x"], attempts=1)
+    assert rec.max_attempts == 3 and rec.attempt_text == "1 of 3"
+    assert rec.runtime == 12.5  # from the first cell of the job's code, not from the claim
+    retried = JobRecord(id="a", name="n", kind="cell", state=S.RUNNING, attempts=2, budget_from=1)
+    assert (retried.max_attempts, retried.attempt_text) == (2, "2")  # never "2 of 1"
+    assert JobRecord(id="a", name="n", kind="cell", state=S.QUEUED).attempt_text == "-"
     d = rec.to_dict()
     assert d["state"] == "succeeded" and type(d["state"]) is str
     assert d["tags"] == ["x"] and d["id"] == "ab" * 16
-    assert JobRecord(id="a", name="n", kind="cell", state=S.RUNNING, started_at=1.0).duration is None
+    assert JobRecord(id="a", name="n", kind="cell", state=S.RUNNING, started_at=1.0).runtime is None

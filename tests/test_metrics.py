@@ -31,8 +31,9 @@ T0 = 1_700_000_000.0          # the "now" of the constructed histories: 2023-11-
 H, MIN, DAY = 3600.0, 60.0, 86400.0
 ALL_STATES = ["waiting", "queued", "running", "retrying", "succeeded", "failed", "timed_out", "cancelled"]
 HISTORY_COLUMNS = ["id", "name", "kind", "state", "reason", "attempts", "priority", "tags", "submitted_at",
-                   "started_at", "finished_at", "queue_wait_s", "runtime_s", "error_type", "error_message",
-                   "code_hash", "worker", "output_path"]
+                   "started_at", "finished_at", "queue_wait_s", "runtime_s", "total_s", "error_type",
+                   "error_message", "code_hash", "worker", "output_path"]
+ATTEMPT_COLUMNS = ["id", "attempt", "name", "kind", "state", "outcome"] + [c for c in HISTORY_COLUMNS[4:] if c != "total_s"]
 SLI_COLUMNS = ["runs", "succeeded", "failed", "timed_out", "cancelled", "success_rate", "p50_runtime_s",
                "p95_runtime_s", "p99_runtime_s", "p95_queue_wait_s", "mean_queue_wait_s", "retries_per_run",
                "dead_letters", "dead_letter_rate", "queue_depth"]
@@ -74,11 +75,12 @@ def make_job(store: Store, name: str, submitted: float, attempts=(), outcomes=()
 def build_history(store: Store) -> dict[str, str]:
     """The history most tests read: three groups finished within 7 days of T0, plus noise."""
     ids = {}
-    # group "a": runtimes 10, 20, 40, 30, 100 s; queue waits 5, 1, 2, 3, 4 s
+    # group "a": runtimes 10, 20, 21, 30, 100 s; queue waits 5, 1, 2, 3, 4 s
     ids["a1"] = make_job(store, "a", T0 - 10 * H, [(T0 - 10 * H + 5, T0 - 10 * H + 15)], ["succeeded"])
     ids["a2"] = make_job(store, "a", T0 - 9 * H, [(T0 - 9 * H + 1, T0 - 9 * H + 21)], ["succeeded"], tags=["nightly"])
-    ids["a3"] = make_job(store, "a", T0 - 8 * H, [(T0 - 8 * H + 2, T0 - 8 * H + 12), (T0 - 8 * H + 20, T0 - 8 * H + 42)],
-                         ["error", "succeeded"])                      # retried, then succeeded: one success
+    ids["a3"] = make_job(store, "a", T0 - 8 * H, [(T0 - 8 * H + 2, T0 - 8 * H + 12),
+                                                  (T0 - 8 * H + 20, T0 - 8 * H + 21, T0 - 8 * H + 42)],
+                         ["error", "succeeded"])  # retried, then succeeded: one success; its 2nd attempt began after 1 s
     ids["a4"] = make_job(store, "a", T0 - 7 * H, [(T0 - 7 * H + 3, T0 - 7 * H + 33)], ["error"])   # dead letter
     ids["a5"] = make_job(store, "a", T0 - 6 * H, [(T0 - 6 * H + 4, T0 - 6 * H + 104)], ["timeout"], ack=True)
     ids["a6"] = make_job(store, "a", T0 - 5 * H, cancel_at=T0 - 5 * H + 60)  # cancelled before it ran
@@ -100,8 +102,7 @@ def build_history(store: Store) -> dict[str, str]:
 def test_history_empty_has_columns_and_dtypes(home):
     for attempts in (False, True):
         df = nbjobs.history(attempts=attempts)
-        expected = HISTORY_COLUMNS if not attempts else (
-            ["id", "attempt", "name", "kind", "state", "outcome"] + HISTORY_COLUMNS[4:])
+        expected = HISTORY_COLUMNS if not attempts else ATTEMPT_COLUMNS
         assert list(df.columns) == expected and len(df) == 0
         assert isinstance(df.state.dtype, pd.CategoricalDtype) and list(df.state.cat.categories) == ALL_STATES
         for col in ("submitted_at", "started_at", "finished_at"):
@@ -120,8 +121,8 @@ def test_history_one_row_per_job_with_exact_timings(store):
     assert list(df.state.cat.categories) == ALL_STATES
     row = df.set_index("id").loc
     a3 = row[ids["a3"]]
-    assert (a3["state"], a3["attempts"], a3["worker"], a3["queue_wait_s"], a3["runtime_s"]) == (
-        "succeeded", 2, "w2", 2.0, 42.0 - 2.0)  # runtime spans both attempts and the backoff
+    assert (a3["state"], a3["attempts"], a3["worker"], a3["queue_wait_s"], a3["runtime_s"], a3["total_s"]) == (
+        "succeeded", 2, "w2", 2.0, 21.0, 42.0)  # runtime: the last attempt from its first cell; total: submit to end
     assert a3["submitted_at"] == pd.Timestamp(T0 - 8 * H, unit="s", tz="UTC")
     assert a3["started_at"] == pd.Timestamp(T0 - 8 * H + 2, unit="s", tz="UTC")
     assert a3["finished_at"] == pd.Timestamp(T0 - 8 * H + 42, unit="s", tz="UTC")
@@ -162,14 +163,14 @@ def test_history_filters(store):
 def test_history_per_attempt(store):
     ids = build_history(store)
     df = nbjobs.history(attempts=True, name="a", since=T0 - 10 * H, until=T0 - 6 * H + 1)
-    assert list(df.columns) == ["id", "attempt", "name", "kind", "state", "outcome"] + HISTORY_COLUMNS[4:]
+    assert list(df.columns) == ATTEMPT_COLUMNS
     assert list(zip(df.id, df.attempt)) == [(ids["a1"], 1), (ids["a2"], 1), (ids["a3"], 1), (ids["a3"], 2),
                                             (ids["a4"], 1), (ids["a5"], 1)]
     a3 = df[df.id == ids["a3"]]
     assert list(a3.outcome) == ["error", "succeeded"] and list(a3.state) == ["succeeded", "succeeded"]
     assert list(a3.worker) == ["w1", "w2"] and list(a3.error_type.fillna("-")) == ["ValueError", "-"]
     # attempt 1 waited since the submit; attempt 2 since attempt 1 ended (the backoff)
-    assert list(a3.queue_wait_s) == [2.0, 8.0] and list(a3.runtime_s) == [10.0, 22.0]
+    assert list(a3.queue_wait_s) == [2.0, 8.0] and list(a3.runtime_s) == [10.0, 21.0]  # from each one's first cell
     assert list(df.outcome) == ["succeeded", "succeeded", "error", "succeeded", "error", "timeout"]
 
 
@@ -183,11 +184,11 @@ def test_sli_exact_values_per_name(store):
     a = df.loc["a"]
     assert (a.runs, a.succeeded, a.failed, a.timed_out, a.cancelled) == (6, 3, 1, 1, 1)
     assert a.success_rate == 3 / 5                      # finished jobs only; cancelled left out
-    runtimes, waits = [10.0, 20.0, 40.0, 30.0, 100.0], [5.0, 1.0, 2.0, 3.0, 4.0]
+    runtimes, waits = [10.0, 20.0, 21.0, 30.0, 100.0], [5.0, 1.0, 2.0, 3.0, 4.0]  # a3: its last attempt only
     assert (a.p50_runtime_s, a.p95_runtime_s, a.p99_runtime_s) == tuple(np.quantile(runtimes, [0.5, 0.95, 0.99]))
-    assert a.p50_runtime_s == 30.0                      # 'linear': position (n - 1) * q of the sorted values
-    assert a.p95_runtime_s == pytest.approx(88.0, abs=1e-9)   # 40 + 0.8 * (100 - 40)
-    assert a.p99_runtime_s == pytest.approx(97.6, abs=1e-9)   # 40 + 0.96 * (100 - 40)
+    assert a.p50_runtime_s == 21.0                      # 'linear': position (n - 1) * q of the sorted values
+    assert a.p95_runtime_s == pytest.approx(86.0, abs=1e-9)   # 30 + 0.8 * (100 - 30)
+    assert a.p99_runtime_s == pytest.approx(97.2, abs=1e-9)   # 30 + 0.96 * (100 - 30)
     assert a.p95_queue_wait_s == np.quantile(waits, 0.95) and a.p95_queue_wait_s == pytest.approx(4.8, abs=1e-9)
     assert a.mean_queue_wait_s == 3.0
     assert a.retries_per_run == 1 / 6                   # a3's second attempt, over six runs
@@ -208,7 +209,7 @@ def test_sli_all_jobs_and_other_groupings(store):
     t = total.loc["all"]
     assert (t.runs, t.succeeded, t.failed, t.timed_out, t.cancelled, t.queue_depth) == (9, 4, 2, 2, 1, 2)
     assert t.success_rate == 4 / 8
-    assert t.p50_runtime_s == np.quantile([10, 20, 40, 30, 100, 6.75, 1, 2], 0.5)
+    assert t.p50_runtime_s == np.quantile([10, 20, 21, 30, 100, 6.75, 1, 2], 0.5)
     by_kind = nbjobs.sli(window="7D", by="kind", now=T0)
     assert list(by_kind.index) == ["cell"] and by_kind.loc["cell", "runs"] == 9
     # a shorter window: only b1 (2 h before T0) and the c jobs (3 h before)
@@ -367,10 +368,10 @@ def test_prometheus_text(store):
     assert families[runtime]["_type"] == "histogram"
     assert value(runtime, runtime + "_bucket", name="a", le="1.0") == 1       # old (1 s); le is inclusive
     assert value(runtime, runtime + "_bucket", name="a", le="10.0") == 2      # + a1 (10 s)
-    assert value(runtime, runtime + "_bucket", name="a", le="30.0") == 4      # + a2 (20), a4 (30)
-    assert value(runtime, runtime + "_bucket", name="a", le="+Inf") == 6      # + a3 (40), a5 (100), old (1)
+    assert value(runtime, runtime + "_bucket", name="a", le="30.0") == 5      # + a2 (20), a3 (21), a4 (30)
+    assert value(runtime, runtime + "_bucket", name="a", le="+Inf") == 6      # + a5 (100)
     assert value(runtime, runtime + "_count", name="a") == 6
-    assert value(runtime, runtime + "_sum", name="a") == 10 + 20 + 40 + 30 + 100 + 1
+    assert value(runtime, runtime + "_sum", name="a") == 10 + 20 + 21 + 30 + 100 + 1
     wait = "nbjobs_job_queue_wait_seconds"
     assert value(wait, wait + "_bucket", name="b", le="0.5") == 1 and value(wait, wait + "_sum", name="b") == 0.5
     assert value("nbjobs_queue_depth", "nbjobs_queue_depth", name="a") == 3   # live: q1, q2, future
@@ -543,11 +544,14 @@ def test_real_runs(home, worker, tmp_path):
     assert df.loc["bad", "error_type"] == "ValueError" and df.output_path.notna().all()
     assert (df.queue_wait_s >= 0).all() and (df.runtime_s > 0).all()
     spans = (df.finished_at - df.started_at).dt.total_seconds()
-    assert np.allclose(df.runtime_s, spans, atol=1e-5)
+    assert (df.runtime_s < spans).all()  # the start phase (a kernel getting ready) is not the job's runtime
+    assert np.allclose(df.total_s, (df.finished_at - df.submitted_at).dt.total_seconds(), atol=1e-5)
+    last = nbjobs.history(attempts=True).groupby("name").last()
+    assert np.allclose(df.runtime_s, last.runtime_s[df.index], atol=1e-5)  # the last attempt's run time
     per_attempt = nbjobs.history(attempts=True, name="flaky")
     assert list(per_attempt.outcome) == ["error", "succeeded"]
     assert per_attempt.queue_wait_s.iloc[1] >= 0.2        # the backoff counts as waiting
-    assert per_attempt.runtime_s.sum() < df.loc["flaky", "runtime_s"]
+    assert df.loc["flaky", "runtime_s"] == per_attempt.runtime_s.iloc[1] < df.loc["flaky", "total_s"] - 0.2
     s = nbjobs.sli(by=None).loc["all"]
     assert (s.runs, s.succeeded, s.failed, s.success_rate, s.dead_letters, s.queue_depth) == (3, 2, 1, 2 / 3, 1, 0)
     assert s.retries_per_run == 1 / 3

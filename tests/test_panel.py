@@ -56,19 +56,22 @@ def tick(home: Path, h: watch.Home | None = None) -> tuple[watch.Tick, watch.Hom
 
 # --- view model: one row ---------------------------------------------------------------------------------
 def test_row_view_of_a_running_job_ticks_and_shows_progress_and_attempts():
-    r = rec(state=State.RUNNING, started_at=1000.0, progress_done=2, progress_total=5, retries=2, attempts=2)
+    r = rec(state=State.RUNNING, started_at=990.0, began_at=1000.0, progress_done=2, progress_total=5, retries=2,
+            attempts=2)
     v = row_view(r, now=1012.4, last_line="epoch 3/10")
     assert (v.short_id, v.progress, v.attempt, v.elapsed, v.ticking) == ("aaaaaaaa", "2/5", "2 of 3", "12s", True)
     assert v.note == "epoch 3/10" and not v.note_is_error
     assert row_view(r, now=1200.0).elapsed == "3m20s"  # the clock moves, the record did not
     assert v.actions == {"cancel": True, "retry": False, "logs": True, "pull": False}
     cells = row_render(v)
-    assert '<progress class="nbjobs-progress" max="5" value="2"' in cells["progress"]
+    assert 'data-done="2" data-total="5"' in cells["progress"] and "width:40%;background:#0969da" in cells["progress"]
+    starting = row_view(rec(state=State.RUNNING, started_at=990.0), now=1012.4, wait="starting: a kernel is getting ready")
+    assert (starting.elapsed, starting.note) == ("-", "starting: a kernel is getting ready")  # not the job's time
     assert 'data-state="running"' in cells["state"] and "epoch 3/10" in cells["note"]
 
 
 def test_row_view_of_ended_queued_and_cancelling_jobs():
-    ok = row_view(rec(state=State.SUCCEEDED, started_at=10.0, finished_at=75.0, attempts=1), now=9999.0)
+    ok = row_view(rec(state=State.SUCCEEDED, started_at=5.0, began_at=10.0, finished_at=75.0, attempts=1), now=9999.0)
     assert (ok.elapsed, ok.ticking, ok.actions["pull"], ok.actions["cancel"]) == ("1m05s", False, True, False)
     failed = row_view(rec(state=State.FAILED, started_at=1.0, finished_at=2.0, attempts=3, retries=2,
                           error_type="ValueError", error_message="bad rate\nmore lines"), last_line="ignored")
@@ -76,6 +79,10 @@ def test_row_view_of_ended_queued_and_cancelling_jobs():
     assert "color:#cf222e" in row_render(failed)["note"]
     queued = row_view(rec(reason="retried"))
     assert (queued.started, queued.elapsed, queued.progress, queued.note) == ("-", "-", "-", "retried")
+    behind = row_view(rec(reason="retried"), wait="queued behind 2 running (concurrency 2)")
+    assert behind.note == "queued behind 2 running (concurrency 2)"
+    done = row_view(rec(state=State.SUCCEEDED, reason="queued again", started_at=1.0), wait="starting")
+    assert done.note == ""  # an ended job says nothing of a wait or a transition that is over
     assert queued.actions == {"cancel": True, "retry": False, "logs": False, "pull": False}
     stopping = row_view(rec(state=State.RUNNING, started_at=1.0, cancel_requested=1))
     assert stopping.note == "cancel requested" and not stopping.actions["cancel"]
@@ -109,8 +116,8 @@ def test_diff_rows_reports_only_what_changed():
     a = row_render(row_view(rec(ID_A, "a", submitted_at=2.0), now=50.0))
     b = row_render(row_view(rec(ID_B, "b", submitted_at=1.0), now=50.0))
     assert not diff_rows({ID_A: a, ID_B: b}, [ID_A, ID_B], {ID_A: dict(a), ID_B: dict(b)}, [ID_A, ID_B])
-    running = row_render(row_view(rec(ID_A, "a", State.RUNNING, 2.0, started_at=40.0, progress_total=3,
-                                      attempts=1), now=50.0))
+    running = row_render(row_view(rec(ID_A, "a", State.RUNNING, 2.0, started_at=40.0, began_at=41.0,
+                                      progress_total=3, attempts=1), now=50.0))
     d = diff_rows({ID_A: a, ID_B: b}, [ID_A, ID_B], {ID_A: running, ID_B: b}, [ID_A, ID_B])
     assert d.order is None and not d.added and not d.removed and list(d.changed) == [ID_A]
     assert set(d.changed[ID_A]) == {"state", "progress", "attempt", "started", "elapsed", "logs"}
@@ -289,7 +296,21 @@ def test_panel_widget_rows_newest_first_and_only_changed_widgets_are_touched(hom
     view.refresh(t)
     assert sets == [] and view.writes == w0  # nothing changed, nothing assigned, nothing sent
     store.register_worker("w", concurrency=1)
-    claimed, _ = store.claim("w")
+    claimed, number = store.claim("w")
+    t, h = tick(home, h)
+    view.refresh(t)
+    assert "starting: a kernel is getting ready" in view.rows[claimed.id].cells["note"].value
+    assert view.rows[claimed.id].cells["elapsed"].value == "-"  # the start phase is not the job's time
+    others = [jid for jid in view.rows if jid != claimed.id]
+
+    def others_say_why() -> bool:  # the home's counts are re-read at most once a second (watch.SUMMARY_MIN)
+        nonlocal h
+        t, h = tick(home, h)
+        view.refresh(t)
+        return all("queued behind 1 running (concurrency 1)" in view.rows[j].cells["note"].value for j in others)
+    wait_for(others_say_why, 10, "the queued rows to say they wait behind the running one")
+    sets.clear()
+    store.set_began(claimed.id, number, "w", time.time())
     store.set_progress(claimed.id, "w", 1, 4)
     t, h = tick(home, h)
     w0 = view.writes
@@ -297,7 +318,7 @@ def test_panel_widget_rows_newest_first_and_only_changed_widgets_are_touched(hom
     touched = {col for jid, col in sets}
     assert view.writes - w0 == len(sets)  # traits assigned == traits that changed
     assert {jid for jid, _ in sets} == {claimed.id[:4]}  # only the row that changed
-    assert {"state", "progress", "attempt", "started", "logs"} <= touched and "name" not in touched
+    assert {"progress", "elapsed", "note"} <= touched and "name" not in touched
     assert 'data-state="running"' in view.rows[claimed.id].cells["state"].value
     assert "1/4" in view.rows[claimed.id].cells["progress"].value
     sets.clear()
@@ -340,6 +361,7 @@ def test_row_actions_cancel_retry_logs_pull_and_copy(home, store, manual, tmp_pa
     store.register_worker("w", concurrency=2)
     claimed, n = store.claim("w")  # the oldest: `queued` (job0)
     assert claimed.id == queued.id
+    store.set_began(claimed.id, n, "w", time.time())  # what the worker records when the job's first cell starts
     out_dir = config.run_dir(claimed.id, home) / "1"
     out_dir.mkdir(parents=True)
     (out_dir / "log.txt").write_text("hello from the job\nsecond line\n")

@@ -771,7 +771,7 @@ def test_migrates_a_v1_database(tmp_path):
     done = s.get(v1.DONE)
     assert (done.name, done.state, done.tags, done.parameters, done.attempts) == \
         ("daily-report", State.SUCCEEDED, ["reports", "daily"], {"day": "2023-11-14", "n": 7}, 1)
-    assert done.duration == pytest.approx(11.75)
+    assert done.runtime == pytest.approx(11.75)  # an attempt from before v9: its claim stands for its beginning
     assert [o["name"] for o in s.outputs(v1.DONE)] == ["table", "total"]
     assert s.attempts(v1.DONE)[0]["versions"] == {"python": "3.11.7", "papermill": "2.6.0"}
     assert s.resolve("5d0c") == v1.DONE

@@ -485,7 +485,7 @@ class DaskExecutor(Executor):
         elif kind == "kernel":
             handle.kernel_pid = event.get("pid")  # a pid on the Dask worker's machine, for information
             report(event)
-        elif kind == "progress":
+        elif kind in ("began", "progress"):
             report(event)
         return False
 

@@ -4,7 +4,7 @@ job, as display strings), `diff_rows` (what changed between two renders of a lis
 
 >>> from nbjobs.job import JobRecord, State
 >>> row_view(JobRecord(id="ab" * 16, name="etl", kind="cell", state=State.QUEUED)).attempt
-'0 of 1'
+'-'
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ class RowView:
     makes it from a record, the clock and the last log line.
 
     >>> from nbjobs.job import JobRecord, State
-    >>> v = row_view(JobRecord(id="ab" * 16, name="train", kind="cell", state=State.RUNNING, started_at=100.0,
-    ...                        progress_done=2, progress_total=4, retries=2, attempts=1), now=112.0)
+    >>> v = row_view(JobRecord(id="ab" * 16, name="train", kind="cell", state=State.RUNNING, started_at=99.0,
+    ...                        began_at=100.0, progress_done=2, progress_total=4, retries=2, attempts=1), now=112.0)
     >>> v.progress, v.attempt, v.elapsed, v.ticking
     ('2/4', '1 of 3', '12s', True)
     """
@@ -68,24 +68,32 @@ class RowView:
                 "logs": self.started != "-", "pull": state == State.SUCCEEDED}
 
 
-def row_view(r: JobRecord, now: float | None = None, last_line: str = "") -> RowView:
-    """The `RowView` of record ``r`` at time ``now``; ``last_line`` is the log's last line.
+def row_view(r: JobRecord, now: float | None = None, last_line: str = "", wait: str = "") -> RowView:
+    """The `RowView` of record ``r`` at time ``now``; ``last_line`` is the log's last line, ``wait``
+    why the job waits (`nbjobs.text.wait_reason`).
 
     The note is the error of a job that did not succeed, else "cancel requested" while a cancel is
-    pending, else the last log line, else the reason of its last transition (e.g. "retried").
+    pending, else why it waits, else the last log line while it is active, else the reason of its
+    last transition (e.g. "retried") while it is active.  An ended job's note never speaks of a
+    wait or a stop that is over.
     """
     now = time.time() if now is None else now
     err = error_line(r)
+    active = r.state in ACTIVE
     if err:
         note = err
     elif r.cancel_requested and r.state == State.RUNNING:
         note = "cancel requested"
+    elif wait and active:
+        note = wait
+    elif last_line:
+        note = last_line
     else:
-        note = last_line or (r.reason if r.reason and r.reason != r.state.value else "")
+        note = r.reason if active and r.reason and r.reason != r.state.value else ""
     ticking = r.state in TICKING and r.started_at is not None
     return RowView(
         id=r.id, name=r.name, kind=r.kind, state=r.state.value, done=r.progress_done, total=r.progress_total,
-        attempt=f"{r.attempts} of {r.max_attempts}", queued=fmt_time(r.submitted_at, now),
+        attempt=r.attempt_text, queued=fmt_time(r.submitted_at, now),
         started=fmt_time(r.started_at, now), elapsed=fmt_duration(elapsed(r, now)), ticking=ticking,
         note=note, note_is_error=bool(err), cancel_requested=bool(r.cancel_requested),
         output_path=r.output_path)

@@ -5,7 +5,7 @@ cells of the live widgets (`row_render`).
 >>> from nbjobs.job import JobRecord, State
 >>> print(table_text([JobRecord(id="ab" * 16, name="etl", kind="notebook", state=State.QUEUED)]))
 ID        NAME  KIND      STATE   CELLS  ATTEMPT  QUEUED  STARTED  ELAPSED
-abababab  etl   notebook  queued  -      0 of 1   -       -        -
+abababab  etl   notebook  queued  -      -        -       -        -
 """
 from __future__ import annotations
 
@@ -50,6 +50,27 @@ def _ellipsis(text: str, style: str = "") -> str:
             f'white-space:nowrap;{style}">{t}</span>')
 
 
+def progress_html(v: RowView) -> str:
+    """The cells bar: the user's cells done of all of them (wrapper cells are not counted), filled
+    to the point reached in the colour of the job's state, so a job that failed in its second of
+    four cells ends red at half; ``-`` before its code began.
+
+    >>> v = row_view(JobRecord(id="ab" * 16, name="x", kind="cell", state=State.FAILED, progress_done=1,
+    ...                        progress_total=4))
+    >>> print(progress_html(v))  # doctest: +ELLIPSIS
+    <span class="nbjobs-progress" data-done="1" data-total="4" ...><span style="...width:25%;background:#cf222e"></span></span> <span class="nbjobs-progress-text">1/4</span>
+    """
+    if not v.total:
+        return '<span style="color:#6e7781">-</span>'
+    done = min(v.done, v.total)
+    color = _COLORS.get(State(v.state), "#6e7781")
+    return (f'<span class="nbjobs-progress" data-done="{done}" data-total="{v.total}" title="{done} of {v.total} '
+            f'cells" style="display:inline-block;width:48px;height:8px;background:#d0d7de;border-radius:2px;'
+            f'overflow:hidden;vertical-align:middle"><span style="display:block;height:100%;'
+            f'width:{round(100 * done / v.total)}%;background:{color}"></span></span> '
+            f'<span class="nbjobs-progress-text">{done}/{v.total}</span>')
+
+
 def cell_html(v: RowView, column: str) -> str:
     """The HTML of one cell of a row (the widget layer puts each in its own widget).
 
@@ -65,11 +86,7 @@ def cell_html(v: RowView, column: str) -> str:
     if column == "state":
         return badge_html(v.state)
     if column == "progress":
-        if not v.total:
-            return '<span style="color:#6e7781">-</span>'
-        return (f'<progress class="nbjobs-progress" max="{v.total}" value="{min(v.done, v.total)}" '
-                f'style="width:48px;height:10px;vertical-align:middle"></progress> '
-                f'<span class="nbjobs-progress-text">{v.done}/{v.total}</span>')
+        return progress_html(v)
     if column == "note":
         color = "#cf222e" if v.note_is_error else "#57606a"
         return _ellipsis(v.note, f"color:{color}")

@@ -24,7 +24,7 @@ from typing import Any
 from .. import watch
 from ..errors import BadInput, NbjobsError
 from ..job import ACTIVE, JobRecord, State
-from ..text import names_and_types
+from ..text import names_and_types, wait_reason
 from ..watch import RESYNC
 from .files import LogTail, lab_href, lab_server, log_file
 from .model import ACTIONS, COLUMNS, MAX_LIMIT, RECEIPT_COLUMNS, TICKING, diff_rows, row_view
@@ -203,7 +203,8 @@ class _RowsView(watch.View):
         self.rows: dict[str, RowWidgets] = {}
         self.renders: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
-        self._cache: dict[str, tuple[JobRecord, str, dict[str, Any]]] = {}
+        self._cache: dict[str, tuple[JobRecord, str, dict[str, Any], str]] = {}  # record, note, render, wait
+        self.wait_summary: dict[str, Any] | None = None  # the home's summary, for why queued jobs wait
         self._tail = LogTail()
         self._copies: dict[str, str] = {}  # output path -> path of its copy under the root
         self.writes = 0                    # traits assigned so far (tests: only changes are sent)
@@ -270,9 +271,19 @@ class _RowsView(watch.View):
             return cached[1]
         return self._tail.last_line(path)
 
+    def _wait(self, r: JobRecord, now: float) -> str:
+        """Why ``r`` waits (`nbjobs.text.wait_reason`); a waiting job reads its upstream jobs."""
+        if r.state not in ACTIVE:
+            return ""
+        if r.state == State.WAITING:
+            from ..api import Job
+
+            return Job(r.id, self.home).wait_reason(r)
+        return wait_reason(r, self.wait_summary, now)
+
     def render(self, now: float | None = None) -> int:
         """Bring the widgets in line with `records` at time ``now``; returns traits assigned.
-        Rows whose record, note and clock did not change reuse their last render."""
+        Rows whose record, note, wait and clock did not change reuse their last render."""
         now = time.time() if now is None else now
         renders: dict[str, dict[str, Any]] = {}
         order = []
@@ -281,12 +292,13 @@ class _RowsView(watch.View):
             ticking = r.state in TICKING
             active = active or r.state in ACTIVE
             cached = self._cache.get(r.id)
-            if cached is not None and not ticking and (cached[0] is r or cached[0] == r):
-                rd = cached[2]  # same record, no clock: same render (the note moves only with the record)
+            wait = self._wait(r, now)
+            if cached is not None and not ticking and (cached[0] is r or cached[0] == r) and cached[3] == wait:
+                rd = cached[2]  # same record and wait, no clock: same render (the note moves only with the record)
             else:
                 note = self._note(r, ticking)
-                rd = row_render(row_view(r, now, note), self.columns, self._link)
-                self._cache[r.id] = (r, note, rd)
+                rd = row_render(row_view(r, now, note, wait), self.columns, self._link)
+                self._cache[r.id] = (r, note, rd, wait)
             renders[r.id] = rd
             order.append(r.id)
         self.idle_since = None if active else (self.idle_since or time.monotonic())
@@ -437,6 +449,10 @@ class ReceiptView(_RowsView):
             self.styles = _Styles(grid=False)
             self.line = w.HBox([], layout=w.Layout(flex_flow="row wrap", align_items="center"))
             self.root = w.VBox([self.line], _dom_classes=("nbjobs-receipt", f"nbjobs-job-{self.job_id[:8]}"))
+            if self.record.state == State.QUEUED:
+                from .. import api
+
+                self.wait_summary = api.summary(home=self.home)
             self.render()
             self.needs_resync = False
             self._watch_views()
@@ -469,6 +485,8 @@ class ReceiptView(_RowsView):
                 self.needs_resync, self.resync_at, self.resync_version = False, tick.now, tick.version
             if fresh is not None:
                 self.record = fresh
+            if self.record.state == State.QUEUED:
+                self.wait_summary = tick.summary()[1]
             self.render(tick.now)
 
     def _close_widgets(self) -> None:
@@ -497,7 +515,7 @@ class PanelView(_RowsView):
             self.styles = _Styles(grid=True)
             m = self.model
             self.header = w.HTML(value=header_html(summary), _dom_classes=("nbjobs-summary",))
-            self.summary = summary
+            self.summary = self.wait_summary = summary
             state_options = [("all states", "all"), ("active", "active")] + [(s.value, s.value) for s in State]
             current = ",".join(m.states) if m.states else "all"
             if current not in [v for _, v in state_options]:
@@ -583,6 +601,7 @@ class PanelView(_RowsView):
                 self.model.reset(self.model.query(tick.records))
                 self.needs_resync, self.resync_at, self.resync_version = False, tick.now, tick.version
             gen, summary = tick.summary()
+            self.wait_summary = summary
             if gen != self.summary_gen:
                 self.summary_gen = gen
                 if summary != self.summary:

@@ -13,14 +13,14 @@ class HistoryMixin:
 
     #: what `history_rows` returns, in order: one row per job ...
     HISTORY_COLUMNS = ("id", "name", "kind", "state", "reason", "attempts", "priority", "tags", "submitted_at",
-                       "started_at", "finished_at", "error_type", "error_message", "code_hash", "worker",
+                       "started_at", "began_at", "finished_at", "error_type", "error_message", "code_hash", "worker",
                        "output_path")
     #: ... or, with ``attempts=True``, one row per attempt
     ATTEMPT_COLUMNS = ("id", "attempt", "name", "kind", "state", "outcome", "reason", "attempts", "priority", "tags",
-                       "submitted_at", "started_at", "finished_at", "error_type", "error_message", "code_hash",
+                       "submitted_at", "started_at", "began_at", "finished_at", "error_type", "error_message", "code_hash",
                        "worker", "output_path")
     #: the fields of each `outcome_rows` tuple, in order (``packed`` is explained there)
-    OUTCOME_COLUMNS = ("group", "packed", "submitted_at", "started_at", "finished_at")
+    OUTCOME_COLUMNS = ("group", "packed", "submitted_at", "started_at", "began_at", "finished_at")
     #: the columns `outcome_rows` can group by (None: one group, ``""``)
     OUTCOME_GROUPS = ("name", "kind", "priority")
     _STATE_CODE = "CASE state " + " ".join(f"WHEN '{s.value}' THEN {i}" for i, s in enumerate(State)) + " END"
@@ -79,12 +79,12 @@ class HistoryMixin:
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         if attempts:
             sql = ("SELECT j.id, a.number, j.name, j.kind, j.state, a.outcome, j.reason, j.attempts, j.priority, "
-                   "j.tags, j.submitted_at, a.started_at, a.finished_at, a.error_type, a.error_message, "
+                   "j.tags, j.submitted_at, a.started_at, a.began_at, a.finished_at, a.error_type, a.error_message, "
                    "a.code_hash, a.worker_id, a.output_path FROM jobs j JOIN attempts a ON a.job_id = j.id"
                    f"{cond} ORDER BY j.submitted_at, j.rowid, a.number")
             return self._columns(sql, params, len(self.ATTEMPT_COLUMNS))
         sql = ("SELECT j.id, j.name, j.kind, j.state, j.reason, j.attempts, j.priority, j.tags, j.submitted_at, "
-               "j.started_at, j.finished_at, j.error_type, j.error_message, j.code_hash, a.worker_id, j.output_path "
+               "j.started_at, j.began_at, j.finished_at, j.error_type, j.error_message, j.code_hash, a.worker_id, j.output_path "
                "FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts"
                f"{cond} ORDER BY j.submitted_at, j.rowid")
         return self._columns(sql, params, len(self.HISTORY_COLUMNS))
@@ -110,7 +110,7 @@ class HistoryMixin:
         if group is not None and group not in self.OUTCOME_GROUPS:
             raise ValueError(f"cannot group by {group!r}; use one of {', '.join(self.OUTCOME_GROUPS)} or None")
         cols = (f"{group or repr('')}, {self._STATE_CODE} + 8 * (acked_at IS NOT NULL) + 16 * attempts, "
-                "submitted_at, started_at, finished_at")
+                "submitted_at, started_at, began_at, finished_at")
         active = ", ".join(sorted(f"'{s.value}'" for s in ACTIVE))
         sql = (f"SELECT {cols} FROM jobs WHERE finished_at >= ? "
                f"UNION ALL SELECT {cols} FROM jobs WHERE state IN ({active}) AND finished_at IS NULL")

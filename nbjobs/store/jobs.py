@@ -169,8 +169,9 @@ class JobsMixin:
         live workers and dead letters (failed or timed-out jobs nobody retried or acknowledged).
         Two indexed queries."""
         counts = self.counts()
-        workers = self._q("SELECT executor, note FROM workers WHERE state IN ('starting', 'running') "
-                          "AND heartbeat_at > ?", (time.time() - lease,))
+        workers = self._q("SELECT executor, note, state, concurrency FROM workers WHERE state IN "
+                          "('starting', 'running') AND heartbeat_at > ?", (time.time() - lease,))
+        claiming = [w for w in workers if w["state"] == "running" and not w["note"]]
         return {
             "counts": counts,
             "queue_depth": counts["queued"] + counts["retrying"] + counts["waiting"],
@@ -180,6 +181,9 @@ class JobsMixin:
             "executors": sorted({w["executor"] or "local" for w in workers}),
             # why a live worker does not claim (e.g. its kernels keep failing to start), if one says so
             "worker_notes": [w["note"] for w in workers if w["note"]],
+            # what `nbjobs.text.wait_reason` explains a queued job's wait with
+            "starting": sum(w["state"] == "starting" for w in workers),
+            "slots": sum(w["concurrency"] or 1 for w in claiming),
             "dead_letters": self.dead_letter_count(),
         }
 
@@ -222,6 +226,7 @@ class JobsMixin:
             new = State.WAITING.value if waits else State.QUEUED.value
             self._move(conn, job_id, state, new, "retried", actor, now,
                        sets="reason = 'retried', cancel_requested = 0, failures = 0, infra_failures = 0, run_at = ?, "
+                       "budget_from = attempts, "
                        "finished_at = NULL, acked_at = NULL, error_type = CASE WHEN reason = 'dependency_failed' "
                        "THEN NULL ELSE error_type END, error_message = CASE WHEN reason = 'dependency_failed' "
                        "THEN NULL ELSE error_message END", params=(now,))

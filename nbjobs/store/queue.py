@@ -33,7 +33,8 @@ class QueueMixin:
             number = row["attempts"] + 1
             job = self._move(conn, row["id"], row["state"], State.RUNNING, f"attempt {number}", f"worker:{worker_id}",
                              now, sets="worker_id = ?, lease_until = ?, attempts = ?, started_at = "
-                             "COALESCE(started_at, ?), reason = NULL, progress_done = 0",
+                             "COALESCE(started_at, ?), reason = NULL, progress_done = 0, progress_total = 0, "
+                             "began_at = NULL",
                              params=(worker_id, now + lease, number, now), returning=True)
             conn.execute("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
                          "VALUES (?,?,?,?,?,?,?,?)",
@@ -72,6 +73,15 @@ class QueueMixin:
                 "WHERE id = ? AND worker_id = ? AND state = 'running'", (done, total, time.time(), job_id, worker_id))
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from None
+
+    def set_began(self, job_id: str, number: int, worker_id: str, at: float) -> None:
+        """Record that attempt ``number``'s start phase is over: its first cell of user code began
+        at ``at`` (the worker's clock, like the claim's: a Dask worker's may differ).  Runtimes count from here; before, the receipt says the
+        attempt is starting."""
+        with self._tx() as conn:
+            conn.execute("UPDATE attempts SET began_at = ? WHERE job_id = ? AND number = ?", (at, job_id, number))
+            conn.execute("UPDATE jobs SET began_at = ?, updated_at = ? WHERE id = ? AND worker_id = ? AND "
+                         "state = 'running' AND attempts = ?", (at, time.time(), job_id, worker_id, number))
 
     def set_attempt_info(self, job_id: str, number: int, **info: Any) -> None:
         """Record what the runner reports when an attempt starts (paths, kernel, versions, hash; the

@@ -296,8 +296,21 @@ def migrate_v8_search(conn: sqlite3.Connection) -> None:
 END""")
 
 
+# v9: when an attempt's start phase ended (a worker and a kernel ready, the first cell of the
+# user's code started): a job's runtime counts from there, not from its claim.  Attempts that
+# ended before this version never said; their claim is the best estimate there is.  And the
+# attempt count at the last manual retry, where the retry budget started afresh (`JobRecord.max_attempts`).
+SCHEMA_V9_BEGAN = """
+ALTER TABLE attempts ADD COLUMN began_at REAL;
+ALTER TABLE jobs ADD COLUMN began_at REAL;
+ALTER TABLE jobs ADD COLUMN budget_from INTEGER NOT NULL DEFAULT 0;
+UPDATE attempts SET began_at = started_at WHERE finished_at IS NOT NULL;
+UPDATE jobs SET began_at = (SELECT a.began_at FROM attempts a WHERE a.job_id = jobs.id AND a.number = jobs.attempts)
+ WHERE finished_at IS NOT NULL;
+"""
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
 MIGRATIONS: list[Union[str, Callable[[sqlite3.Connection], None]]] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW, SCHEMA_V7_TRUST,
-    migrate_v8_search]
+    migrate_v8_search, SCHEMA_V9_BEGAN]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -82,14 +82,16 @@ def bulk_insert(store: Store, table: str, columns: Iterable[str], rows: Iterable
     return n
 
 
-def retime(store: Store, job_id: str, submitted_at: float, attempts: Iterable[tuple[float, float | None]] = (),
+def retime(store: Store, job_id: str, submitted_at: float, attempts: Iterable[tuple[float, ...]] = (),
            finished_at: float | None = None) -> None:
     """Move a job's timestamps to chosen values after it went through the real state machine
     (`Store.insert_job`, `Store.claim`, `Store.finish_attempt`), so tests build histories with
-    known timings.  ``attempts`` gives ``(started_at, finished_at)`` of attempts 1, 2, ...; the
-    job's ``started_at`` becomes the first attempt's start and, if the job has finished, its
-    ``finished_at`` becomes ``finished_at`` if given, else the last attempt's end (or
-    ``submitted_at`` when it never started).  Events keep their times; nothing else changes.
+    known timings.  ``attempts`` gives ``(started_at, finished_at)`` or ``(started_at, began_at,
+    finished_at)`` of attempts 1, 2, ... (without ``began_at``, the attempt began its code as it
+    started); the job's ``started_at`` becomes the first attempt's start, its ``began_at`` the last
+    attempt's, and, if the job has finished, its ``finished_at`` becomes ``finished_at`` if given,
+    else the last attempt's end (or ``submitted_at`` when it never started).  Events keep their
+    times; nothing else changes.
 
     >>> import tempfile, pathlib
     >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
@@ -98,23 +100,23 @@ def retime(store: Store, job_id: str, submitted_at: float, attempts: Iterable[tu
     >>> s.finish_attempt(rec.id, number, "w1", "succeeded")
     'succeeded'
     >>> retime(s, rec.id, 100.0, [(105.0, 135.0)])
-    >>> r = s.get(rec.id); (r.submitted_at, r.started_at, r.finished_at)
-    (100.0, 105.0, 135.0)
+    >>> r = s.get(rec.id); (r.submitted_at, r.started_at, r.finished_at, r.runtime)
+    (100.0, 105.0, 135.0, 30.0)
     """
-    spans = list(attempts)
+    spans = [(a[0], a[0], a[1]) if len(a) == 2 else tuple(a) for a in attempts]
     store.get(job_id)  # an unknown ID raises the store's own error
     with store._tx() as conn:
         job = conn.execute("SELECT finished_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        for number, (start, end) in enumerate(spans, 1):
-            conn.execute("UPDATE attempts SET started_at = ?, finished_at = ? WHERE job_id = ? AND number = ?",
-                         (start, end, job_id, number))
+        for number, (start, began, end) in enumerate(spans, 1):
+            conn.execute("UPDATE attempts SET started_at = ?, began_at = ?, finished_at = ? WHERE job_id = ? AND "
+                         "number = ?", (start, began, end, job_id, number))
         finished = None
         if job["finished_at"] is not None:
-            finished = finished_at if finished_at is not None else spans[-1][1] if spans else submitted_at
-        conn.execute("UPDATE jobs SET submitted_at = ?, run_at = ?, started_at = ?, finished_at = ?, "
+            finished = finished_at if finished_at is not None else spans[-1][2] if spans else submitted_at
+        conn.execute("UPDATE jobs SET submitted_at = ?, run_at = ?, started_at = ?, began_at = ?, finished_at = ?, "
                      "updated_at = ? WHERE id = ?",
-                     (submitted_at, submitted_at, spans[0][0] if spans else None, finished,
-                      submitted_at if finished is None else finished, job_id))
+                     (submitted_at, submitted_at, spans[0][0] if spans else None, spans[-1][1] if spans else None,
+                      finished, submitted_at if finished is None else finished, job_id))
 
 
 def lease_holder(store: Store, name: str, now: float | None = None) -> str | None:

@@ -157,7 +157,7 @@ def test_attempt_records_versions_and_code_hash(home, worker):
 
 
 @pytest.mark.slow
-def test_progress_counts_code_cells_including_injected_parameters(home, worker, tmp_path):
+def test_progress_counts_the_users_code_cells_only(home, worker, tmp_path):
     plain = write_notebook(tmp_path / "three.ipynb", ["a = 1", "b = 2", "c = 3"])
     nb = write_notebook(tmp_path / "three-p.ipynb", ["a = n", "b = 2", "c = 3"], parameters="n = 0")
     plain_job = nbjobs.run_notebook(plain)
@@ -168,8 +168,13 @@ def test_progress_counts_code_cells_including_injected_parameters(home, worker, 
     assert p.progress_done == p.progress_total == 3
     q = param_job.record
     assert q.state == nbjobs.State.SUCCEEDED
-    # parameters cell + papermill's injected-parameters cell + 3 cells
-    assert q.progress_done == q.progress_total == 5
+    # the notebook's own parameters cell + 3 cells; papermill's injected cell is not the user's
+    assert q.progress_done == q.progress_total == 4
+    cell = nbjobs.submit("x = 1", inputs={"y": 2}, outputs=["x"]).wait(JOB_WAIT).record
+    assert (cell.state, cell.progress_done, cell.progress_total) == (nbjobs.State.SUCCEEDED, 1, 1)  # no wrapper cells
+    bad = write_notebook(tmp_path / "bad.ipynb", ["a = 1", "raise ValueError('x')", "c = 3"])
+    failed = nbjobs.run_notebook(bad).wait(JOB_WAIT).record
+    assert (failed.state, failed.progress_done, failed.progress_total) == (nbjobs.State.FAILED, 2, 3)  # reached
 
 
 @pytest.mark.slow

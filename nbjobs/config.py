@@ -12,8 +12,10 @@ from pathlib import Path
 LEASE_SECONDS = float(os.environ.get("NBJOBS_LEASE_SECONDS", "30"))
 #: how often a worker extends its leases and looks for cancel requests
 HEARTBEAT_SECONDS = float(os.environ.get("NBJOBS_HEARTBEAT_SECONDS", "0.5"))
-#: how long an idle auto-started worker lives
-AUTOSTART_IDLE_EXIT = float(os.environ.get("NBJOBS_IDLE_EXIT", "120"))
+#: how long an idle auto-started worker lives (its warm kernels make the next job start at once)
+AUTOSTART_IDLE_EXIT = float(os.environ.get("NBJOBS_IDLE_EXIT", "900"))
+#: how many jobs an auto-started worker runs at once: the machine's cores unless set
+AUTOSTART_CONCURRENCY = max(1, int(os.environ.get("NBJOBS_AUTOSTART_CONCURRENCY") or os.cpu_count() or 1))
 #: how long a stopping worker lets running jobs finish before releasing them
 STOP_GRACE = float(os.environ.get("NBJOBS_STOP_GRACE", "10"))
 #: how long a stopped kernel gets between interrupt and kill

@@ -541,8 +541,12 @@ def _sli_index(labels: list[Any], by: str | None, nb: int, lo: float, step: floa
 
 
 # --- SLOs ---------------------------------------------------------------------------------------------------
+#: a group needs this many runs in the SLO window before it can alert (one failed one-off run is no trend)
+SLO_MIN_RUNS = 10
+
+
 def slo(objective: float = 0.99, window: Any = "30D", by: str | None = "name", *, now: Any = None,
-        home: Path | str | None = None) -> pd.DataFrame:
+        min_runs: int = SLO_MIN_RUNS, home: Path | str | None = None) -> pd.DataFrame:
     """Error budget and burn rates of a success objective, with the alert level of the Google SRE
     workbook's multiwindow, multi-burn-rate rules (chapter "Alerting on SLOs").
 
@@ -566,7 +570,9 @@ def slo(objective: float = 0.99, window: Any = "30D", by: str | None = "name", *
     - ``alert``: ``"page"`` when ``burn_1h`` and ``burn_5m`` are both >= 14.4, or ``burn_6h`` and
       ``burn_30m`` both >= 6; else ``"ticket"`` when ``burn_3d`` and ``burn_6h`` are both >= 1;
       else ``"none"`` (an ordered categorical).  ">=" allows a relative 1e-9 for floating-point
-      rounding, so a burn rate of exactly 14.4 (e.g. 18 bad of 125 runs at 0.99) pages.
+      rounding, so a burn rate of exactly 14.4 (e.g. 18 bad of 125 runs at 0.99) pages.  A group
+      with fewer than ``min_runs`` runs in the window (default 10) never alerts: a cell run once
+      that failed has no error budget to burn (its numbers are still shown).
 
     >>> nbjobs.slo(objective=0.99)                                    # doctest: +SKIP
     >>> nbjobs.slo(0.95, by=None).loc["all", ["burn_1h", "burn_5m", "alert"]]   # doctest: +SKIP
@@ -611,6 +617,7 @@ def slo(objective: float = 0.99, window: Any = "30D", by: str | None = "name", *
         with np.errstate(invalid="ignore"):
             hit = (out[f"burn_{long_w}"] >= threshold) & (out[f"burn_{short_w}"] >= threshold)
         alert[hit] = level
+    alert[runs < min_runs] = "none"
     out["alert"] = pd.Categorical(alert, dtype=ALERT_DTYPE)
     frame = pd.DataFrame(out, index=pd.Index(o.labels, name=by) if by is not None else pd.Index(["all"]))
     if by is not None:

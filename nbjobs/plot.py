@@ -29,17 +29,27 @@ def _pyplot() -> Any:
     return plt
 
 
+def _silent(ax: Any) -> None:
+    """No ``<Axes: ...>`` line above the figure when a plot is a cell's last expression: the
+    Axes displays as nothing (the figure shows itself, once, as matplotlib figures do in Jupyter)."""
+    ax._ipython_display_ = lambda: None
+
+
 def _axes(ax: Any, size: tuple[float, float]) -> Any:
-    if ax is not None:
-        return ax
-    _fig, ax = _pyplot().subplots(figsize=size, layout="constrained")
+    if ax is None:
+        _fig, ax = _pyplot().subplots(figsize=size, layout="constrained")
+    _silent(ax)
     return ax
 
 
-def _window_text(window: Any) -> str:
+def _seconds(window: Any) -> float:
     from .metrics import seconds
 
-    s = seconds(window, "window")
+    return seconds(window, "window")
+
+
+def _window_text(window: Any) -> str:
+    s = _seconds(window)
     for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
         if s >= n and s % n == 0:
             return f"{int(s // n)} {unit}"
@@ -104,6 +114,12 @@ def success_rate(freq: Any = "1h", window: Any = "7D", by: str | None = None, *,
     for label, part in series.items():
         x = part.index.tz_convert("UTC").tz_localize(None)
         ax.plot(x, part.success_rate * 100, marker="o", markersize=3, linewidth=1.5, label=label)
+    buckets = frame.index if by is None else frame.index.get_level_values(1)
+    if len(buckets):  # the window, not the buckets that have runs (one run would span years)
+        import pandas as pd
+
+        first, last = buckets.min().tz_convert("UTC").tz_localize(None), buckets.max().tz_convert("UTC").tz_localize(None)
+        ax.set_xlim(first, last + pd.Timedelta(seconds=_seconds(freq)))
     if objective is not None:
         ax.axhline(objective * 100, color="C3", linestyle="--", linewidth=1, label=f"objective {objective:.2%}")
     ax.set_ylim(-2, 102)

@@ -461,8 +461,11 @@ class Worker:
                 self._wake.close()
 
 
-def start_background(home: Path | str | None = None, idle_exit: float = config.AUTOSTART_IDLE_EXIT) -> int:
-    """Start a detached auto-worker for ``home`` (it exits after ``idle_exit`` idle seconds).
+def start_background(home: Path | str | None = None, idle_exit: float = config.AUTOSTART_IDLE_EXIT,
+                     concurrency: int = config.AUTOSTART_CONCURRENCY) -> int:
+    """Start a detached auto-worker for ``home`` (it exits after ``idle_exit`` idle seconds,
+    ``$NBJOBS_IDLE_EXIT``, default 15 minutes) that runs ``concurrency`` jobs at once
+    (``$NBJOBS_AUTOSTART_CONCURRENCY``, default the machine's cores).
 
     Returns its pid.  If another auto-worker holds the home's lock, the new one exits at once,
     so a start race never leaves two.
@@ -476,7 +479,8 @@ def start_background(home: Path | str | None = None, idle_exit: float = config.A
     log = open(home / "worker.log", "ab", opener=lambda p, f: os.open(p, f, 0o600))
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nbjobs", "worker", "--autostarted", "--idle-exit", str(idle_exit)],
+            [sys.executable, "-m", "nbjobs", "worker", "--autostarted", "--idle-exit", str(idle_exit),
+             "--concurrency", str(concurrency)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(home), start_new_session=True)
     finally:
         log.close()

@@ -301,7 +301,7 @@ def test_slo_budget_burn_rates_and_alert_levels(store):
     run("quiet", T0 - 40 * DAY, "error")                       # outside every window
     make_job(store, "ticket", T0 - 5 * MIN, cancel_at=T0 - 4 * MIN)  # cancelled: not a run for the SLO
 
-    df = nbjobs.slo(objective=0.95, window="30D", now=T0)
+    df = nbjobs.slo(objective=0.95, window="30D", now=T0, min_runs=1)  # the rules alone
     assert list(df.columns) == SLO_COLUMNS and list(df.index) == ["edge", "page1", "page2", "quiet", "slow", "ticket"]
     assert dict(df.alert) == {"edge": "page", "page1": "page", "page2": "page", "quiet": "none", "slow": "ticket",
                               "ticket": "ticket"}
@@ -324,7 +324,11 @@ def test_slo_budget_burn_rates_and_alert_levels(store):
     assert (q.runs, q.bad, q.sli, q.budget_remaining_ratio) == (3, 0, 1.0, 1.0)
     assert q.objective == 0.95
     # the same history at objective 0.5: nothing burns fast enough to page
-    lax = nbjobs.slo(objective=0.5, now=T0)
+    few = nbjobs.slo(objective=0.95, window="30D", now=T0)  # by default a group needs 10 runs to alert
+    assert dict(few.alert) == {"edge": "page", "page1": "none", "page2": "none", "quiet": "none", "slow": "ticket",
+                               "ticket": "ticket"}
+    assert few.loc["page1", "burn_5m"] == pytest.approx(20.0)  # its numbers are still shown
+    lax = nbjobs.slo(objective=0.5, now=T0, min_runs=1)
     assert dict(lax.alert) == {"edge": "none", "page1": "ticket", "page2": "none", "quiet": "none", "slow": "none",
                                "ticket": "none"}
     assert lax.loc["page1", "burn_1h"] == 2.0
@@ -498,6 +502,15 @@ def test_plots(store, plt):
     expected = nbjobs.sli(window="12h", freq="1h", by=None, now=T0).success_rate * 100
     assert np.array_equal(np.asarray(line.get_ydata(), dtype=float), expected.to_numpy(), equal_nan=True)
     assert ax.get_lines()[1].get_ydata()[0] == pytest.approx(90.0)   # the objective
+    import matplotlib.dates as mdates
+    lo, hi = (mdates.num2date(x).timestamp() for x in ax.get_xlim())
+    assert T0 - 12 * H - 3600 < lo and hi <= T0 + 3600            # the window's 12 buckets, even with one run
+    one = nbjobs.plot.success_rate(freq="1h", window="7D", now=T0, by="name")  # one finished run for "b"
+    lo, hi = (mdates.num2date(x).timestamp() for x in one.get_xlim())
+    assert hi - lo <= 7 * DAY + 2 * H                             # not years around one dot
+    from IPython.core.formatters import DisplayFormatter
+    data, _meta = DisplayFormatter().format(ax)
+    assert "<Axes" not in str(data)                               # no repr line above the figure
     ax = nbjobs.plot.burn(objective=0.95, now=T0)
     assert "objective 95.00%" in ax.get_title() and ax.get_ylabel() == "burn rate (\u00d7 sustainable)"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["5m", "30m", "1h", "6h", "24h", "3d"]

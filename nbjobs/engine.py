@@ -37,13 +37,15 @@ from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 from papermill.log import logger
 
+from .job import HELPER_TAGS
+
 #: the name the engine is registered under with papermill
 ENGINE = "nbjobs"
 SAVE_EVERY = 1.0  # seconds between two saves of the output notebook while cells run
-#: cells that nbjobs or papermill add before the job's code: a kernel death in one of them is not the job's
-WRAPPER_TAGS = frozenset({"injected-parameters", "nbjobs-parameters", "nbjobs-inputs"})
 #: every cell nbjobs or papermill adds around the job's code (none counts as progress)
-HIDDEN_TAGS = WRAPPER_TAGS | {"nbjobs-outputs"}
+HIDDEN_TAGS = HELPER_TAGS | {"injected-parameters"}
+#: those before the job's code: a kernel death in one of them is not the job's
+WRAPPER_TAGS = HIDDEN_TAGS - {"nbjobs-outputs"}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 

@@ -413,7 +413,10 @@ def test_row_actions_cancel_retry_logs_pull_and_copy(home, store, manual, tmp_pa
     root = tmp_path / "root"
     root.mkdir()
     (tmp_path / "elsewhere").mkdir()
-    (tmp_path / "elsewhere" / "output.ipynb").write_text("{}")
+    import nbformat
+    from nbjobs.runner import build_cell_notebook
+    nbformat.write(build_cell_notebook("x = y + 1", inputs_dir=str(tmp_path), outputs=["x"]),
+                   tmp_path / "elsewhere" / "output.ipynb")
     monkeypatch.chdir(root)
     files._server_info = {"root_dir": str(root), "base_url": "/"}
     view._cache.clear()
@@ -421,7 +424,8 @@ def test_row_actions_cancel_retry_logs_pull_and_copy(home, store, manual, tmp_pa
     assert row.copy is not None and not row.copy.disabled and row.open.value == ""
     row.copy.click()
     copies = list((root / "nbjobs-outputs").glob("*.ipynb"))
-    assert len(copies) == 1 and copies[0].read_text() == "{}"
+    assert len(copies) == 1
+    assert [c.source for c in nbformat.read(copies[0], 4).cells] == ["x = y + 1"]  # the user's cell, no wrappers
     assert f'href="/lab/tree/nbjobs-outputs/{copies[0].name}"' in row.open.value and row.copy.disabled
     p.close()
 
@@ -597,3 +601,10 @@ def test_panel_in_a_real_kernel_publishes_new_rows_and_state_changes(home, tmp_p
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_the_state_filter_names_active_as_active(home, store, manual):
+    p = nbjobs.panel(home=home, state="active")
+    p.widget()
+    assert p.view.f_state.value == "active" and ("active", "active") in p.view.f_state.options
+    p.close()

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import config
-from ..job import JobRecord
+from ..job import HELPER_TAGS, JobRecord
 
 #: lines of log shown by the "logs" action
 LOG_LINES = 40
@@ -120,3 +120,14 @@ def log_file(r: JobRecord, home: Path) -> Path | None:
         return None
     return config.run_dir(r.id, home) / str(r.attempts) / "log.txt"
 
+
+
+def copy_for_user(src: str | Path, dest: Path) -> None:
+    """Copy an output notebook for the user to open: without the cells nbjobs wrapped a cell
+    job's code in (`nbjobs.job.HELPER_TAGS`), which are not theirs (papermill's injected
+    parameters stay: they say what ran).  Written private to the user."""
+    nb = json.loads(Path(src).read_text(encoding="utf-8"))
+    nb["cells"] = [c for c in nb.get("cells", []) if not HELPER_TAGS & set(c.get("metadata", {}).get("tags", []))]
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(nb, f, indent=1, ensure_ascii=False)

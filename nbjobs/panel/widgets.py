@@ -26,7 +26,7 @@ from ..errors import BadInput, NbjobsError
 from ..job import ACTIVE, JobRecord, State
 from ..text import names_and_types, wait_reason
 from ..watch import RESYNC
-from .files import LogTail, lab_href, lab_server, log_file
+from .files import LogTail, copy_for_user, lab_href, lab_server, log_file
 from .model import ACTIONS, COLUMNS, MAX_LIMIT, RECEIPT_COLUMNS, TICKING, diff_rows, row_view
 from .static import header_html, row_render
 
@@ -381,8 +381,6 @@ class _RowsView(watch.View):
         raise NotImplementedError
 
     def _copy(self, job_id: str) -> str:
-        import shutil
-
         from .. import api
 
         r = api.get(job_id, home=self.home).record
@@ -393,7 +391,7 @@ class _RowsView(watch.View):
         dest_dir = Path.cwd() / "nbjobs-outputs"
         dest_dir.mkdir(exist_ok=True)
         dest = dest_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', r.name)[:40]}-{r.short_id}-{r.attempts}.ipynb"
-        shutil.copyfile(r.output_path, dest)
+        copy_for_user(r.output_path, dest)
         self._copies[r.output_path] = str(dest)
         self._cache.pop(job_id, None)
         href = self._link(r.output_path)[0]
@@ -518,6 +516,8 @@ class PanelView(_RowsView):
             self.summary = self.wait_summary = summary
             state_options = [("all states", "all"), ("active", "active")] + [(s.value, s.value) for s in State]
             current = ",".join(m.states) if m.states else "all"
+            if m.states is not None and set(m.states) == {x.value for x in ACTIVE}:
+                current = "active"  # not "waiting,queu..." in a narrow box
             if current not in [v for _, v in state_options]:
                 state_options.append((current, current))
             small = w.Layout(width="150px")

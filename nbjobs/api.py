@@ -139,11 +139,20 @@ class Job:
         return receipt_html(self)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
-        """How Jupyter shows a handle: its text repr, the HTML receipt and, while the job is active
-        in a kernel whose front end can show widgets, a live receipt widget (see `nbjobs.panel`)."""
+        """The handle's display data: its text repr, the HTML receipt and, in a kernel whose front
+        end can show widgets, a live receipt widget (see `nbjobs.panel`)."""
         from .panel.public import job_bundle
 
         return job_bundle(self, include, exclude)
+
+    def _ipython_display_(self) -> None:
+        """How Jupyter shows a handle (the value of a ``%%job`` cell, ``nbjobs.get(id)``): the
+        receipt, published with a display id; a live receipt of a running job is replaced in place
+        by its final static receipt when the job ends, so a saved notebook, a restarted kernel and
+        nbviewer show how it ended (see `nbjobs.panel.public.show_job`)."""
+        from .panel.public import show_job
+
+        show_job(self)
 
 
 # --- validation --------------------------------------------------------------------------------------

@@ -201,7 +201,7 @@ def test_cancel_retry_wait_ls_status_without_worker(shell, home, capsys):
 
 def test_job_displays_as_receipt_text_and_html(shell, home):
     job = ok(shell, "%%job --no-worker --name viz\nx = 1")
-    data, _md = shell.display_formatter.format(job)
+    data = job._repr_mimebundle_()
     assert data["text/plain"] == repr(job) and repr(job).startswith(f"<Job {job.short_id} 'viz' queued")
     html = data["text/html"]
     assert f'data-job-id="{job.id}"' in html and 'data-state="queued"' in html and ">viz<" in html
@@ -327,9 +327,10 @@ def test_job_cell_in_a_real_kernel_publishes_a_live_receipt(home, worker, tmp_pa
         reply = kc.execute_interactive("%%job --name kernel-job\nimport time; time.sleep(2)", timeout=30,
                                        output_hook=msgs.append)
         assert reply["content"]["status"] == "ok"
-        results = [m for m in msgs if m["msg_type"] == "execute_result"]
-        assert len(results) == 1
+        results = [m for m in msgs if m["msg_type"] == "display_data"]
+        assert len(results) == 1 and not [m for m in msgs if m["msg_type"] == "execute_result"]
         data = results[0]["content"]["data"]
+        display_id = results[0]["content"]["transient"]["display_id"]  # to be replaced when the job ends
         # the worker may claim the job before the receipt is built: queued or running, never over
         assert re.match(r"<Job [0-9a-f]{8} 'kernel-job' (queued|running) ", data["text/plain"]), data["text/plain"]
         assert re.search('data-state="(queued|running)"', data["text/html"])
@@ -348,14 +349,16 @@ def test_job_cell_in_a_real_kernel_publishes_a_live_receipt(home, worker, tmp_pa
                        and "nbjobs-col-elapsed" in m["content"]["data"]["state"].get("_dom_classes", [])}
         assert len(elapsed_ids) == 1
 
-        states, ticks = [first.group(1)], 0
+        states, ticks, final = [first.group(1)], 0, None
         deadline = time.monotonic() + JOB_WAIT
-        while time.monotonic() < deadline and "succeeded" not in states:
+        while time.monotonic() < deadline and ("succeeded" not in states or final is None):
             try:
                 m = kc.get_iopub_msg(timeout=1)
             except queue.Empty:
                 continue
             content = m["content"]
+            if m["msg_type"] == "update_display_data" and content["transient"]["display_id"] == display_id:
+                final = content["data"]
             if m["msg_type"] == "comm_msg" and content.get("comm_id") == model_id:
                 value = content["data"].get("state", {}).get("value", "")
                 if 'data-state="' in value:
@@ -365,6 +368,9 @@ def test_job_cell_in_a_real_kernel_publishes_a_live_receipt(home, worker, tmp_pa
                 ticks += 1  # the elapsed cell ticks while the job runs
         assert states[-1] == "succeeded" and "running" in states, states
         assert ticks >= 1  # updates arrived while it ran, not only at the end
+        # the whole output became the final static receipt: what a saved notebook or nbviewer shows
+        assert final is not None and panel.WIDGET_MIME not in final, final
+        assert 'data-state="succeeded"' in final["text/html"] and "%job logs" in final["text/html"]
         job_id = data["text/plain"].split()[1]
         assert nbjobs.get(job_id).state == nbjobs.State.SUCCEEDED
     finally:

@@ -1,5 +1,5 @@
 """The panel's public objects: `panel` / `Panel` (the live table of a home's recent jobs), `Receipt`
-(one job's live row), `job_bundle` (how a `nbjobs.Job` displays) and `JobList` (what ``%job ls``
+(one job's live row), `job_bundle` and `show_job` (how a `nbjobs.Job` displays) and `JobList` (what ``%job ls``
 returns).  Each shows as a live widget in a kernel that can show one (`live_possible`), else as
 text and static HTML.
 """
@@ -12,7 +12,7 @@ from .. import config
 from ..errors import NbjobsError
 from ..job import TERMINAL, JobRecord
 from .model import DEFAULT_LIMIT, PanelModel, RowView, row_view
-from .static import header_html, header_text, receipt_html, table_html, table_text
+from .static import header_html, header_text, receipt_html, receipt_text, table_html, table_text
 from .widgets import WIDGET_MIME, PanelView, ReceiptView, live_possible, wanted
 
 
@@ -46,8 +46,9 @@ class Receipt:
     >>> r                                   # doctest: +SKIP
     """
 
-    def __init__(self, job: Any):
+    def __init__(self, job: Any, display_id: str | None = None):
         self.job = job
+        self.display_id = display_id  # where it was displayed (`show_job`): replaced when the job ends
         self.view: ReceiptView | None = None
 
     def html(self) -> str:
@@ -56,7 +57,7 @@ class Receipt:
     def widget(self) -> Any:
         """The live widget (built and registered with the updater on first use)."""
         if self.view is None:
-            self.view = ReceiptView(self.job)
+            self.view = ReceiptView(self.job, self.display_id)
             self.view.build()
         return self.view.root
 
@@ -69,17 +70,40 @@ class Receipt:
 
 
 def job_bundle(job: Any, include=None, exclude=None, receipt: Receipt | None = None) -> dict[str, Any]:
-    """The display bundle of a `Job`: text, a static HTML receipt and - while the job is active, in
-    a kernel that can show widgets - the live receipt."""
+    """The display bundle of a `Job`: text, a static HTML receipt and - in a kernel that can show
+    widgets - the live receipt (its buttons: cancel while active; logs, pull, retry after)."""
     try:
         rec = job.record
     except NbjobsError:
         return {"text/plain": repr(job)}
     data = {"text/plain": repr(job), "text/html": receipt_html(rec)}
-    if wanted(include, exclude) and rec.state not in TERMINAL and live_possible():
+    if wanted(include, exclude) and live_possible():
         widget = (receipt or Receipt(job)).widget()
         data[WIDGET_MIME] = widget._repr_mimebundle_()[WIDGET_MIME]
     return data
+
+
+def final_bundle(record: JobRecord) -> dict[str, Any]:
+    """What a job's receipt becomes when the job ends: text and static HTML, no widget (a widget
+    would show "model not found" once its kernel is gone)."""
+    return {"text/plain": receipt_text(record), "text/html": receipt_html(record)}
+
+
+def show_job(job: Any) -> None:
+    """Display ``job``'s receipt with a display id.  While the job is active the receipt is live;
+    when it ends, the updater replaces the whole output in place (``update_display``) by
+    `final_bundle`.  A job that had ended when displayed keeps its live receipt (logs, pull and
+    retry buttons) with the static receipt as the fallback."""
+    import secrets
+
+    from IPython.display import display
+
+    try:
+        active = job.record.state not in TERMINAL
+    except NbjobsError:
+        active = False
+    display_id = f"nbjobs-{job.short_id}-{secrets.token_hex(4)}" if active else None
+    display(job_bundle(job, receipt=Receipt(job, display_id)), raw=True, display_id=display_id)
 
 
 class Panel:

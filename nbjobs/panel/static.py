@@ -13,7 +13,7 @@ import html
 from typing import Any, Callable, Sequence
 
 from ..errors import NbjobsError
-from ..job import JobRecord, State
+from ..job import RETRYABLE, JobRecord, State
 from ..text import receipt_text as _receipt_line, table
 from .model import COLUMNS, RowView, row_view
 
@@ -225,6 +225,10 @@ def receipt_html(job_or_record: Any) -> str:
     if v.note:
         color = "#cf222e" if v.note_is_error else "#57606a"
         out += f'<div style="color:{color}">{html.escape(v.note)}</div>'
+    if r.state.terminal:  # what the live receipt's buttons did, for a page that has no kernel behind it
+        verbs = ["logs"] + (["pull"] if r.state == State.SUCCEEDED else []) + (["retry"] if r.state in RETRYABLE else [])
+        hints = " &middot; ".join(f'<code style="user-select:all">%job {verb} {r.short_id}</code>' for verb in verbs)
+        out += f'<div class="nbjobs-hints" style="color:#6e7781">{hints}</div>'
     return out + "</div>"
 
 

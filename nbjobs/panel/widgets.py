@@ -2,7 +2,9 @@
 row in a card), built from ipywidgets on first display and kept current by the updater thread
 (`nbjobs.watch`).  `RowWidgets` (one row's widgets) applies a diff of two renders, touching only the
 widgets whose value changed.  The thread only assigns widget traits (ipykernel >= 7.1 publishes
-them in order, also while a cell blocks the kernel); it never prints or displays.
+them in order, also while a cell blocks the kernel); it never prints, and displays one thing only:
+a receipt shown with a display id (`nbjobs.panel.public.show_job`) is replaced in place by the final
+static receipt when its job ends (``update_display``, which the front end routes by display id).
 
 A view leaves the updater when it is closed (``widget.close()``, the panel's own close button), or
 when the front end removed every view of it (the cell's output was cleared or the notebook closed:
@@ -435,10 +437,11 @@ class ReceiptView(_RowsView):
 
     columns = RECEIPT_COLUMNS
 
-    def __init__(self, job: Any):
+    def __init__(self, job: Any, display_id: str | None = None):
         super().__init__(Path(job.home))
         self.job_id = job.id
         self.record = job.record
+        self.display_id = display_id  # the output to replace by the final receipt when the job ends
 
     def build(self) -> Any:
         import ipywidgets as w
@@ -486,6 +489,18 @@ class ReceiptView(_RowsView):
             if self.record.state == State.QUEUED:
                 self.wait_summary = tick.summary()[1]
             self.render(tick.now)
+            if self.display_id is not None and self.record.state not in ACTIVE:
+                self._finalize()
+
+    def _finalize(self) -> None:
+        """The job ended: replace the whole output (widget and fallback) by its final static receipt,
+        which a saved notebook, a restarted kernel and nbviewer show as it is."""
+        from IPython.display import update_display
+
+        from .public import final_bundle
+
+        display_id, self.display_id = self.display_id, None
+        update_display(final_bundle(self.record), raw=True, display_id=display_id)
 
     def _close_widgets(self) -> None:
         for x in (getattr(self, "line", None), self.root):

@@ -49,14 +49,29 @@ def test_receipt_goes_running_to_succeeded_without_rerun(nbhome, lab, page, note
     expect(badge).to_have_text("running", timeout=JOB_S)
     expect(page.locator(".jp-Cell .jp-InputPrompt").last).to_have_text("[2]:")  # the cell has finished
     expect(page.locator(".nbjobs-receipt .nbjobs-col-elapsed")).not_to_have_text("-")  # ticking
+    expect(page.locator(".nbjobs-receipt .nbjobs-col-progress")).to_have_text("0/1")  # the user's one cell
     shot("receipt-running", page.locator(".jp-Cell").last)
     gate.touch()
     t = time.monotonic()
-    expect(badge).to_have_text("succeeded", timeout=JOB_S)
+    # the live receipt is replaced in place by the final static one: no widget left to break
+    final = page.locator('.jp-Cell .nbjobs-receipt[data-state="succeeded"]')
+    expect(final).to_be_visible(timeout=JOB_S)
     print(f"\nreceipt showed succeeded {time.monotonic() - t:.2f} s after the gate opened")
-    expect(page.locator(".nbjobs-receipt .nbjobs-col-note")).to_have_text("all done")  # the log's last line
+    expect(final.locator(".nbjobs-progress-text")).to_have_text("1/1")
+    expect(final.locator(".nbjobs-hints")).to_contain_text("%job logs")
+    expect(page.locator(".jp-Cell").last.locator(".jupyter-widgets")).to_have_count(0)
     assert prompts(page) == ["[1]:", "[2]:"], "no cell may run again"
     shot("receipt-succeeded", page.locator(".jp-Cell").last)
+    # saved, reloaded and its kernel restarted: the page shows how the job ended, no broken widget
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    expect(page.locator(".jp-mod-dirty")).to_have_count(0)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.restartKernel()")
+    page.reload()
+    page.wait_for_function("() => !!window.jupyterapp")
+    expect(page.locator('.jp-Cell .nbjobs-receipt[data-state="succeeded"]')).to_be_visible(timeout=JOB_S)
+    expect(page.locator(".jp-Cell").last.locator(".jupyter-widgets")).to_have_count(0)
+    assert "model not found" not in page.locator(".jp-Notebook").inner_text()
+    shot("receipt-after-reload", page.locator(".jp-Cell").last)
 
 
 def test_panel_shows_a_cli_job_and_its_progress(nbhome, lab, page, notebook, gates, shot):

@@ -304,7 +304,8 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
            retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None,
            after: Sequence[str | Job] | str | Job | None = None, after_any: bool = False,
            notify: str | None = None, notify_on: str | None = None,
-           on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None) -> Job:
+           on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None,
+           origin: dict[str, Any] | None = None) -> Job:
     """Submit Python source as a *cell job*; returns its `Job` handle at once.
 
     The source runs in a fresh kernel (papermill) after a ``parameters`` cell, with ``cwd`` (default:
@@ -337,6 +338,9 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     see `nbjobs.notify`).  ``on_done=callback`` calls ``callback(job)`` in this process, from a
     background thread, when the job ends.
 
+    ``origin`` says where the code came from, so tracebacks point there: ``{"cell": 13, "magic":
+    "%%job ..."}`` (``%%job`` sets it) runs the code as ``In [13]`` below its magic line.
+
     >>> job = nbjobs.submit("import nbjobs; nbjobs.record('n', n * 2)", parameters={"n": 21})  # doctest: +SKIP
     >>> job.wait().result()                                                                     # doctest: +SKIP
     {'n': 42}
@@ -355,6 +359,8 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     out_names = _check_names("output", outputs)
     if out_names:
         spec["options"]["outputs"] = out_names
+    if origin:
+        spec["options"]["origin"] = {"cell": int(origin.get("cell") or 0), "magic": str(origin.get("magic") or "")[:500]}
     _flow(spec, home, after, after_any, notify, notify_on)
     _check_callback(on_done)
     if not inputs:

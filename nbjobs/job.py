@@ -179,7 +179,7 @@ def code_hash(kind: str, notebook: str | None = None, source: str | None = None)
 KINDS = ("notebook", "cell")
 #: the tags of the cells nbjobs wraps a cell job's code in (`nbjobs.runner.build_cell_notebook`):
 #: not the user's cells, so progress does not count them and a copy for the user leaves them out
-HELPER_TAGS = frozenset({"nbjobs-parameters", "nbjobs-inputs", "nbjobs-outputs"})
+HELPER_TAGS = frozenset({"nbjobs-parameters", "nbjobs-inputs", "nbjobs-origin", "nbjobs-outputs"})
 
 
 @dataclass

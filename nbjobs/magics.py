@@ -171,6 +171,46 @@ class _Text(str):
         return str(self)
 
 
+#: names IPython puts in every namespace: not the user's variables
+_SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+
+
+def free_names(source: str) -> list[str]:
+    """Names the code reads but never binds (no assignment, import, def, class, argument, loop
+    or ``with`` target, anywhere in it), builtins left out, in order of first use: what the
+    code expects to find in its namespace.  Unparsable code has none (the job will say why).
+
+    >>> free_names("import numpy as np\ny = np.log(df.x) + k\nfor i in range(3): y += i\nprint(y, total)")
+    ['df', 'k', 'total']
+    """
+    import ast
+    import builtins
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    bound: set[str] = set()
+    used: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, (ast.Store, ast.Del)):
+                bound.add(node.id)
+            elif node.id not in used:
+                used.append(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound.update(node.names)
+    return [n for n in used if n not in bound and not hasattr(builtins, n)]
+
+
 def _split(values: list[str]) -> list[str]:
     """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (``--in a,b --in c``)."""
     return [n.strip() for v in values for n in v.split(",") if n.strip()]
@@ -198,7 +238,18 @@ class JobMagics(Magics):
 
             options = verbs.job_kwargs(args)
             options["kernel"] = options["kernel"] or api.own_kernel()
-            job = api.submit(cell, inputs=self._inputs(_split(args.inputs)), outputs=_split(args.outputs), **options)
+            ins = _split(args.inputs)
+            job = api.submit(cell, inputs=self._inputs(ins), outputs=_split(args.outputs),
+                             origin={"cell": self.shell.execution_count, "magic": f"%%job {line}".rstrip()},
+                             **options)
+            missing = [n for n in free_names(cell) if n not in ins and n in self.shell.user_ns
+                       and not n.startswith("_") and n not in _SHELL_NAMES]
+            if missing:
+                one = len(missing) == 1
+                print(f"warning: the job runs in a fresh kernel, where {', '.join(missing)} "
+                      f"{'is' if one else 'are'} not defined; pass {'it' if one else 'them'} with "
+                      f"--in {','.join(missing)} (or import or define {'it' if one else 'them'} in the cell)",
+                      file=sys.stderr)
             return self._shown(job, args)
 
     def _inputs(self, names: list[str]) -> dict[str, Any]:

@@ -53,11 +53,15 @@ def attempt_dir(run_dir: Path, number: int) -> Path:
 
 
 def build_cell_notebook(source: str, kernel: str = "python3", *, inputs_dir: str | None = None,
-                        outputs: list[str] | tuple[str, ...] = ()) -> Any:
+                        outputs: list[str] | tuple[str, ...] = (), origin: dict[str, Any] | None = None) -> Any:
     """A cell job as a notebook: a ``parameters`` cell (papermill injects after it), a cell that
     loads the inputs from ``inputs_dir`` (only with inputs), the source, and a cell that records the
     variables named in ``outputs`` (only with outputs; a missing one fails the job with a NameError).
-    The helper cells are one expression each and leave no names behind in the job's namespace."""
+    The helper cells are one expression each and leave no names behind in the job's namespace.
+
+    ``origin`` (a ``%%job`` cell's): ``{"cell": 13, "magic": "%%job --name x"}``.  The source then
+    runs as ``In [13]`` below its magic line (as a comment), so a traceback says ``Cell In[13],
+    line 7`` where the user's editor shows line 7 of cell [13]."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -67,6 +71,12 @@ def build_cell_notebook(source: str, kernel: str = "python3", *, inputs_dir: str
     if inputs_dir:
         nb.cells.append(nbformat.v4.new_code_cell(f"{helper}load_inputs_into(globals(), {str(inputs_dir)!r})",
                                                   metadata={"tags": ["nbjobs-inputs"]}))
+    count = (origin or {}).get("cell")
+    if isinstance(count, int) and count > 1:  # this cell runs as In [count - 1]: the next one is In [count]
+        nb.cells.append(nbformat.v4.new_code_cell(f"get_ipython().execution_count = {count - 1}",
+                                                  metadata={"tags": ["nbjobs-origin"]}))
+        magic = str((origin or {}).get("magic") or "%%job").splitlines()[0]
+        source = f"# {magic}\n{source}"
     nb.cells.append(nbformat.v4.new_code_cell(source))
     if outputs:
         nb.cells.append(nbformat.v4.new_code_cell(f"{helper}record_outputs(globals(), {list(outputs)!r})",
@@ -285,7 +295,8 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
 
         if kind == "cell":
             source: Any = build_cell_notebook(spec["source"], kernel_name, outputs=options.get("outputs") or (),
-                                              inputs_dir=str(run_dir / outputs.INPUTS_DIR) if options.get("inputs") else None)
+                                              inputs_dir=str(run_dir / outputs.INPUTS_DIR) if options.get("inputs") else None,
+                                              origin=options.get("origin"))
         else:
             source = str(spec["notebook"])
         cwd = spec.get("cwd")

@@ -247,7 +247,8 @@ def job_detail(job: Any) -> str:
     if r.options.get("secrets"):
         lines.append(f"secrets:    {', '.join(r.options['secrets'])} (names only; values are never stored)")
     if r.error_type:
-        cell = f" (cell {r.error_cell})" if r.error_cell is not None else ""
+        number = user_cell_number(r.output_path, r.error_cell) if r.kind == "notebook" else None
+        cell = f" (cell {number} of the notebook)" if number else ""
         lines.append(f"error:      {r.error_type}: {r.error_message}{cell}")
     if r.error_traceback and r.state != State.SUCCEEDED:
         tb = r.error_traceback.rstrip().splitlines()
@@ -277,6 +278,23 @@ def job_detail(job: Any) -> str:
         lines.append(f"  {fmt_time(e['at'])}  {(e['from_state'] or '-'):>9} -> {e['to_state']:<9}  "
                      f"{e['reason'] or ''}  [{e['actor']}]")
     return "\n".join(lines)
+
+
+def user_cell_number(output_path: str | None, index: int | None) -> int | None:
+    """The number (from 1, markdown cells included, as a user counts them in their notebook) of
+    the cell at ``index`` of the executed notebook, whose cells papermill shifted by its injected
+    parameters cell (and marked after a failure).  None when the output notebook is gone."""
+    if output_path is None or index is None:
+        return None
+    try:
+        cells = json.loads(Path(output_path).read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return None
+    tags = [set(c.get("metadata", {}).get("tags", [])) for c in cells]
+    ran = [t for t in tags if "papermill-error-cell-tag" not in t]  # the notebook as it was executed
+    if not 0 <= index < len(ran):
+        return None
+    return 1 + sum("injected-parameters" not in t for t in ran[:index])
 
 
 def _flow_lines(job: Any, r: JobRecord) -> list[str]:

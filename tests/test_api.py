@@ -362,3 +362,14 @@ def test_racing_submitters_start_exactly_one_worker(autostart_env, tmp_path):
     os.kill(live[0]["pid"], signal.SIGTERM)
     _wait_for(lambda: not _autostarted_pids(home), 20, "the auto-started worker to exit")
     assert store.counts()["running"] == 0
+
+
+@pytest.mark.slow
+def test_the_failing_cell_is_numbered_as_in_the_users_notebook(home, worker, tmp_path):
+    from nbjobs.text import job_detail, user_cell_number
+
+    nb = write_notebook(tmp_path / "p.ipynb", ["x = n", "raise ValueError('third')"], parameters="n = 0")
+    r = nbjobs.run_notebook(nb, parameters={"n": 5}).wait(JOB_WAIT).record
+    assert r.state == nbjobs.State.FAILED and r.error_cell == 3  # papermill's index: its injected cell shifts it
+    assert user_cell_number(r.output_path, r.error_cell) == 3     # the user's parameters cell, x = n, then this
+    assert "ValueError: third (cell 3 of the notebook)" in job_detail(nbjobs.get(r.id))

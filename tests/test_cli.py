@@ -86,7 +86,7 @@ def test_run_wait_json_result_logs_show_ls_wait(home, worker, tmp_path):
     r = nbj("show", bad_id[:6], home=home)
     assert r.returncode == 0
     assert f"id:         {bad_id}" in r.stdout and "state:      failed (error)" in r.stdout
-    assert "ValueError: cli-boom (cell 1)" in r.stdout and "#1  error" in r.stdout
+    assert "ValueError: cli-boom (cell 2 of the notebook)" in r.stdout and "#1  error" in r.stdout
     r = nbj("show", bad_id[:6], "--json", home=home)
     assert r.returncode == 0
     shown = json.loads(r.stdout)

@@ -377,3 +377,23 @@ def test_job_cell_in_a_real_kernel_publishes_a_live_receipt(home, worker, tmp_pa
         kc.stop_channels()
         km.shutdown_kernel(now=False)
     assert not km.is_alive()
+
+
+@pytest.mark.slow
+def test_a_job_traceback_names_the_users_cell_and_line_and_a_missing_input_is_named(shell, home, worker, capsys):
+    ok(shell, "df = 41")
+    job = ok(shell, "%%job --name tb\nx = 1\ny = 2\nprint(df + x)")
+    count = shell.execution_count - 1  # the %%job cell's number, In [count]
+    err = capsys.readouterr().err
+    assert ("warning: the job runs in a fresh kernel, where df is not defined; pass it with --in df "
+            "(or import or define it in the cell)") in err
+    assert "x" not in err.split("where")[1].split("is not")[0]  # defined by the cell itself
+    job.wait(60)
+    r = job.record
+    assert (r.state, r.error_type) == (nbjobs.State.FAILED, "NameError")
+    tb = re.sub(r"\x1b\[[0-9;]*m", "", r.error_traceback)
+    assert f"Cell In[{count}], line 4" in tb, tb  # the editor's line: the magic line is line 1
+    assert "----> 4 print(df + x)" in tb
+    fixed = ok(shell, "%%job --name tb --in df\nx = 1\nprint(df + x)")
+    assert "warning" not in capsys.readouterr().err
+    assert fixed.wait(60).state == nbjobs.State.SUCCEEDED

@@ -176,7 +176,7 @@ _SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
 
 
 def free_names(source: str) -> list[str]:
-    """Names the code reads but never binds (no assignment, import, def, class, argument, loop
+    r"""Names the code reads but never binds (no assignment, import, def, class, argument, loop
     or ``with`` target, anywhere in it), builtins left out, in order of first use: what the
     code expects to find in its namespace.  Unparsable code has none (the job will say why).
 
@@ -191,13 +191,13 @@ def free_names(source: str) -> list[str]:
     except SyntaxError:
         return []
     bound: set[str] = set()
-    used: list[str] = []
+    used: dict[str, tuple[int, int]] = {}  # name -> where it is first read
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             if isinstance(node.ctx, (ast.Store, ast.Del)):
                 bound.add(node.id)
-            elif node.id not in used:
-                used.append(node.id)
+            else:
+                used[node.id] = min(used.get(node.id, (1 << 30, 0)), (node.lineno, node.col_offset))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
         elif isinstance(node, ast.alias):
@@ -208,7 +208,7 @@ def free_names(source: str) -> list[str]:
             bound.add(node.name)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             bound.update(node.names)
-    return [n for n in used if n not in bound and not hasattr(builtins, n)]
+    return [n for n in sorted(used, key=used.__getitem__) if n not in bound and not hasattr(builtins, n)]
 
 
 def _split(values: list[str]) -> list[str]:

@@ -41,7 +41,8 @@ def badge_html(state: str) -> str:
     """
     color = _COLORS.get(State(state), "#6e7781")
     return (f'<span class="nbjobs-badge" data-state="{state}" style="background:{color};color:#fff;'
-            f'border-radius:3px;padding:1px 6px;font-weight:600;font-size:11px">{html.escape(state)}</span>')
+            f'border-radius:3px;padding:1px 6px;font-weight:600;font-size:11px;white-space:nowrap;'
+            f'display:inline-block;line-height:16px">{html.escape(state)}</span>')
 
 
 def _ellipsis(text: str, style: str = "") -> str:
@@ -106,8 +107,9 @@ def open_html(path: str | None, href: str | None, copied: bool = False, copyable
     if not path:
         return ""
     p = html.escape(path)
-    if href:
-        label = "notebook (copy)" if copied else "notebook"
+    if href:  # one label, copy or not (the tooltip tells): a longer one would widen the column
+        label = "notebook"
+        p += " (a copy under the Jupyter root)" if copied else ""
         return (f'<a class="nbjobs-open" href="{html.escape(href)}" target="_blank" rel="noopener" '
                 f'title="{p}" style="color:var(--jp-content-link-color,#0969da);text-decoration:underline">'
                 f'{label}</a>')

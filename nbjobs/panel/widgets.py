@@ -150,8 +150,10 @@ class RowWidgets:
             elif k == "copy":
                 if val and self.copy is None:
                     self._add_copy()
-                elif self.copy is not None:
-                    self.copy.disabled = not val
+                elif not val and self.copy is not None:  # copied: the link takes the button's place
+                    self.actions.children = tuple(c for c in self.actions.children if c is not self.copy)
+                    self.copy.close()
+                    self.copy = None
             else:
                 continue
             n += 1
@@ -512,7 +514,7 @@ class PanelView(_RowsView):
     """The live panel: header, filters, a close button, and a grid with one row per job."""
 
     grid = True
-    _TEMPLATE = ("68px minmax(56px,1fr) 64px 80px 88px 60px 62px 62px 58px minmax(90px,2fr) "
+    _TEMPLATE = ("68px minmax(56px,1fr) 64px 92px 88px 60px 62px 62px 58px minmax(90px,2fr) "
                  "max-content")
 
     def __init__(self, panel: "Panel"):

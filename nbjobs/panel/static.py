@@ -258,7 +258,7 @@ def table_html(records: Sequence[JobRecord], now: float | None = None) -> str:
     body = []
     for r in records:
         v = row_view(r, now)
-        cells = "".join(f"<td style='max-width:320px'>{cell_html(v, c)}</td>" for c in COLUMNS)
+        cells = "".join(f"<td style='text-align:left;max-width:320px'>{cell_html(v, c)}</td>" for c in COLUMNS)
         body.append(f"<tr data-job-id='{r.id}'>{cells}</tr>")
     return (f"<table class='nbjobs-jobs' style='font-size:12px'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")

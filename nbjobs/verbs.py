@@ -23,6 +23,8 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from .policy import NOTIFY_ON
+
 #: the sides a verb or an argument can be on
 CLI, MAGIC, CELL = "cli", "magic", "cell"
 BOTH = (CLI, MAGIC)
@@ -177,7 +179,8 @@ JOB_OPTIONS = (
         help="wait (state waiting) until these jobs succeeded; cancelled (dependency_failed) if one fails"),
     arg("--after-any", action="store_true", sides=ALL, help="with --after: run once they all ended, however"),
     arg("--notify", metavar="URL", sides=ALL, help="POST a JSON body to this http(s) URL when the job ends"),
-    arg("--notify-on", choices=("end", "all"), sides=ALL, help="end (final states, default) or all state changes"),
+    arg("--notify-on", choices=NOTIFY_ON, sides=ALL,
+        help="end (final states, default), all (every state change) or failure (only failed or timed out)"),
     arg("--wait", action="store_true", sides=(CLI,), help="wait for the job to end; exit 0 if it succeeded, else 1"),
     arg("--wait", action="store_true", sides=(MAGIC, CELL), help="block until the job ends, then show its result"),
     arg("--timeout-wait", type=float, metavar="S", sides=(CLI,), help="with --wait: give up after S seconds"),
@@ -241,7 +244,8 @@ _SCHEDULE_ACTIONS = (
              arg("--timeout", type=float, help="whole-job timeout in seconds"),
              arg("--tag", action="append", default=[], help="a tag of the fired jobs (repeatable)"),
              arg("--notify", metavar="URL", help="POST a JSON body to this http(s) URL when a fired job ends"),
-             arg("--notify-on", choices=("end", "all"), help="end (final states, default) or all state changes"),
+             arg("--notify-on", choices=NOTIFY_ON,
+                 help="end (final states, default), all (every state change) or failure (only failed or timed out)"),
              NO_WORKER, _json("print the schedule as JSON"))),
     Verb("ls", "list schedules with their next three run times", "", ("schedule ls",),
          args=(_json("print a JSON list"),)),
@@ -354,13 +358,14 @@ VERBS: tuple[Verb, ...] = (
          magic_examples=('schedule add daily "30 6 * * 1-5" report.ipynb -p n 7 --tz Europe/Berlin',),
          actions=_SCHEDULE_ACTIONS),
     Verb("notify-default", "show or set the home's default webhook, POSTed when any job ends",
-         "[URL] [--secret-env NAME] [--on end|all] [--off]",
+         "[URL] [--secret-env NAME] [--on end|all|failure] [--off]",
          ("notify-default https://hooks.example.com/nbjobs --secret-env NBJOBS_WEBHOOK_SECRET",
           "notify-default --off"), sides=(CLI,), args=(
              arg("url", nargs="?", help="http(s) URL"),
              arg("--secret-env", metavar="NAME", help="environment variable (of the worker) holding the HMAC "
                                                       "signing secret; the value is never stored"),
-             arg("--on", choices=("end", "all"), help="end (final states, default) or all state changes"),
+             arg("--on", choices=NOTIFY_ON,
+                 help="end (final states, default), all (every state change) or failure (only failed or timed out)"),
              arg("--off", action="store_true", help="remove the default webhook"))),
     Verb("worker", "run a worker in the foreground; Ctrl-C stops it cleanly", "[--concurrency N] [--pool N]",
          ("worker --concurrency 2 --pool 4", "worker --executor dask --scheduler tcp://scheduler.example.org:8786"),

@@ -165,7 +165,8 @@ def build_grid(p: Iterable[tuple[str, str]] = (), r: Iterable[tuple[str, str]] =
                y: Iterable[str] = (), f: Iterable[str] = ()) -> dict[str, list[Any]]:
     """A sweep's grid from the papermill-style options (later ones win: -f, -y, -r, -p): ``-p NAME
     V1,V2`` (split on commas, each typed like ``-p``), ``-r NAME A,B`` (split, kept as strings),
-    ``-y``/``-f`` a YAML mapping whose list values are the values (a scalar is one value)."""
+    ``-y``/``-f`` a YAML mapping whose list values are the values (a scalar is one value).  The
+    names come in that order: ``-p`` names as given, then ``-r``, then ``-y``/``-f``."""
     out: dict[str, list[Any]] = {}
     for mapping in [parse_file(path) for path in f] + [parse_yaml(text) for text in y]:
         for name, value in mapping.items():
@@ -174,7 +175,9 @@ def build_grid(p: Iterable[tuple[str, str]] = (), r: Iterable[tuple[str, str]] =
         out[check_name(name)] = split_values(name, value, raw=True, flag="-r")
     for name, value in p:
         out[check_name(name)] = split_values(name, value)
-    return out
+    # the order of the sweep (and of its results' index): -p names as given, then -r, then -y/-f
+    first = [n for n, _ in p] + [n for n, _ in r]
+    return {n: out[n] for n in dict.fromkeys(first + list(out))}
 
 
 def check_json(parameters: dict[str, Any]) -> dict[str, Any]:

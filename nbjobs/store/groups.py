@@ -51,7 +51,8 @@ class GroupsMixin:
         return sorted(recs, key=lambda r: (r.options.get("sweep_index", 0), r.submitted_at, r.id))
 
     def group_counts(self, group_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Per group: ``total``, jobs per state (``states``), first start and last end.  One indexed read."""
+        """Per group that has jobs: ``total``, jobs per state (``states``), first start and last end, and
+        the group's ``name`` and ``created_at``.  Two indexed reads."""
         ids = list(dict.fromkeys(group_ids))
         out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(ids), 500):
@@ -67,6 +68,10 @@ class GroupsMixin:
                     d["started_at"] = r["s"] if d["started_at"] is None else min(d["started_at"], r["s"])
                 if r["f"] is not None:
                     d["finished_at"] = r["f"] if d["finished_at"] is None else max(d["finished_at"], r["f"])
+            for r in self._q(f"SELECT id, name, created_at FROM groups WHERE id IN ({', '.join('?' * len(chunk))})",
+                             chunk):
+                if r["id"] in out:
+                    out[r["id"]].update(name=r["name"], created_at=r["created_at"])
         return out
 
     def list_groups(self, limit: int | None = 20) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ The ``%%job`` cell magic's options are `CELL_OPTIONS`: the job options of ``run`
 for a cell (side `CELL`), plus ``--in``/``--out``.
 
 >>> [v.name for v in verbs(MAGIC)][:4]
-['run', 'ls', 'show', 'logs']
+['run', 'sweep', 'ls', 'show']
 >>> find("status", CLI).name, find("pull", CLI)
 ('show', None)
 >>> print(example(find("ls", CLI), CLI))

@@ -163,6 +163,52 @@ def test_the_panel_folds_a_group_into_one_row_that_expands_to_its_jobs(home, tmp
     assert isinstance(opened[1], GroupRow) and isinstance(opened[2], Member)
 
 
+def test_the_live_panel_expands_a_group_row_and_says_why_a_keyed_job_waits(home, store, monkeypatch, tmp_path):
+    import time
+
+    from nbjobs import panel, watch
+
+    monkeypatch.setattr(watch, "activate", lambda view: None)   # the test drives the ticks itself
+    nb = write_notebook(tmp_path / "nb.ipynb", ["x = 1"], parameters="a = 0")
+    g = nbjobs.sweep(nb, grid={"a": [1, 2]}, start_worker=False)
+    first, second = g.jobs()
+    holder = nbjobs.submit("x = 1", name="holder", concurrency_key="report", start_worker=False)
+    waiter = nbjobs.submit("x = 1", name="waiter", concurrency_key="report", start_worker=False)
+    store.register_worker("w", concurrency=4)
+    assert store.claim("w")[0].id == first.id
+    assert store.claim("w")[0].id == second.id
+    assert store.claim("w")[0].id == holder.id and store.claim("w") is None   # waiter: its key is at 1 of 1
+    p = nbjobs.panel(home=home)
+    p.widget()
+    view = p.view
+    try:
+        assert view.order == [waiter.id, holder.id, g.id]
+        row = view.rows[g.id]
+        assert "2/2" not in row.cells["progress"].value and "0/2" in row.cells["progress"].value
+        assert row.buttons["logs"].description == "jobs" and row.buttons["pull"].disabled
+        assert "queued: 1 of max 1 running for key report" in view.rows[waiter.id].cells["note"].value
+        view.act(g.id, "logs")                                   # expand: the group's jobs under its row
+        assert view.order == [waiter.id, holder.id, g.id, first.id, second.id]
+        assert row.buttons["logs"].description == "fold"
+        assert "\u21b3 a=1" in view.rows[first.id].cells["name"].value
+        store.finish_attempt(first.id, 1, "w", "succeeded")
+        store.finish_attempt(holder.id, 1, "w", "succeeded")
+        h = watch.Home(home)
+        view.refresh(h.poll(time.time()))
+        assert "1/2" in row.cells["progress"].value and 'data-state="running"' in row.cells["state"].value
+        assert 'data-state="succeeded"' in view.rows[first.id].cells["state"].value
+        assert "queued: 1 of max 1" not in view.rows[waiter.id].cells["note"].value   # its key has room now
+        view.act(g.id, "cancel")                                 # the group's row cancels its unfinished job
+        view.refresh(h.poll(time.time()))
+        assert nbjobs.get(second.id).record.cancel_requested
+        view.act(g.id, "logs")                                   # fold
+        assert view.order == [waiter.id, holder.id, g.id]
+        h.close()
+    finally:
+        p.close()
+        panel.unwatch_all()
+
+
 # --- a real worker ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_worker_runs_a_sweep_a_keyed_series_without_overlap_and_cancels_a_group(home, tmp_path):

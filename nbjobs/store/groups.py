@@ -30,9 +30,11 @@ class GroupsMixin:
             if cur.rowcount == 0:
                 row = conn.execute("SELECT id FROM groups WHERE idem_key = ?", (group["idem_key"],)).fetchone()
                 return row["id"], False
-            for spec in specs:
-                row = self._job_row(dict(spec, group_id=gid), actor, now)
-                self._insert(conn, row, list(spec.get("after") or ()), actor, now)
+            for i, spec in enumerate(specs):
+                # a microsecond apart: workers claim (and lists show) the jobs in the sweep's order
+                at = now + i * 1e-6
+                row = self._job_row(dict(spec, group_id=gid), actor, at)
+                self._insert(conn, row, list(spec.get("after") or ()), actor, at)
         return gid, True
 
     def get_group(self, group_id: str) -> dict[str, Any]:

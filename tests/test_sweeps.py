@@ -132,6 +132,16 @@ def test_sweep_from_the_cli_and_the_verbs_on_its_group(home, tmp_path):
                          ((), "needs a grid")]:
         assert needle in assert_bad_input(nbj_here("sweep", str(nb), *args, "--no-worker", home=home))
     assert nbjobs.groups() == [nbjobs.group(short)]          # the refused sweeps recorded nothing
+    shown = json.loads(nbj_here("show", short, "--json", home=home).stdout)
+    assert (shown["id"], shown["progress"], shown["states"]) == (g["id"], {"done": 0, "total": 4}, {"queued": 4})
+    logs = nbj_here("logs", short, home=home).stdout
+    assert logs.count("--- job ") == 4 and "(lr=0.01, depth=a,b): queued ---\n(no output)" in logs
+    assert "is a group: -f follows one job" in assert_bad_input(nbj_here("logs", short, "-f", home=home))
+    waited = nbj_here("wait", short, "--timeout", "0", home=home)
+    assert waited.returncode == 1 and "still not finished after 0 s" in waited.stderr
+    nbjobs.cancel(short)
+    wait_for(lambda: nbjobs.prune("0.001s"), 10, "the cancelled jobs to be prunable")
+    assert nbjobs.groups() == [] and nbjobs.records() == []   # the group goes with its last job
 
 
 def test_sweep_magic_returns_the_group_and_its_static_html(home, tmp_path, shell):

@@ -295,7 +295,8 @@ def group_detail(group: Any) -> str:
     counts = group.counts()
     done = sum(n for st, n in counts["states"].items() if State(st).terminal)
     names = g["params"]
-    span = (counts["finished_at"] - counts["started_at"]) if counts["started_at"] and counts["finished_at"] and         done == counts["total"] else None
+    ended = counts["started_at"] and counts["finished_at"] and done == counts["total"]
+    span = counts["finished_at"] - counts["started_at"] if ended else None
     lines = [f"{group.short_id} {g['name']}: {group.state.value}, {done}/{counts['total']} jobs ended",
              f"id:         {group.id}", f"name:       {g['name']}",
              f"kind:       {g['kind']} of {g['size']} job(s) over {', '.join(names) or '-'}"

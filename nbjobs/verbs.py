@@ -310,7 +310,7 @@ VERBS: tuple[Verb, ...] = (
                    "sweep train.ipynb -p lr 0.1,0.01 -p depth 3,5 --zip --wait",
                    "sweep train.ipynb -y 'lr: [0.1, \"a,b\"]' -y 'layers: [[64, 64], [128]]'"),
          magic_examples=("sweep train.ipynb -p lr 0.1,0.01 -p depth 3,5 --max-parallel 2",
-                         "g = {cmd} sweep train.ipynb -p lr 0.1,0.01 --wait", "g.results()"), args=(
+                         "g = {cmd} sweep train.ipynb -p lr 0.1,0.01 --wait   # then g.results()"), args=(
              arg("notebook", nargs="?", sides=(CLI,), help="the notebook each job runs"),
              arg("notebook", sides=(MAGIC,), help="the notebook each job runs"),
              arg("-c", "--code", sides=(CLI,), help="Python source to run as cell jobs instead of a notebook"),
@@ -334,7 +334,8 @@ VERBS: tuple[Verb, ...] = (
              _json())),
     Verb("logs", "print a job's captured output (the latest attempt's, or the given one's; a group: each job's)",
          "ID [--attempt N]", ("logs 8f3a2c -f",), magic_examples=("logs 8f3a2c",), args=(
-             GROUP_ID, arg("-f", "--follow", action="store_true", sides=(CLI,), help="keep printing until the job ends"),
+             GROUP_ID, arg("-f", "--follow", action="store_true", sides=(CLI,),
+                           help="keep printing until the job ends"),
              arg("--attempt", type=int, help="attempt number (default: the latest)"))),
     Verb("search", "find jobs by words in their name, tags, parameters, error or log tail, best match first",
          magic_help="jobs matching the words, best match first (a list of handles)",
@@ -359,7 +360,8 @@ VERBS: tuple[Verb, ...] = (
          usage="ID... [--timeout S]", examples=("wait 8f3a2c 91bc04 --timeout 600",), args=(
              IDS, arg("--timeout", type=float, help="give up after this many seconds"),
              _json("print the job(s) as JSON"))),
-    Verb("cancel", "cancel jobs (a running job's kernel is stopped; a group: its unfinished jobs)", "ID...", ("cancel 8f3a2c",), args=(IDS,)),
+    Verb("cancel", "cancel jobs (a running job's kernel is stopped; a group: its unfinished jobs)", "ID...",
+         ("cancel 8f3a2c",), args=(IDS,)),
     Verb("retry", "run failed, timed-out or cancelled jobs again under the same ID (a group: those of its jobs)",
          "ID... [--no-worker]",
          ("retry 8f3a2c",), args=(IDS, NO_WORKER)),

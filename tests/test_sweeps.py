@@ -151,6 +151,9 @@ def test_sweep_magic_returns_the_group_and_its_static_html(home, tmp_path, shell
     assert [r.parameters for r in g.records()] == [{"a": 1}, {"a": 2}, {"a": 3}]
     html = g._repr_html_()
     assert f'data-group-id="{g.id}"' in html and "0/3" in html and "a=2" in html
+    again = ok(shell, "%job sweep nb.ipynb -p a 1,2,3 --no-worker --key nightly-sweep")
+    assert ok(shell, "%job sweep nb.ipynb -p a 4 --no-worker --key nightly-sweep") == again   # the key: the same
+    assert len(nbjobs.records(limit=None)) == 6                                                 # group, no new jobs
     ok(shell, f"%job cancel {g.id[:7]}")
     assert g.state == State.CANCELLED and repr(g) == f"<Group {g.short_id} 'three' 3/3 done: cancelled>"
 

@@ -25,12 +25,15 @@ __version__ = "0.1.0"
 _API = ("Job", "submit", "run_notebook", "get", "jobs", "records", "wait", "result", "logs", "cancel",
         "retry", "worker", "ensure_worker", "summary", "dead_letters", "ack", "prune", "retention", "infra_retries",
         "schedule_add", "schedules", "schedule_show", "schedule_pause", "schedule_resume", "schedule_rm",
-        "schedule_run_now", "notify_default", "deliveries", "search", "db")
+        "schedule_run_now", "notify_default", "deliveries", "search", "db", "lookup", "waiting_reasons")
+
+#: sweeps: groups of jobs (nbjobs.sweeps)
+_GROUPS = ("sweep", "group", "groups", "Group")
 
 #: history and service levels (nbjobs.metrics; loads pandas on first use)
 _METRICS = ("history", "sli", "slo")
 
-__all__ = ["NbjobsError", "State", "record", "__version__", *_API, "panel", *_METRICS, "metrics", "plot"]
+__all__ = ["NbjobsError", "State", "record", "__version__", *_API, *_GROUPS, "panel", *_METRICS, "metrics", "plot"]
 
 
 def __getattr__(name: str):
@@ -38,6 +41,10 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name in _GROUPS:
+        from . import sweeps
+
+        return getattr(sweeps, name)
     if name == "panel":  # the module nbjobs.panel, which is also callable: nbjobs.panel(state="failed")
         import importlib
 

@@ -117,7 +117,9 @@ class Job:
             return ""
         up = [(u.id, u.state.value) for u in store.get_many(store.upstream(self.id))] \
             if r.state == State.WAITING else []
-        return wait_reason(r, store.summary() if r.state == State.QUEUED else None, upstream=up)
+        queued = r.state == State.QUEUED
+        limit = waiting_reasons([r], home=self.home).get(r.id, "") if queued and r.concurrency_key else ""
+        return wait_reason(r, store.summary() if queued else None, upstream=up, limit=limit)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Job) and other.id == self.id
@@ -295,6 +297,17 @@ def _submit(spec: dict[str, Any], home: Path | str | None, start_worker: bool) -
     return Job(rec.id, home)
 
 
+def _submit_group(group: dict[str, Any], specs: list[dict[str, Any]], home: Path | str | None,
+                  start_worker: bool) -> str:
+    """Record a group and its jobs in one transaction, wake the workers; returns the group's ID."""
+    store = _store(home)
+    gid, _created = store.insert_group(group, specs, actor_name("api"))
+    wake.poke(store.path)
+    if start_worker:
+        ensure_worker(home)
+    return gid
+
+
 def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | None = None,
            kernel: str | None = None, cwd: str | os.PathLike | None = None, retries: int = 0,
            timeout: float | None = None, priority: int = 0, tags: Sequence[str] | str | None = None,
@@ -305,6 +318,7 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
            after: Sequence[str | Job] | str | Job | None = None, after_any: bool = False,
            notify: str | None = None, notify_on: str | None = None,
            on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None,
+           concurrency_key: str | None = None, max_running: int | None = None,
            origin: dict[str, Any] | None = None) -> Job:
     """Submit Python source as a *cell job*; returns its `Job` handle at once.
 
@@ -335,8 +349,13 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     it ends ``cancelled`` with reason ``dependency_failed`` (``after_any=True``: run once they all
     ended, however).  ``nbjobs.result(upstream_id)`` reads an upstream job's outputs inside it.
     ``notify=URL`` POSTs a JSON body when the job ends (``notify_on="all"``: on every state change;
-    see `nbjobs.notify`).  ``on_done=callback`` calls ``callback(job)`` in this process, from a
-    background thread, when the job ends.
+    see `nbjobs.notify`; ``notify_on="failure"``: only if it failed or timed out).
+    ``on_done=callback`` calls ``callback(job)`` in this process, from a background thread, when the
+    job ends.
+
+    Per-name limits (also on `run_notebook` and `sweep`): ``concurrency_key="nightly-report"`` with
+    ``max_running=N`` (default 1): at most N running jobs share the key; the others wait ``queued``
+    (``nbjobs show`` and the panel say why).  Workers enforce it when they claim.
 
     ``origin`` says where the code came from, so tracebacks point there: ``{"cell": 13, "magic":
     "%%job ..."}`` (``%%job`` sets it) runs the code as ``In [13]`` below its magic line.
@@ -362,6 +381,7 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     if origin:
         spec["options"]["origin"] = {"cell": int(origin.get("cell") or 0), "magic": str(origin.get("magic") or "")[:500]}
     _flow(spec, home, after, after_any, notify, notify_on)
+    _limits(spec, concurrency_key, max_running)
     _check_callback(on_done)
     if not inputs:
         return _done_callback(_submit(spec, home, start_worker), on_done)
@@ -414,9 +434,24 @@ def _flow(spec: dict[str, Any], home: Path | str | None, after: Any, after_any: 
 
         spec["options"]["notify"] = check_url(notify)
     if notify_on is not None:
-        if notify_on not in ("end", "all"):
-            raise BadInput(f"notify_on must be 'end' (final states) or 'all' (every state change), not {notify_on!r}")
-        spec["options"]["notify_on"] = notify_on
+        spec["options"]["notify_on"] = policy.check_notify_on(notify_on)
+    return spec
+
+
+MAX_RUNNING = 10_000
+
+
+def _limits(spec: dict[str, Any], concurrency_key: Any, max_running: Any) -> dict[str, Any]:
+    """Add the per-name limit: at most ``max_running`` (default 1) running jobs share ``concurrency_key``."""
+    if concurrency_key is None:
+        if max_running is not None:
+            raise BadInput("max_running goes with a concurrency key: --concurrency-key K --max-running N")
+        return spec
+    key = _check_text("concurrency_key", concurrency_key)
+    if key.startswith("group:"):
+        raise BadInput("concurrency keys starting with 'group:' are kept for --max-parallel of sweeps; pick another")
+    spec["concurrency_key"] = key
+    spec["max_running"] = _check_int("max_running", 1 if max_running is None else max_running, 1, MAX_RUNNING)
     return spec
 
 
@@ -484,12 +519,14 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
                  retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None,
                  after: Sequence[str | Job] | str | Job | None = None, after_any: bool = False,
                  notify: str | None = None, notify_on: str | None = None,
-                 on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None) -> Job:
+                 on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None,
+                 concurrency_key: str | None = None, max_running: int | None = None) -> Job:
     """Submit a *notebook job*: ``path`` run by papermill with ``parameters``; returns its `Job`.
 
     The kernel defaults to the notebook's own kernelspec; the working directory to the current
     directory.  Each attempt writes its output notebook to ``$NBJOBS_HOME/runs/<id>/<attempt>/``.
-    ``after``, ``after_any``, ``notify``, ``notify_on``, ``on_done`` and ``infra_retries`` as in `submit`; the
+    ``after``, ``after_any``, ``notify``, ``notify_on``, ``on_done``, ``infra_retries``, ``concurrency_key``
+    and ``max_running`` as in `submit`; the
     documented chain: ``b = run_notebook("b.ipynb", {"source_job": a.id}, after=[a])``, and in
     b.ipynb ``nbjobs.result(source_job)``.
 
@@ -500,6 +537,7 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
     spec = _notebook_spec(path, parameters, name, kernel, cwd, retries, timeout, priority, tags, key, cell_timeout,
                           secrets, retry_on, backoff, infra_retries)
     _flow(spec, home, after, after_any, notify, notify_on)
+    _limits(spec, concurrency_key, max_running)
     _check_callback(on_done)
     return _done_callback(_submit(spec, home, start_worker), on_done)
 
@@ -534,12 +572,47 @@ def jobs(state: str | Iterable[str] | None = None, name: str | None = None, tag:
 
 
 def records(state: str | Iterable[str] | None = None, name: str | None = None, tag: str | None = None,
-            limit: int | None = 20, home: Path | str | None = None) -> list[JobRecord]:
-    """Like `jobs` but returns row snapshots (one query, for tables)."""
+            limit: int | None = 20, home: Path | str | None = None, group: str | None = None) -> list[JobRecord]:
+    """Like `jobs` but returns row snapshots (one query, for tables); ``group``: only that group's
+    jobs (an ID or unique prefix)."""
     if state is not None:
         for s in [state] if isinstance(state, str) else state:
             _check_state(s)
-    return _store(home).list_jobs(state=state, name=name, tag=tag, limit=limit)
+    store = _store(home)
+    return store.list_jobs(state=state, name=name, tag=tag, limit=limit,
+                           group=store.check_group_prefix(group) if group else None)
+
+
+def lookup(id_or_prefix: str, home: Path | str | None = None) -> "Job | Group":
+    """The job or the group (a sweep) with this ID or unique prefix: job and group IDs share one
+    form and one lookup (a prefix matching both is ambiguous).
+
+    >>> nbjobs.lookup("8f3a2c")   # doctest: +SKIP
+    <Group 8f3a2c1d 'train' 3/4 done: running>
+    """
+    kind, full = _store(home).resolve_any(id_or_prefix)
+    if kind == "group":
+        from .sweeps import Group
+
+        return Group(full, home)
+    return Job(full, home)
+
+
+def waiting_reasons(recs: Iterable[JobRecord], home: Path | str | None = None) -> dict[str, str]:
+    """Why these queued jobs wait, for those whose concurrency key is at its limit: ``{id: text}``,
+    e.g. ``queued: 1 of max 1 running for key nightly``.  One read for all their keys."""
+    from .job import limit_reason
+
+    queued = [r for r in recs if r.state == State.QUEUED and r.concurrency_key]
+    if not queued:
+        return {}
+    running = _store(home).running_per_key(r.concurrency_key for r in queued)
+    out = {}
+    for r in queued:
+        n, limit = running.get(r.concurrency_key, 0), r.max_running or 1
+        if n >= limit:
+            out[r.id] = limit_reason(r.concurrency_key, n, limit)
+    return out
 
 
 def search(query: str, limit: int = 50, home: Path | str | None = None) -> list[JobRecord]:
@@ -616,14 +689,21 @@ def check_wait_timeout(timeout: Any, what: str = "timeout") -> float | None:
 
 def wait(id_or_ids: str | Job | Iterable[str | Job], timeout: float | None = None,
          home: Path | str | None = None, poll: float = 0.05) -> Job | list[Job]:
-    """Block until the job(s) reach a final state; returns the Job (or the list of Jobs).
+    """Block until the job(s) reach a final state; returns the Job (or the list of Jobs).  A group's
+    ID (or `Group`) stands for its jobs; given alone, the `Group` is returned.
 
     Raises `WaitTimeout` after ``timeout`` seconds, naming what is still running.
     """
     timeout = check_wait_timeout(timeout)
-    single = isinstance(id_or_ids, (str, Job))
+    from .sweeps import Group
+
+    single = isinstance(id_or_ids, (str, Job, Group))
     items = [id_or_ids] if single else list(id_or_ids)
-    handles = [i if isinstance(i, Job) else get(i, home) for i in items]
+    found = [i if isinstance(i, (Job, Group)) else lookup(i, home) for i in items]
+    if single and isinstance(found[0], Group):
+        wait(found[0].jobs(), timeout=timeout, poll=poll)
+        return found[0]
+    handles = [j for f in found for j in (f.jobs() if isinstance(f, Group) else [f])]
     deadline = None if timeout is None else time.monotonic() + float(timeout)
     pending = list(handles)
     while pending:
@@ -674,20 +754,29 @@ def log_path(job_id: str, attempt: int | None = None, home: Path | str | None = 
 
 
 # --- actions ----------------------------------------------------------------------------------------------
-def cancel(job_id: str, home: Path | str | None = None) -> Job:
+def cancel(job_id: str, home: Path | str | None = None) -> "Job | Group":
     """Cancel a job: at once if it has not started; a running job's kernel is stopped by its worker
-    within about a second.  Works from any process."""
+    within about a second.  Works from any process.  A group's ID cancels its unfinished jobs."""
     store = _store(home)
-    full = store.resolve(job_id)
+    kind, full = store.resolve_any(job_id)
+    if kind == "group":
+        from .sweeps import Group
+
+        return Group(full, home).cancel()
     store.request_cancel(full, actor_name("api"))
     wake.poke(store.path)
     return Job(full, home)
 
 
-def retry(job_id: str, home: Path | str | None = None, start_worker: bool = True) -> Job:
-    """Run a failed, timed-out or cancelled job again under the same ID (attempts continue)."""
+def retry(job_id: str, home: Path | str | None = None, start_worker: bool = True) -> "Job | Group":
+    """Run a failed, timed-out or cancelled job again under the same ID (attempts continue).  A
+    group's ID retries its failed, timed-out and cancelled jobs."""
     store = _store(home)
-    full = store.resolve(job_id)
+    kind, full = store.resolve_any(job_id)
+    if kind == "group":
+        from .sweeps import Group
+
+        return Group(full, home).retry(start_worker=start_worker)
     store.retry(full, actor_name("api"))
     wake.poke(store.path)
     if start_worker:
@@ -919,7 +1008,8 @@ def notify_default(url: str | None = None, *, secret_env: str | None = None, on:
                    off: bool = False, home: Path | str | None = None) -> dict[str, Any]:
     """Show or set the home's default webhook (used by jobs without ``notify=``).  ``secret_env``
     names the worker's environment variable holding the HMAC signing secret (the value is never
-    stored); ``on`` is ``end`` (final states, default) or ``all``; ``off=True`` removes them.
+    stored); ``on`` is ``end`` (final states, default), ``all`` (every state change) or ``failure`` (only
+    failed and timed-out jobs); ``off=True`` removes them.
 
     >>> nbjobs.notify_default("https://hooks.example.com/nbjobs", secret_env="NBJOBS_WEBHOOK_SECRET")
     {'url': 'https://hooks.example.com/nbjobs', 'secret_env': 'NBJOBS_WEBHOOK_SECRET', 'on': 'end'}
@@ -933,8 +1023,8 @@ def notify_default(url: str | None = None, *, secret_env: str | None = None, on:
     else:
         url = check_url(url) if url is not None else None
         secret_env = check_env_name(secret_env) if secret_env is not None else None
-        if on is not None and on not in ("end", "all"):
-            raise BadInput(f"on must be 'end' (final states) or 'all' (every state change), not {on!r}")
+        if on is not None:
+            policy.check_notify_on(on, "on")
         for k, v in (("notify_url", url), ("notify_secret_env", secret_env), ("notify_on", on)):
             if v is not None:
                 store.set_setting(k, v)

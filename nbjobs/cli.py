@@ -73,6 +73,35 @@ def cmd_run(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def group_json(group: Any) -> dict[str, Any]:
+    """One group as a JSON object: id, name, params, size, state, progress, counts per state and its jobs."""
+    g = group.record
+    counts = group.counts()
+    done = sum(n for st, n in counts["states"].items() if State(st).terminal)
+    return {"id": group.id, "kind": "group", "name": g["name"], "params": g["params"], "size": g["size"],
+            "created_at": g["created_at"], "state": group.state.value, "progress": {"done": done,
+                                                                                      "total": counts["total"]},
+            "states": counts["states"], "options": g["options"],
+            "jobs": [{"id": r.id, "state": r.state.value, "parameters": r.parameters} for r in group.records()]}
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from .sweeps import sweep
+
+    if bool(a.notebook) == bool(a.code):
+        raise params.BadInput("give either a notebook path or -c CODE (not both); see `nbjobs sweep --help`")
+    api.check_wait_timeout(a.timeout_wait, "--timeout-wait")  # before anything is submitted
+    kw = verbs.sweep_kwargs(a)
+    group = sweep(a.notebook, code=a.code, **kw) if a.notebook else sweep(code=a.code, **kw)
+    if not a.json:
+        print(group.id, flush=True)
+    if a.wait:
+        return _wait_and_report([j.id for j in group.jobs()], a.timeout_wait, a.json)
+    if a.json:
+        print(json.dumps(group_json(group)))
+    return EXIT_OK
+
+
 def _wait_and_report(ids: list[str], timeout: float | None, as_json: bool) -> int:
     try:
         jobs = api.wait(ids, timeout=timeout)
@@ -101,7 +130,7 @@ def _check_limit(limit: int) -> None:
 
 def cmd_ls(a: argparse.Namespace) -> int:
     _check_limit(a.limit)
-    recs = api.records(state=a.state or None, name=a.name, tag=a.tag, limit=a.limit)
+    recs = api.records(state=a.state or None, name=a.name, tag=a.tag, limit=a.limit, group=a.group)
     if a.json:
         print(json.dumps([job_json(r.id) for r in recs]))
     elif not recs:
@@ -127,12 +156,22 @@ def cmd_search(a: argparse.Namespace) -> int:
 
 
 def cmd_show(a: argparse.Namespace) -> int:
-    print(json.dumps(job_json(a.id, full=True), default=str) if a.json else text.job_detail(api.get(a.id)))
+    found = api.lookup(a.id)
+    if isinstance(found, api.Job):
+        print(json.dumps(job_json(found.id, full=True), default=str) if a.json else text.job_detail(found))
+    else:
+        print(json.dumps(group_json(found), default=str) if a.json else text.group_detail(found))
     return EXIT_OK
 
 
 def cmd_logs(a: argparse.Namespace) -> int:
-    job = api.get(a.id)
+    job = api.lookup(a.id)
+    if not isinstance(job, api.Job):
+        if a.follow:
+            raise params.BadInput(f"{job.short_id} is a group: -f follows one job; give one of its jobs' IDs "
+                                  f"(`nbjobs show {job.short_id}` lists them)")
+        sys.stdout.write(text.group_logs(job, a.attempt))
+        return EXIT_OK
     if not a.follow:
         sys.stdout.write(job.logs(a.attempt))
         return EXIT_OK
@@ -160,6 +199,14 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 
 def cmd_result(a: argparse.Namespace) -> int:
+    found = api.lookup(a.id)
+    if not isinstance(found, api.Job):
+        frame = found.results()
+        if a.json:
+            print(frame.reset_index().to_json(orient="records", default_handler=str))
+        else:
+            print(frame.to_string() if len(frame) else "(no jobs)")
+        return EXIT_OK
     if a.json:
         print(json.dumps(_jsonable_outputs(a.id)))
         return EXIT_OK
@@ -172,25 +219,26 @@ def cmd_result(a: argparse.Namespace) -> int:
 
 
 def cmd_cancel(a: argparse.Namespace) -> int:
-    a.id = [api.get(i).id for i in a.id]  # an unknown ID among several: nothing is cancelled
-    for i in a.id:
-        job = api.cancel(i)
-        state = job.state
-        print(f"{job.short_id}: {'cancelled' if state == State.CANCELLED else 'cancel requested (stopping)'}")
+    found = [api.lookup(i) for i in a.id]  # an unknown ID among several: nothing is cancelled
+    for item in found:
+        done = api.cancel(item.id)
+        print(text.cancel_line(done))
     return EXIT_OK
 
 
 def cmd_retry(a: argparse.Namespace) -> int:
-    a.id = [api.get(i).id for i in a.id]  # an unknown ID among several: nothing is retried
-    for i in a.id:
-        job = api.retry(i, start_worker=not a.no_worker)
-        print(f"{job.short_id}: queued again")
+    found = [api.lookup(i) for i in a.id]  # an unknown ID among several: nothing is retried
+    for item in found:
+        api.retry(item.id, start_worker=not a.no_worker)
+        print(f"{item.short_id}: queued again" if isinstance(item, api.Job) else
+              f"group {item.short_id}: failed, timed-out and cancelled jobs queued again")
     return EXIT_OK
 
 
 def cmd_wait(a: argparse.Namespace) -> int:
     api.check_wait_timeout(a.timeout, "--timeout")
-    ids = [api.get(i).id for i in a.id]
+    found = [api.lookup(i) for i in a.id]
+    ids = [j.id for f in found for j in ([f] if isinstance(f, api.Job) else f.jobs())]
     return _wait_and_report(ids, a.timeout, a.json)
 
 

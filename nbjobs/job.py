@@ -133,6 +133,35 @@ def dependency_outcome(upstream: Iterable[tuple[str, str | None, State | str]],
     return DependencyOutcome(None)
 
 
+# --- groups ------------------------------------------------------------------------------------
+def group_state(states: dict[str, int]) -> State:
+    """One state for a group from its jobs per state: the most active one while any job is active
+    (running, retrying, queued, waiting), else the worst ending (failed, timed_out, cancelled),
+    else succeeded.
+
+    >>> group_state({"succeeded": 3, "running": 1}), group_state({"succeeded": 3, "failed": 1})
+    (<State.RUNNING: 'running'>, <State.FAILED: 'failed'>)
+    """
+    for s in (State.RUNNING, State.RETRYING, State.QUEUED, State.WAITING, State.FAILED, State.TIMED_OUT,
+              State.CANCELLED):
+        if states.get(s.value):
+            return s
+    return State.SUCCEEDED
+
+
+def limit_reason(key: str, running: int, max_running: int) -> str:
+    """Why a queued job with a concurrency key waits, when its key is at its limit.
+
+    >>> limit_reason("nightly", 1, 1)
+    'queued: 1 of max 1 running for key nightly'
+    >>> limit_reason("group:" + "ab" * 16, 2, 2)
+    'queued: 2 of max 2 running in group abababab (--max-parallel)'
+    """
+    if key.startswith("group:"):
+        return f"queued: {running} of max {max_running} running in group {short_id(key[6:])} (--max-parallel)"
+    return f"queued: {running} of max {max_running} running for key {key}"
+
+
 # --- IDs -----------------------------------------------------------------------------------
 ID_LEN = 32
 SHORT_LEN = 8
@@ -225,6 +254,11 @@ class JobRecord:
     submitted_by: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     acked_at: float | None = None
+    #: the group (a sweep) the job belongs to, if any
+    group_id: str | None = None
+    #: per-name limit: at most ``max_running`` running jobs share this key
+    concurrency_key: str | None = None
+    max_running: int | None = None
 
     @property
     def dead_letter(self) -> bool:

@@ -8,8 +8,8 @@
 
 The cell returns at once with a `nbjobs.Job` handle, shown under the cell as its receipt (live
 while the job runs, see `nbjobs.panel`); ``job = _`` keeps it.  ``%job VERB`` has the verbs of
-the ``nbjobs`` command, from the same table (nbjobs/verbs.py): ``run ls show (status) logs result
-pull wait cancel retry dlq prune panel metrics schedule help``.
+the ``nbjobs`` command, from the same table (nbjobs/verbs.py): ``run sweep ls show (status) logs
+search result pull wait cancel retry dlq prune panel metrics schedule help``.
 
 Loading is light: this module imports only IPython's magic machinery and the verb table
 (nbjobs/verbs.py, argparse specs); the API, pandas, papermill and ipywidgets load when a magic
@@ -308,6 +308,18 @@ class JobMagics(Magics):
 
         return self._shown(api.run_notebook(a.notebook, **verbs.job_kwargs(a)), a)
 
+    def _sweep(self, a) -> Any:
+        from .sweeps import sweep
+
+        group = sweep(a.notebook, **verbs.sweep_kwargs(a))
+        if a.wait:
+            try:
+                group.wait()
+            except KeyboardInterrupt:
+                print(f"stopped waiting; group {group.short_id} keeps running (%job wait {group.short_id})",
+                      file=sys.stderr)
+        return group
+
     def _schedule(self, a) -> Any:
         from . import api, params
         from .text import schedule_text, schedules_table
@@ -335,7 +347,7 @@ class JobMagics(Magics):
         from . import api
         from .panel import JobList
 
-        return JobList(api.records(state=a.state or None, name=a.name, tag=a.tag, limit=a.limit))
+        return JobList(api.records(state=a.state or None, name=a.name, tag=a.tag, limit=a.limit, group=a.group))
 
     def _search(self, a) -> Any:
         from . import api
@@ -354,7 +366,13 @@ class JobMagics(Magics):
         from .text import job_detail, summary_text
 
         if a.id:
-            print(job_detail(api.get(a.id)))
+            found = api.lookup(a.id)
+            if isinstance(found, api.Job):
+                print(job_detail(found))
+            else:
+                from .text import group_detail
+
+                print(group_detail(found))
             return
         print(summary_text())
         active = api.records(state=["waiting", "queued", "running", "retrying"], limit=50)
@@ -364,13 +382,21 @@ class JobMagics(Magics):
     def _logs(self, a) -> None:
         from . import api
 
-        text = api.logs(a.id, attempt=a.attempt)
-        sys.stdout.write(text if text else f"(no output yet from job {api.get(a.id).short_id})\n")
+        found = api.lookup(a.id)
+        if not isinstance(found, api.Job):
+            from .text import group_logs
 
-    def _result(self, a) -> dict[str, Any]:
+            sys.stdout.write(group_logs(found, a.attempt))
+            return
+        text = api.logs(found.id, attempt=a.attempt)
+        sys.stdout.write(text if text else f"(no output yet from job {found.short_id})\n")
+
+    def _result(self, a) -> Any:
         from . import api
 
-        job = api.get(a.id)
+        job = api.lookup(a.id)
+        if not isinstance(job, api.Job):
+            return job.results()
         values = job.result()
         if not values and job.state.active:
             print(f"job {job.short_id} is {job.state}: its outputs appear when it ends (%job wait {job.short_id})",
@@ -403,17 +429,19 @@ class JobMagics(Magics):
         from . import api
         from .panel import JobList
 
-        jobs = api.wait(a.id, timeout=a.timeout)
+        found = [api.lookup(i) for i in a.id]
+        if len(found) == 1 and not isinstance(found[0], api.Job):
+            return found[0].wait(a.timeout)
+        jobs = api.wait(found, timeout=a.timeout)
         return jobs[0] if len(jobs) == 1 else JobList([j.record for j in jobs])
 
     def _cancel(self, a) -> None:
         from . import api
-        from .job import State
+        from .text import cancel_line
 
-        for i in a.id:
-            job = api.cancel(i)
-            state = job.state
-            print(f"{job.short_id}: {'cancelled' if state == State.CANCELLED else 'cancel requested (stopping)'}")
+        found = [api.lookup(i) for i in a.id]  # an unknown ID among several: nothing is cancelled
+        for item in found:
+            print(cancel_line(api.cancel(item.id)))
 
     def _retry(self, a) -> Any:
         from . import api

@@ -2,7 +2,8 @@
 
 **Webhooks.**  A job submitted with ``notify=URL`` (``--notify URL``), or any job of a home with a
 default webhook (``nbjobs notify-default URL``), gets a JSON POST when it ends (``notify_on="all"``:
-on every state change).  The row to send is written to the ``outbox`` table *in the same SQLite
+on every state change; ``notify_on="failure"``: only when it failed or timed out, i.e. became a dead
+letter; the choice is `policy.notify_wanted`).  The row to send is written to the ``outbox`` table *in the same SQLite
 transaction* that records the state change (a transactional outbox), so no ending is lost and
 none is announced that did not happen.  Workers deliver due rows (`deliver_due`): at least once,
 retried with exponential backoff and full jitter (`policy.backoff`) until a 2xx answer or

@@ -107,6 +107,79 @@ def build(p: Iterable[tuple[str, str]] = (), r: Iterable[tuple[str, str]] = (),
     return check_json(out)
 
 
+# --- sweeps ------------------------------------------------------------------------------------------
+#: the most jobs one sweep may submit
+MAX_SWEEP = 1000
+
+
+def split_values(name: str, text: str, raw: bool = False, flag: str = "-p") -> list[Any]:
+    """One ``-p NAME V1,V2`` of a sweep: the value split on commas, each part typed like ``-p`` (``-r``:
+    kept as strings).  Values with commas or lists go in ``-y``.
+
+    >>> split_values("lr", "0.1,0.01"), split_values("mode", "a,True"), split_values("mode", "a,True", raw=True)
+    ([0.1, 0.01], ['a', True], ['a', 'True'])
+    """
+    parts = [t.strip() for t in str(text).split(",")]
+    if any(t == "" for t in parts):
+        raise BadInput(f"{flag} {name} {text!r} has an empty value; separate values with single commas "
+                       f"(a value with a comma goes in -y, e.g. -y '{name}: [\"a,b\", c]')")
+    return parts if raw else [infer_value(t) for t in parts]
+
+
+def expand(grid: dict[str, Any], zip_: bool = False) -> list[dict[str, Any]]:
+    """The parameter sets of a sweep: every combination of the grid's values (the first name varies
+    slowest), or with ``zip_`` the i-th value of each.  A value that is not a list or tuple is one
+    value.  Each set is checked as JSON parameters; more than `MAX_SWEEP` sets is refused.
+
+    >>> expand({"lr": [0.1, 0.01], "depth": [3, 5]})
+    [{'lr': 0.1, 'depth': 3}, {'lr': 0.1, 'depth': 5}, {'lr': 0.01, 'depth': 3}, {'lr': 0.01, 'depth': 5}]
+    >>> expand({"lr": [0.1, 0.01], "depth": [3, 5]}, zip_=True)
+    [{'lr': 0.1, 'depth': 3}, {'lr': 0.01, 'depth': 5}]
+    """
+    import itertools
+
+    if not isinstance(grid, dict) or not grid:
+        raise BadInput("a sweep needs a grid of parameters, e.g. grid={'lr': [0.1, 0.01]} or -p lr 0.1,0.01")
+    axes: dict[str, list[Any]] = {}
+    for name, values in grid.items():
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        if not values:
+            raise BadInput(f"parameter {name!r} of the sweep has no values; give at least one")
+        axes[check_name(name)] = values
+    if zip_:
+        sizes = {n: len(v) for n, v in axes.items()}
+        if len(set(sizes.values())) > 1:
+            shown = ", ".join(f"{n} has {k}" for n, k in sizes.items())
+            raise BadInput(f"--zip pairs the i-th values, so every parameter needs as many values ({shown})")
+        count = next(iter(sizes.values()))
+    else:
+        count = math.prod(len(v) for v in axes.values())
+    if count > MAX_SWEEP:
+        raise BadInput(f"the sweep would submit {count} jobs, more than {MAX_SWEEP}; split it into smaller sweeps")
+    names = list(axes)
+    rows = zip(*axes.values()) if zip_ else itertools.product(*axes.values())
+    return [check_json(dict(zip(names, row))) for row in rows]
+
+
+def build_grid(p: Iterable[tuple[str, str]] = (), r: Iterable[tuple[str, str]] = (),
+               y: Iterable[str] = (), f: Iterable[str] = ()) -> dict[str, list[Any]]:
+    """A sweep's grid from the papermill-style options (later ones win: -f, -y, -r, -p): ``-p NAME
+    V1,V2`` (split on commas, each typed like ``-p``), ``-r NAME A,B`` (split, kept as strings),
+    ``-y``/``-f`` a YAML mapping whose list values are the values (a scalar is one value).  The
+    names come in that order: ``-p`` names as given, then ``-r``, then ``-y``/``-f``."""
+    out: dict[str, list[Any]] = {}
+    for mapping in [parse_file(path) for path in f] + [parse_yaml(text) for text in y]:
+        for name, value in mapping.items():
+            out[name] = list(value) if isinstance(value, list) else [value]
+    for name, value in r:
+        out[check_name(name)] = split_values(name, value, raw=True, flag="-r")
+    for name, value in p:
+        out[check_name(name)] = split_values(name, value)
+    # the order of the sweep (and of its results' index): -p names as given, then -r, then -y/-f
+    first = [n for n, _ in p] + [n for n, _ in r]
+    return {n: out[n] for n in dict.fromkeys(first + list(out))}
+
+
 def check_json(parameters: dict[str, Any]) -> dict[str, Any]:
     """Parameters are stored as JSON and injected by papermill: they must be JSON values."""
     if not isinstance(parameters, dict):

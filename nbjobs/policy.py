@@ -170,6 +170,40 @@ def check_retry_options(retry_on: Iterable[str] | str | None = None, base: Any =
     return out
 
 
+# --- notifications: which state changes a webhook is sent for ----------------------------------------
+#: the values of ``--notify-on`` (and ``notify-default --on``)
+NOTIFY_ON = ("end", "all", "failure")
+#: the endings ``--notify-on failure`` announces: a job that failed or timed out (a dead letter)
+FAILURE_STATES = frozenset({"failed", "timed_out"})
+
+
+def check_notify_on(value: Any, what: str = "notify_on") -> str:
+    """A ``notify_on`` value, or `BadInput` saying which ones exist.
+
+    >>> check_notify_on("failure")
+    'failure'
+    """
+    if value not in NOTIFY_ON:
+        raise BadInput(f"{what} must be 'end' (final states), 'all' (every state change) or 'failure' (only "
+                       f"failed and timed-out jobs), not {value!r}")
+    return value
+
+
+def notify_wanted(on: str | None, state: str, terminal: bool) -> bool:
+    """Whether a webhook set to ``on`` (None: ``end``) is sent when a job enters ``state``.
+
+    >>> [notify_wanted("failure", s, True) for s in ("succeeded", "failed", "timed_out", "cancelled")]
+    [False, True, True, False]
+    >>> notify_wanted(None, "running", False), notify_wanted("all", "running", False)
+    (False, True)
+    """
+    if on == "all":
+        return True
+    if on == "failure":
+        return state in FAILURE_STATES
+    return terminal
+
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 

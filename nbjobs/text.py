@@ -69,12 +69,13 @@ def elapsed(r: JobRecord, now: float | None = None) -> float | None:
 
 
 def wait_reason(r: JobRecord, summary: dict[str, Any] | None = None, now: float | None = None,
-                upstream: Sequence[tuple[str, str]] = ()) -> str:
+                upstream: Sequence[tuple[str, str]] = (), limit: str = "") -> str:
     """Why a job is not running its code yet, in a few words; ``""`` when it is, or has ended.
 
     ``summary`` is the home's `nbjobs.summary` (live workers, their free slots, running jobs);
-    ``upstream``: ``(id, state)`` of the jobs a waiting job runs after.  One place for every
-    reason, so the receipt, the panel and ``nbjobs show`` say the same.
+    ``upstream``: ``(id, state)`` of the jobs a waiting job runs after; ``limit``: a queued job's
+    concurrency key at its limit (`nbjobs.job.limit_reason`).  One place for every reason, so
+    the receipt, the panel and ``nbjobs show`` say the same.
 
     >>> q = JobRecord(id="a" * 32, name="x", kind="cell", state=State.QUEUED, run_at=0.0)
     >>> wait_reason(q, {"workers": 0, "starting": 0, "slots": 0, "running": 0})
@@ -96,6 +97,8 @@ def wait_reason(r: JobRecord, summary: dict[str, Any] | None = None, now: float 
         return ""
     if r.run_at and r.run_at > now + 0.5:
         return f"not before {fmt_time(r.run_at, now)}"
+    if limit:
+        return limit
     if summary is None:
         return ""
     if not summary.get("workers"):
@@ -238,6 +241,12 @@ def job_detail(job: Any) -> str:
         lines.append(f"total:      {fmt_duration(r.finished_at - r.submitted_at, precise=True)} (submit to end)")
     if r.progress_total:
         lines.append(f"progress:   {r.progress_done}/{r.progress_total} cells")
+    if r.group_id:
+        lines.append(f"group:      {r.group_id[:8]} (`nbjobs show {r.group_id[:8]}`)")
+    if r.concurrency_key and not r.concurrency_key.startswith("group:"):
+        lines.append(f"limit:      at most {r.max_running or 1} running with key {r.concurrency_key}")
+    elif r.concurrency_key:
+        lines.append(f"limit:      at most {r.max_running or 1} running in its group (--max-parallel)")
     if r.idem_key:
         lines.append(f"key:        {r.idem_key}")
     if r.output_path:
@@ -322,6 +331,80 @@ def _flow_lines(job: Any, r: JobRecord) -> list[str]:
     return lines
 
 
+# --- groups (sweeps) ---------------------------------------------------------------------------------------
+def cancel_line(item: Any) -> str:
+    """What ``nbjobs cancel`` prints for a job, or for a group after its jobs were asked to stop."""
+    if hasattr(item, "records"):  # a group
+        recs = item.records()
+        stopping = sum(1 for r in recs if r.state == State.RUNNING and r.cancel_requested)
+        cancelled = sum(1 for r in recs if r.state == State.CANCELLED)
+        ended = len(recs) - stopping - cancelled
+        return (f"group {item.short_id}: {cancelled} cancelled, {stopping} stopping (cancel requested)"
+                + (f", {ended} ended otherwise" if ended else ""))
+    state = item.state
+    return f"{item.short_id}: {'cancelled' if state == State.CANCELLED else 'cancel requested (stopping)'}"
+
+
+def value_text(value: Any, limit: int = 24) -> str:
+    """A parameter value in a table cell (JSON for lists and mappings), at most ``limit`` characters."""
+    out = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return out if len(out) <= limit else out[:limit - 3] + "..."
+
+
+def group_counts_text(states: dict[str, int]) -> str:
+    """``2 succeeded, 1 running, 1 queued`` (the active states first)."""
+    order = [s.value for s in (State.RUNNING, State.RETRYING, State.QUEUED, State.WAITING, State.SUCCEEDED,
+                               State.FAILED, State.TIMED_OUT, State.CANCELLED)]
+    return ", ".join(f"{states[s]} {s}" for s in order if states.get(s)) or "no jobs"
+
+
+def group_detail(group: Any) -> str:
+    """A group (a sweep) in detail: name, what it sweeps, state and progress, and one line per job
+    with its parameters, state, attempts, duration and note (error, or why it waits).  ``nbjobs show
+    GROUP`` and ``%job show GROUP`` print this."""
+    from .api import waiting_reasons
+
+    g = group.record
+    recs = group.records()
+    counts = group.counts()
+    done = sum(n for st, n in counts["states"].items() if State(st).terminal)
+    names = g["params"]
+    ended = counts["started_at"] and counts["finished_at"] and done == counts["total"]
+    span = counts["finished_at"] - counts["started_at"] if ended else None
+    lines = [f"{group.short_id} {g['name']}: {group.state.value}, {done}/{counts['total']} jobs ended",
+             f"id:         {group.id}", f"name:       {g['name']}",
+             f"kind:       {g['kind']} of {g['size']} job(s) over {', '.join(names) or '-'}"
+             + (" (zipped)" if g["options"].get("zip") else " (every combination)"),
+             f"state:      {group.state.value} ({group_counts_text(counts['states'])})",
+             f"created:    {fmt_time(g['created_at'])} by {g['created_by']}",
+             f"started:    {fmt_time(counts['started_at'])}", f"duration:   {fmt_duration(span, precise=True)}"]
+    if g["options"].get("max_parallel"):
+        lines.append(f"parallel:   at most {g['options']['max_parallel']} running at once (--max-parallel)")
+    notes = waiting_reasons(recs, home=group.home)
+    head = ("ID", *(n.upper() for n in names), "STATE", "ATTEMPTS", "DURATION", "NOTE")
+    rows = [(r.short_id, *(value_text(r.parameters.get(n)) for n in names), state_text(r),
+             r.attempt_text, fmt_duration(elapsed(r), precise=True),
+             notes.get(r.id) or first_line(error_line(r) or "", 60)) for r in recs]
+    lines += ["jobs:"] + ["  " + line for line in table(head, rows).splitlines()]
+    lines.append(f"results:    nbjobs result {group.short_id} (in Python: nbjobs.group('{group.short_id}').results())")
+    return "\n".join(lines)
+
+
+def group_logs(group: Any, attempt: int | None = None) -> str:
+    """Each job's log (latest attempt, or ``attempt``), under a header naming the job and its parameters."""
+    from .api import logs
+
+    out = []
+    for r in group.records():
+        params = ", ".join(f"{k}={value_text(v)}" for k, v in r.parameters.items())
+        try:
+            body = logs(r.id, attempt=attempt, home=group.home)
+        except Exception as exc:  # noqa: a job without that attempt: say so, go on
+            body = f"({exc})\n"
+        out.append(f"--- job {r.short_id} ({params}): {r.state.value} ---\n" + (body or "(no output)\n"))
+    return "".join(s if s.endswith("\n") else s + "\n" for s in out)
+
+
 def summary_text(home: Path | str | None = None) -> str:
     """One line of counts per state and the live workers of a home (and what a worker notes)."""
     from . import api, config
@@ -370,4 +453,5 @@ def schedules_table(rows: list[dict[str, Any]]) -> str:
 
 __all__ = ["fmt_time", "fmt_duration", "elapsed", "table", "first_line", "error_line", "state_text", "jobs_table",
            "dead_letter_rows", "dead_letters_table", "receipt_text", "job_detail", "summary_text", "names_and_types",
-           "schedule_text", "schedules_table"]
+           "schedule_text", "schedules_table", "group_detail", "group_logs", "cancel_line", "value_text",
+           "group_counts_text"]

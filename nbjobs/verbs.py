@@ -11,7 +11,7 @@ The ``%%job`` cell magic's options are `CELL_OPTIONS`: the job options of ``run`
 for a cell (side `CELL`), plus ``--in``/``--out``.
 
 >>> [v.name for v in verbs(MAGIC)][:4]
-['run', 'ls', 'show', 'logs']
+['run', 'sweep', 'ls', 'show']
 >>> find("status", CLI).name, find("pull", CLI)
 ('show', None)
 >>> print(example(find("ls", CLI), CLI))
@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from typing import Any, Iterable
+
+from .policy import NOTIFY_ON
 
 #: the sides a verb or an argument can be on
 CLI, MAGIC, CELL = "cli", "magic", "cell"
@@ -127,7 +129,8 @@ def words(side: str) -> list[str]:
 
 # --- the options of a job (nbjobs run, %job run, %%job) ---------------------------------------------
 ID = arg("id", help="job ID or unique prefix")
-IDS = arg("id", nargs="+", help="job ID(s) or unique prefix(es)")
+IDS = arg("id", nargs="+", help="job or group ID(s) or unique prefix(es); a group's stands for its jobs")
+GROUP_ID = arg("id", help="job or group ID, or a unique prefix")
 NO_WORKER = arg("--no-worker", action="store_true", sides=ALL, help="do not start a background worker")
 
 
@@ -176,8 +179,13 @@ JOB_OPTIONS = (
     arg("--after", action="append", default=[], metavar="ID[,ID...]", sides=ALL,
         help="wait (state waiting) until these jobs succeeded; cancelled (dependency_failed) if one fails"),
     arg("--after-any", action="store_true", sides=ALL, help="with --after: run once they all ended, however"),
+    arg("--concurrency-key", metavar="K", sides=ALL,
+        help="a per-name limit: at most --max-running jobs with this key run at once; the others wait queued"),
+    arg("--max-running", type=int, metavar="N", sides=ALL,
+        help="with --concurrency-key: how many jobs with the key may run at once (default 1)"),
     arg("--notify", metavar="URL", sides=ALL, help="POST a JSON body to this http(s) URL when the job ends"),
-    arg("--notify-on", choices=("end", "all"), sides=ALL, help="end (final states, default) or all state changes"),
+    arg("--notify-on", choices=NOTIFY_ON, sides=ALL,
+        help="end (final states, default), all (every state change) or failure (only failed or timed out)"),
     arg("--wait", action="store_true", sides=(CLI,), help="wait for the job to end; exit 0 if it succeeded, else 1"),
     arg("--wait", action="store_true", sides=(MAGIC, CELL), help="block until the job ends, then show its result"),
     arg("--timeout-wait", type=float, metavar="S", sides=(CLI,), help="with --wait: give up after S seconds"),
@@ -209,7 +217,34 @@ def job_kwargs(a: argparse.Namespace) -> dict[str, Any]:
                 key=a.key, cell_timeout=a.cell_timeout, start_worker=not a.no_worker, secrets=a.secret,
                 retry_on=a.retry_on, infra_retries=a.infra_retries, backoff=backoff or None,
                 after=a.after or None, after_any=a.after_any, notify=a.notify,
-                notify_on=a.notify_on)
+                notify_on=a.notify_on, concurrency_key=a.concurrency_key, max_running=a.max_running)
+
+
+#: a sweep's parameters: the options of `PARAM_OPTIONS`, each value a list of values
+SWEEP_PARAM_OPTIONS = (
+    arg("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUES"),
+        help="a swept parameter: values split on commas, each typed like papermill's -p (e.g. -p lr 0.1,0.01); "
+             "repeatable, every combination runs"),
+    arg("-r", "--raw", nargs=2, action="append", default=[], metavar=("NAME", "VALUES"),
+        help="a swept parameter whose values (split on commas) stay strings"),
+    arg("-y", "--yaml", action="append", default=[], metavar="YAML",
+        help="swept parameters as YAML, a list of values each, for values with commas or lists: "
+             "-y 'lr: [0.1, \"a,b\"]' (a single value is the same in every job)"),
+    arg("-f", "--parameters-file", action="append", default=[], metavar="FILE", help="a YAML file like -y"),
+)
+
+
+def sweep_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    """``nbjobs sweep`` / ``%job sweep`` as parsed, as the keywords of `nbjobs.sweep`: the grid (from
+    `SWEEP_PARAM_OPTIONS`), ``zip``, ``max_parallel`` and the job options of `job_kwargs`."""
+    from . import params
+
+    grid = params.build_grid(p=a.parameter, r=a.raw, y=a.yaml, f=a.parameters_file)
+    plain = argparse.Namespace(**{**vars(a), "parameter": [], "raw": [], "yaml": [], "parameters_file": []})
+    kw = job_kwargs(plain)
+    kw.pop("parameters")
+    return dict(kw, grid=grid, zip=a.zip, max_parallel=a.max_parallel)
+
 
 _LIST_FILTERS = (
     arg("--name", help="only jobs with this name (glob patterns like 'train*' work)"),
@@ -241,7 +276,8 @@ _SCHEDULE_ACTIONS = (
              arg("--timeout", type=float, help="whole-job timeout in seconds"),
              arg("--tag", action="append", default=[], help="a tag of the fired jobs (repeatable)"),
              arg("--notify", metavar="URL", help="POST a JSON body to this http(s) URL when a fired job ends"),
-             arg("--notify-on", choices=("end", "all"), help="end (final states, default) or all state changes"),
+             arg("--notify-on", choices=NOTIFY_ON,
+                 help="end (final states, default), all (every state change) or failure (only failed or timed out)"),
              NO_WORKER, _json("print the schedule as JSON"))),
     Verb("ls", "list schedules with their next three run times", "", ("schedule ls",),
          args=(_json("print a JSON list"),)),
@@ -266,20 +302,40 @@ VERBS: tuple[Verb, ...] = (
              arg("notebook", sides=(MAGIC,), help="the notebook to run"),
              arg("-c", "--code", sides=(CLI,), help="Python source to run as a cell job instead of a notebook"),
              *PARAM_OPTIONS, *JOB_OPTIONS)),
+    Verb("sweep", "submit a parameter sweep: one job per combination, as one group with its own ID; print the ID",
+         "NOTEBOOK -p NAME V1,V2 [-p NAME V1,V2]... [--zip] [--max-parallel N] [options]",
+         magic_help="submit a parameter sweep as one group; returns the group's handle (group.results() is a "
+                    "DataFrame)",
+         examples=("sweep train.ipynb -p lr 0.1,0.01 -p depth 3,5 --max-parallel 2",
+                   "sweep train.ipynb -p lr 0.1,0.01 -p depth 3,5 --zip --wait",
+                   "sweep train.ipynb -y 'lr: [0.1, \"a,b\"]' -y 'layers: [[64, 64], [128]]'"),
+         magic_examples=("sweep train.ipynb -p lr 0.1,0.01 -p depth 3,5 --max-parallel 2",
+                         "g = {cmd} sweep train.ipynb -p lr 0.1,0.01 --wait   # then g.results()"), args=(
+             arg("notebook", nargs="?", sides=(CLI,), help="the notebook each job runs"),
+             arg("notebook", sides=(MAGIC,), help="the notebook each job runs"),
+             arg("-c", "--code", sides=(CLI,), help="Python source to run as cell jobs instead of a notebook"),
+             *SWEEP_PARAM_OPTIONS,
+             arg("--zip", action="store_true", help="pair the i-th values of each parameter instead of every "
+                                                    "combination"),
+             arg("--max-parallel", type=int, metavar="N", help="at most N of the sweep's jobs run at once"),
+             *(a for a in JOB_OPTIONS if a.flags != ("--quiet",)))),
     Verb("ls", "list recent jobs, newest first", magic_help="recent jobs, newest first (a list of handles)",
          usage="[--state S] [--name N] [--tag T] [--limit N]", examples=("ls --state failed --limit 50",), args=(
              arg("--state", action="append", help="only jobs in this state (repeatable)"), *_LIST_FILTERS,
+             arg("--group", metavar="ID", help="only the jobs of this group (a sweep)"),
              arg("--limit", type=int, default=20, help="at most this many (default 20)"),
              _json("print a JSON list"))),
-    Verb("show", "one job in detail: state, attempts, error, outputs, events",
-         magic_help="one job in detail; without ID: counts per state and workers", usage="[ID]",
+    Verb("show", "one job in detail: state, attempts, error, outputs, events (a group: its jobs and progress)",
+         magic_help="one job (or group) in detail; without ID: counts per state and workers", usage="[ID]",
          examples=("show 8f3a2c --json",), magic_examples=("show 8f3a2c",), aliases=("status",), args=(
-             arg("id", sides=(CLI,), help="job ID or unique prefix"),
-             arg("id", nargs="?", sides=(MAGIC,), help="job ID or unique prefix (none: a summary of the home)"),
+             arg("id", sides=(CLI,), help="job or group ID, or a unique prefix"),
+             arg("id", nargs="?", sides=(MAGIC,), help="job or group ID, or a unique prefix (none: a summary of "
+                                                       "the home)"),
              _json())),
-    Verb("logs", "print a job's captured output (the latest attempt's, or the given one's)", "ID [--attempt N]",
-         ("logs 8f3a2c -f",), magic_examples=("logs 8f3a2c",), args=(
-             ID, arg("-f", "--follow", action="store_true", sides=(CLI,), help="keep printing until the job ends"),
+    Verb("logs", "print a job's captured output (the latest attempt's, or the given one's; a group: each job's)",
+         "ID [--attempt N]", ("logs 8f3a2c -f",), magic_examples=("logs 8f3a2c",), args=(
+             GROUP_ID, arg("-f", "--follow", action="store_true", sides=(CLI,),
+                           help="keep printing until the job ends"),
              arg("--attempt", type=int, help="attempt number (default: the latest)"))),
     Verb("search", "find jobs by words in their name, tags, parameters, error or log tail, best match first",
          magic_help="jobs matching the words, best match first (a list of handles)",
@@ -291,11 +347,11 @@ VERBS: tuple[Verb, ...] = (
                                'OR, NOT, or a column such as error_message: KeyError'),
              arg("--limit", type=int, default=50, help="at most this many (default 50)"),
              _json("print a JSON list"))),
-    Verb("result", "print a job's recorded outputs",
-         magic_help="the recorded outputs as a dict, same types as recorded",
+    Verb("result", "print a job's recorded outputs (a group: its results table, one row per job)",
+         magic_help="the recorded outputs as a dict, same types as recorded (a group: its results DataFrame)",
          usage="ID", examples=("result 8f3a2c --json",),
          magic_examples=("{cmd} result 8f3a2c", "res = {cmd} result 8f3a2c"), args=(
-             ID, _json("one JSON object; values stored as files appear as {\"$type\", \"$file\"}"))),
+             GROUP_ID, _json("one JSON object; values stored as files appear as {\"$type\", \"$file\"}"))),
     Verb("pull", "put recorded outputs into this namespace under their names", "ID [NAME...]",
          ("pull 8f3a2c model score",), sides=(MAGIC,), args=(
              ID, arg("names", nargs="*", help="outputs to pull (default: all)"))),
@@ -304,8 +360,10 @@ VERBS: tuple[Verb, ...] = (
          usage="ID... [--timeout S]", examples=("wait 8f3a2c 91bc04 --timeout 600",), args=(
              IDS, arg("--timeout", type=float, help="give up after this many seconds"),
              _json("print the job(s) as JSON"))),
-    Verb("cancel", "cancel jobs (a running job's kernel is stopped)", "ID...", ("cancel 8f3a2c",), args=(IDS,)),
-    Verb("retry", "run failed, timed-out or cancelled jobs again under the same ID", "ID... [--no-worker]",
+    Verb("cancel", "cancel jobs (a running job's kernel is stopped; a group: its unfinished jobs)", "ID...",
+         ("cancel 8f3a2c",), args=(IDS,)),
+    Verb("retry", "run failed, timed-out or cancelled jobs again under the same ID (a group: those of its jobs)",
+         "ID... [--no-worker]",
          ("retry 8f3a2c",), args=(IDS, NO_WORKER)),
     Verb("dlq", "dead letters (failed or timed-out jobs with no retry left): list, ack or purge them",
          "[ls | ack ID... | purge [--older-than D]]",
@@ -354,13 +412,14 @@ VERBS: tuple[Verb, ...] = (
          magic_examples=('schedule add daily "30 6 * * 1-5" report.ipynb -p n 7 --tz Europe/Berlin',),
          actions=_SCHEDULE_ACTIONS),
     Verb("notify-default", "show or set the home's default webhook, POSTed when any job ends",
-         "[URL] [--secret-env NAME] [--on end|all] [--off]",
+         "[URL] [--secret-env NAME] [--on end|all|failure] [--off]",
          ("notify-default https://hooks.example.com/nbjobs --secret-env NBJOBS_WEBHOOK_SECRET",
           "notify-default --off"), sides=(CLI,), args=(
              arg("url", nargs="?", help="http(s) URL"),
              arg("--secret-env", metavar="NAME", help="environment variable (of the worker) holding the HMAC "
                                                       "signing secret; the value is never stored"),
-             arg("--on", choices=("end", "all"), help="end (final states, default) or all state changes"),
+             arg("--on", choices=NOTIFY_ON,
+                 help="end (final states, default), all (every state change) or failure (only failed or timed out)"),
              arg("--off", action="store_true", help="remove the default webhook"))),
     Verb("worker", "run a worker in the foreground; Ctrl-C stops it cleanly", "[--concurrency N] [--pool N]",
          ("worker --concurrency 2 --pool 4", "worker --executor dask --scheduler tcp://scheduler.example.org:8786"),
@@ -385,4 +444,4 @@ VERBS: tuple[Verb, ...] = (
 )
 
 __all__ = ["CLI", "MAGIC", "CELL", "Arg", "arg", "Verb", "VERBS", "CELL_OPTIONS", "verbs", "find", "words",
-           "example", "add_arguments", "build", "job_kwargs"]
+           "example", "add_arguments", "build", "job_kwargs", "sweep_kwargs"]

@@ -132,6 +132,28 @@ def test_notify_on_all_and_home_default(store):
     assert store.deliveries(finish(store, "succeeded")) == []
 
 
+def test_notify_on_failure_announces_only_failed_and_timed_out_endings(store):
+    url = "http://127.0.0.1:9/f"
+    on = {"notify": url, "notify_on": "failure"}
+    failed = finish(store, "error", options=on, retries=1)           # retrying first: not announced
+    assert store.deliveries(failed) == []
+    _, n = store.claim("w1", now=time.time() + 400)
+    store.finish_attempt(failed, n, "w1", "error", error={"type": "ValueError", "message": "boom"})
+    timed_out = finish(store, "timeout", options=on)
+    quiet = [finish(store, "succeeded", options=on), finish(store, "cancelled", options=on)]
+    rec, _ = store.insert_job({"kind": "cell", "source": "1", "options": on}, actor=A)
+    store.request_cancel(rec.id, A)
+    assert [d["event"] for d in store.deliveries(failed)] == ["failed"]
+    assert [d["event"] for d in store.deliveries(timed_out)] == ["timed_out"]
+    assert [store.deliveries(j) for j in (*quiet, rec.id)] == [[], [], []]
+    nbjobs.notify_default(url, on="failure")                          # the home's default, routed the same way
+    assert nbjobs.notify_default()["on"] == "failure"
+    assert store.deliveries(finish(store, "succeeded")) == []
+    assert [d["event"] for d in store.deliveries(finish(store, "error"))] == ["failed"]
+    with pytest.raises(BadInput, match="'failure' \\(only failed and timed-out jobs\\)"):
+        nbjobs.submit("x = 1", notify=url, notify_on="failures", start_worker=False)
+
+
 def test_dependency_failed_is_announced(store):
     nbjobs.notify_default("http://127.0.0.1:9/d")
     rec, _ = store.insert_job({"kind": "cell", "source": "1"}, actor=A)
@@ -226,6 +248,23 @@ def test_real_worker_delivers_with_retries_and_show_lists_it(home, tmp_path):
     finally:
         stop_worker(w)
         r.close()
+
+
+@pytest.mark.slow
+def test_real_worker_notify_on_failure_delivers_only_for_the_failed_job(home, receiver):
+    w = start_worker(home, "--concurrency", "2")
+    try:
+        good = nbjobs.submit("x = 1", name="fine", notify=receiver.url, notify_on="failure")
+        bad = nbjobs.submit("raise ValueError('boom')", name="broken", notify=receiver.url, notify_on="failure")
+        nbjobs.wait([good, bad], timeout=120)
+        assert (good.state, bad.state) == (State.SUCCEEDED, State.FAILED)
+        assert good.deliveries() == []       # the outbox row would have been written with the ending
+        wait_for(lambda: bad.deliveries() and bad.deliveries()[0]["state"] == "delivered", 60, "the delivery")
+        (request,) = receiver.requests
+        body = json.loads(request["body"])
+        assert (body["event"], body["job"]["id"], body["job"]["error"]["type"]) == ("job.failed", bad.id, "ValueError")
+    finally:
+        stop_worker(w)
 
 
 def test_on_done_callback_errors_do_not_break_the_watch(home, capfd):

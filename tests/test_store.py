@@ -75,7 +75,7 @@ def test_new_database_schema_and_pragmas(tmp_path):
     assert s.conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(config.BUSY_TIMEOUT * 1000)
     tables = {r["name"] for r in rows(s, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"jobs", "attempts", "events", "outputs", "workers", "expired", "settings", "deps", "schedules",
-                      "schedule_events", "outbox", "leases",
+                      "schedule_events", "outbox", "leases", "groups",
                       # v8: the search index (FTS5) and its shadow tables
                       "jobs_fts", "jobs_fts_data", "jobs_fts_idx", "jobs_fts_docsize", "jobs_fts_config"}
     add(s)  # a write, so the WAL file exists

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import BadInput
-from ..job import ACTIVE, RETRYABLE, JobRecord, State
-from ..text import elapsed, error_line, fmt_duration, fmt_time
+from ..job import ACTIVE, RETRYABLE, JobRecord, State, group_state
+from ..text import elapsed, error_line, fmt_duration, fmt_time, group_counts_text, value_text
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 500
@@ -51,6 +51,11 @@ class RowView:
     note_is_error: bool
     cancel_requested: bool
     output_path: str | None
+    #: a group's row (a sweep): its number of jobs (0 for a job), and whether any can be cancelled/retried
+    group_size: int = 0
+    can_cancel: bool = False
+    can_retry: bool = False
+    expanded: bool = False
 
     @property
     def short_id(self) -> str:
@@ -62,7 +67,10 @@ class RowView:
 
     @property
     def actions(self) -> dict[str, bool]:
-        """Which actions make sense now (the others are shown disabled)."""
+        """Which actions make sense now (the others are shown disabled).  A group's row: cancel and
+        retry apply to its jobs, ``logs`` expands it to its jobs, ``pull`` is off."""
+        if self.group_size:
+            return {"cancel": self.can_cancel, "retry": self.can_retry, "logs": True, "pull": False}
         state = State(self.state)
         return {"cancel": state in ACTIVE and not self.cancel_requested, "retry": state in RETRYABLE,
                 "logs": self.started != "-", "pull": state == State.SUCCEEDED}
@@ -97,6 +105,116 @@ def row_view(r: JobRecord, now: float | None = None, last_line: str = "", wait: 
         started=fmt_time(r.started_at, now), elapsed=fmt_duration(elapsed(r, now)), ticking=ticking,
         note=note, note_is_error=bool(err), cancel_requested=bool(r.cancel_requested),
         output_path=r.output_path)
+
+
+# --- groups: one row per sweep, expanding to its jobs -----------------------------------------------------
+@dataclass(frozen=True)
+class GroupRow:
+    """What the panel knows of one group: its counts (`Store.group_counts`) and whether it is expanded."""
+
+    id: str
+    name: str
+    total: int
+    states: tuple[tuple[str, int], ...]
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    expanded: bool = False
+
+    @classmethod
+    def of(cls, gid: str, counts: dict[str, Any], expanded: bool = False) -> "GroupRow":
+        return cls(gid, counts.get("name") or "group", counts["total"], tuple(sorted(counts["states"].items())),
+                   counts.get("created_at"), counts.get("started_at"), counts.get("finished_at"), expanded)
+
+    @property
+    def state(self) -> State:
+        return group_state(dict(self.states))
+
+
+@dataclass(frozen=True)
+class Member:
+    """A job shown under its expanded group's row."""
+
+    record: JobRecord
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def state(self) -> State:
+        return self.record.state
+
+
+def group_row_view(g: GroupRow, now: float | None = None) -> RowView:
+    """The `RowView` of a group: ``n/N`` jobs ended as its progress, its jobs per state as its note.
+
+    >>> v = group_row_view(GroupRow("cd" * 16, "train", 4, (("running", 1), ("succeeded", 3)), 1.0, 2.0), now=12.0)
+    >>> v.progress, v.state, v.note, v.kind, v.actions["logs"], v.elapsed
+    ('3/4', 'running', '1 running, 3 succeeded', 'sweep', True, '10s')
+    """
+    now = time.time() if now is None else now
+    states = dict(g.states)
+    ended = sum(n for st, n in states.items() if State(st).terminal)
+    state = g.state
+    active = ended < g.total
+    span = None if g.started_at is None else ((now if active else (g.finished_at or now)) - g.started_at)
+    bad = any(states.get(x.value) for x in (State.FAILED, State.TIMED_OUT))
+    return RowView(
+        id=g.id, name=g.name, kind="sweep", state=state.value, done=ended, total=g.total,
+        attempt=f"{g.total} jobs", queued=fmt_time(g.created_at, now), started=fmt_time(g.started_at, now),
+        elapsed=fmt_duration(span), ticking=active and g.started_at is not None, note=group_counts_text(states),
+        note_is_error=bad, cancel_requested=False, output_path=None, group_size=g.total,
+        can_cancel=active, can_retry=any(states.get(x.value) for x in RETRYABLE), expanded=g.expanded)
+
+
+def member_view(r: JobRecord, now: float | None = None, last_line: str = "", wait: str = "") -> RowView:
+    """A job's `RowView` under its group's row: named by its parameters (``↳ lr=0.1, depth=3``)."""
+    v = row_view(r, now, last_line, wait)
+    label = ", ".join(f"{k}={value_text(val, 16)}" for k, val in r.parameters.items()) or r.name
+    return replace(v, name="\u21b3 " + label)
+
+
+def group_items(records: Sequence[JobRecord], groups: dict[str, dict[str, Any]], expanded: Iterable[str] = (),
+                members: dict[str, Sequence[JobRecord]] | None = None) -> list[Any]:
+    """The panel's rows from its records: the jobs of a group (``groups``: `Store.group_counts`) fold
+    into one `GroupRow` where the group's newest job would be; an expanded group is followed by its
+    jobs (``members``, in the sweep's order) as `Member` rows.  Other jobs stay `JobRecord` rows.
+
+    >>> a = JobRecord(id="a" * 32, name="x", kind="cell", state=State.QUEUED, group_id="g" * 32)
+    >>> b = JobRecord(id="b" * 32, name="x", kind="cell", state=State.QUEUED, group_id="g" * 32)
+    >>> c = JobRecord(id="c" * 32, name="y", kind="cell", state=State.QUEUED)
+    >>> counts = {"g" * 32: {"total": 2, "states": {"queued": 2}, "name": "x"}}
+    >>> [type(i).__name__ for i in group_items([a, c, b], counts)]
+    ['GroupRow', 'JobRecord']
+    >>> [type(i).__name__ for i in group_items([a, c, b], counts, ["g" * 32], {"g" * 32: [a, b]})]
+    ['GroupRow', 'Member', 'Member', 'JobRecord']
+    """
+    expanded = set(expanded)
+    out: list[Any] = []
+    seen: set[str] = set()
+    for r in records:
+        gid = r.group_id
+        if gid is None or gid not in groups:
+            out.append(r)
+            continue
+        if gid in seen:
+            continue
+        seen.add(gid)
+        out.append(GroupRow.of(gid, groups[gid], gid in expanded))
+        if gid in expanded:
+            out += [Member(m) for m in (members or {}).get(gid, ())]
+    return out
+
+
+def item_view(item: Any, now: float | None = None, last_line: str = "", wait: str = "") -> RowView:
+    """The `RowView` of any panel row: a job, a group or a job under its group (``wait``: why a
+    job waits, `nbjobs.text.wait_reason`)."""
+    if isinstance(item, GroupRow):
+        return group_row_view(item, now)
+    if isinstance(item, Member):
+        return member_view(item.record, now, last_line, wait)
+    return row_view(item, now, last_line, wait)
 
 
 #: the panel's columns, in order, with their headings

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 from .. import config
 from ..errors import NbjobsError
 from ..job import TERMINAL, JobRecord
-from .model import DEFAULT_LIMIT, PanelModel, RowView, row_view
+from .model import DEFAULT_LIMIT, PanelModel, RowView, group_items, row_view
 from .static import header_html, header_text, receipt_html, receipt_text, table_html, table_text
 from .widgets import WIDGET_MIME, PanelView, ReceiptView, live_possible, wanted
 
@@ -128,6 +128,14 @@ class Panel:
 
         return self.model.query(lambda **kw: api.records(home=self.home, **kw))
 
+    def items(self) -> list[Any]:
+        """The rows, read afresh: jobs, with a group's jobs folded into one `GroupRow`."""
+        from .. import api
+
+        records = self.records()
+        ids = {r.group_id for r in records if r.group_id}
+        return group_items(records, api._store(self.home).group_counts(ids) if ids else {})
+
     def summary(self) -> dict[str, Any]:
         from .. import api
 
@@ -151,12 +159,12 @@ class Panel:
 
     def __repr__(self) -> str:
         try:
-            return f"nbjobs {self.home}: {header_text(self.summary())}\n{table_text(self.records())}"
+            return f"nbjobs {self.home}: {header_text(self.summary())}\n{table_text(self.items())}"
         except NbjobsError as exc:
             return f"<nbjobs panel: {exc}>"
 
     def _repr_html_(self) -> str:
-        return header_html(self.summary()) + table_html(self.records())
+        return header_html(self.summary()) + table_html(self.items())
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
         data = {"text/plain": repr(self)}

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from ..errors import NbjobsError
 from ..job import RETRYABLE, JobRecord, State
 from ..text import receipt_text as _receipt_line, table
-from .model import COLUMNS, RowView, row_view
+from .model import COLUMNS, GroupRow, RowView, item_view, row_view
 
 
 def _record(job_or_record: Any) -> JobRecord:
@@ -138,6 +138,8 @@ def row_render(v: RowView, columns: Sequence[str] = tuple(COLUMNS),
     href, copied, copyable = link(v.output_path) if (link and v.output_path) else (None, False, False)
     out["copy"] = bool(v.output_path and not href and copyable)
     out["open"] = open_html(v.output_path, href, copied, out["copy"])
+    if v.group_size:  # a group's row: its logs button expands it to its jobs
+        out["logs_label"] = "fold" if v.expanded else "jobs"
     return out
 
 
@@ -237,16 +239,17 @@ def receipt_html(job_or_record: Any) -> str:
 TEXT_HEAD = ("ID", "NAME", "KIND", "STATE", "CELLS", "ATTEMPT", "QUEUED", "STARTED", "ELAPSED")
 
 
-def table_text(records: Sequence[JobRecord], now: float | None = None) -> str:
-    """Records as an aligned text table (what a terminal shows for a `JobList` or `Panel`)."""
+def table_text(records: Sequence[Any], now: float | None = None) -> str:
+    """Records as an aligned text table (what a terminal shows for a `JobList` or `Panel`); a
+    `GroupRow` is one row for its group."""
     if not records:
         return "no jobs yet; submit one with %%job or %job run NOTEBOOK"
-    views = [row_view(r, now) for r in records]
+    views = [item_view(r, now) for r in records]
     return table(TEXT_HEAD, ((v.short_id, v.name[:30], v.kind, v.state, v.progress, v.attempt, v.queued, v.started,
                               v.elapsed) for v in views))
 
 
-def table_html(records: Sequence[JobRecord], now: float | None = None) -> str:
+def table_html(records: Sequence[Any], now: float | None = None) -> str:
     """Records as a static HTML table with the panel's cells (no actions).
 
     >>> table_html([JobRecord(id="ab" * 16, name="etl", kind="cell", state=State.FAILED)])[:30]
@@ -257,9 +260,29 @@ def table_html(records: Sequence[JobRecord], now: float | None = None) -> str:
     head = "".join(f"<th style='text-align:left'>{h}</th>" for h in COLUMNS.values())
     body = []
     for r in records:
-        v = row_view(r, now)
+        v = item_view(r, now)
         cells = "".join(f"<td style='text-align:left;max-width:320px'>{cell_html(v, c)}</td>" for c in COLUMNS)
         body.append(f"<tr data-job-id='{r.id}'>{cells}</tr>")
     return (f"<table class='nbjobs-jobs' style='font-size:12px'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 
+
+
+def group_html(group: Any) -> str:
+    """A group (a sweep) as static HTML: its row (badge, name, ID, ``n/N`` jobs ended, counts) and a
+    table of its jobs, each named by its parameters.  What a `nbjobs.Group` shows in a notebook."""
+    try:
+        counts = group.counts()
+        recs = group.records()
+    except NbjobsError as exc:
+        return f'<div class="nbjobs-group"><code>{html.escape(str(exc))}</code></div>'
+    g = GroupRow.of(group.id, dict(counts, name=group.name))
+    v = item_view(g)
+    head = (f'<div class="nbjobs-group" data-group-id="{group.id}" data-state="{v.state}" '
+            f'style="font-family:var(--jp-code-font-family,monospace);font-size:12px;line-height:1.7">'
+            f'{badge_html(v.state)} <b>{html.escape(v.name)}</b> {cell_html(v, "id")} '
+            f'<span style="color:#6e7781">sweep</span> &middot; {cell_html(v, "progress")} jobs ended'
+            f' &middot; {html.escape(v.note)}</div>')
+    from .model import Member
+
+    return head + table_html([Member(r) for r in recs])

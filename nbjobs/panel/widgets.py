@@ -29,7 +29,8 @@ from ..job import ACTIVE, JobRecord, State
 from ..text import names_and_types, wait_reason
 from ..watch import RESYNC
 from .files import LogTail, copy_for_user, lab_href, lab_server, log_file
-from .model import ACTIONS, COLUMNS, MAX_LIMIT, RECEIPT_COLUMNS, TICKING, diff_rows, row_view
+from .model import (ACTIONS, COLUMNS, MAX_LIMIT, RECEIPT_COLUMNS, TICKING, GroupRow, diff_rows, group_items,
+                    item_view)
 from .static import header_html, row_render
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -99,7 +100,8 @@ class RowWidgets:
                                 _dom_classes=("nbjobs-cell", f"nbjobs-col-{c}", tag)) for c in view.columns}
         self.buttons = {}
         for a in ACTIONS:
-            b = w.Button(description=a, disabled=not render[a], layout=st.button, style=st.button_style,
+            b = w.Button(description=render.get("logs_label", a) if a == "logs" else a, disabled=not render[a],
+                         layout=st.button, style=st.button_style,
                          tooltip=_TOOLTIPS[a], _dom_classes=("nbjobs-action", f"nbjobs-{a}", tag))
             b.on_click(lambda _b, a=a: view.act(job_id, a))
             self.buttons[a] = b
@@ -147,6 +149,8 @@ class RowWidgets:
                 self.buttons[k].disabled = not val
             elif k == "open":
                 self.open.value = val
+            elif k == "logs_label":
+                self.buttons["logs"].description = val
             elif k == "copy":
                 if val and self.copy is None:
                     self._add_copy()
@@ -270,20 +274,26 @@ class _RowsView(watch.View):
         if path is None:
             return ""
         cached = self._cache.get(r.id)
-        if cached is not None and not ticking and cached[0].updated_at == r.updated_at \
-                and cached[0].attempts == r.attempts:
+        before = getattr(cached[0], "record", cached[0]) if cached is not None else None
+        if cached is not None and not ticking and getattr(before, "updated_at", None) == r.updated_at \
+                and getattr(before, "attempts", None) == r.attempts:
             return cached[1]
         return self._tail.last_line(path)
 
-    def _wait(self, r: JobRecord, now: float) -> str:
-        """Why ``r`` waits (`nbjobs.text.wait_reason`); a waiting job reads its upstream jobs."""
-        if r.state not in ACTIVE:
+    def _wait(self, r: JobRecord | None, now: float) -> str:
+        """Why job ``r`` waits (`nbjobs.text.wait_reason`): a waiting job reads its upstream jobs,
+        a queued one with a concurrency key how many of its key run (`nbjobs.api.waiting_reasons`)."""
+        if r is None or r.state not in ACTIVE:
             return ""
-        if r.state == State.WAITING:
+        if r.state == State.WAITING or (r.state == State.QUEUED and r.concurrency_key):
             from ..api import Job
 
             return Job(r.id, self.home).wait_reason(r)
         return wait_reason(r, self.wait_summary, now)
+
+    def items(self) -> list[Any]:
+        """The rows: records (a job each), or for the panel also groups and their expanded jobs."""
+        return list(self.records())
 
     def render(self, now: float | None = None) -> int:
         """Bring the widgets in line with `records` at time ``now``; returns traits assigned.
@@ -292,16 +302,18 @@ class _RowsView(watch.View):
         renders: dict[str, dict[str, Any]] = {}
         order = []
         active = False
-        for r in self.records():
-            ticking = r.state in TICKING
+        for r in self.items():
+            rec = None if isinstance(r, GroupRow) else getattr(r, "record", r)
+            ticking = r.state in TICKING or (r.state == State.QUEUED and rec is not None and
+                                             bool(rec.concurrency_key))
             active = active or r.state in ACTIVE
             cached = self._cache.get(r.id)
-            wait = self._wait(r, now)
+            wait = self._wait(rec, now)
             if cached is not None and not ticking and (cached[0] is r or cached[0] == r) and cached[3] == wait:
                 rd = cached[2]  # same record and wait, no clock: same render (the note moves only with the record)
             else:
-                note = self._note(r, ticking)
-                rd = row_render(row_view(r, now, note, wait), self.columns, self._link)
+                note = "" if rec is None else self._note(rec, ticking)
+                rd = row_render(item_view(r, now, note, wait), self.columns, self._link)
                 self._cache[r.id] = (r, note, rd, wait)
             renders[r.id] = rd
             order.append(r.id)
@@ -333,6 +345,7 @@ class _RowsView(watch.View):
                 body += f'<div class="nbjobs-message" style="font-size:12px">{html.escape(row.message)}</div>'
             if row.expanded:
                 r = self._cache[i][0] if i in self._cache else None
+                r = getattr(r, "record", r)
                 path = log_file(r, self.home) if r else None
                 lines = self._tail.lines(path) if path else []
                 text = "\n".join(lines) if lines else "(no output yet)"
@@ -348,6 +361,8 @@ class _RowsView(watch.View):
         from .. import api
 
         message = ""
+        if action == "logs" and self.toggle_group(job_id):  # a group's row: expand to its jobs, or fold
+            return message
         try:
             if action == "cancel":
                 state = api.cancel(job_id, home=self.home).state
@@ -380,6 +395,10 @@ class _RowsView(watch.View):
             if new_area:
                 self._place()
         return message
+
+    def toggle_group(self, group_id: str) -> bool:
+        """Expand or fold a group's row; False when ``group_id`` is not a group shown here."""
+        return False
 
     def _updated(self, records: list[JobRecord]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -522,6 +541,42 @@ class PanelView(_RowsView):
         self.model = panel.model
         self.summary_gen = -1
         self.summary: dict[str, Any] | None = None
+        self.groups: dict[str, dict[str, Any]] = {}        # counts of the groups among the rows
+        self.expanded: set[str] = set()                    # groups shown with their jobs
+        self.members: dict[str, dict[str, JobRecord]] = {}  # the jobs of the expanded groups
+
+    def items(self) -> list[Any]:
+        """Jobs, and a group's jobs folded into one row (expanded: followed by its jobs)."""
+        members = {g: sorted(d.values(), key=lambda r: (r.options.get("sweep_index", 0), r.id))
+                   for g, d in self.members.items()}
+        return group_items(self.model.records, self.groups, self.expanded, members)
+
+    def _read_groups(self, store: Any, changed: set[str] | None = None) -> None:
+        """Re-read the counts of the groups among the rows (all, or only when one of ``changed``
+        is shown or a shown group is not known yet)."""
+        shown = {r.group_id for r in self.model.records if r.group_id}
+        if changed is not None and not (changed & shown) and shown <= set(self.groups):
+            return
+        self.groups = store.group_counts(shown) if shown else {}
+        for gid in list(self.expanded):
+            if gid not in self.groups:
+                self.expanded.discard(gid)
+                self.members.pop(gid, None)
+
+    def toggle_group(self, group_id: str) -> bool:
+        from .. import api
+
+        with self.lock:
+            if group_id not in self.groups or self.closed:
+                return False
+            if group_id in self.expanded:
+                self.expanded.discard(group_id)
+                self.members.pop(group_id, None)
+            else:
+                self.expanded.add(group_id)
+                self.members[group_id] = {r.id: r for r in api._store(self.home).group_jobs(group_id)}
+            self.render()
+        return True
 
     def build(self, records: list[JobRecord], summary: dict[str, Any]) -> Any:
         import ipywidgets as w
@@ -569,6 +624,9 @@ class PanelView(_RowsView):
             self.root = w.VBox([self.header, bar, self.table], layout=w.Layout(width="100%"),
                                _dom_classes=("nbjobs-panel",))
             m.reset(records)
+            from .. import api
+
+            self._read_groups(api._store(self.home))
             self.render()
             self.needs_resync = False
             self._watch_views()
@@ -600,6 +658,7 @@ class PanelView(_RowsView):
                 self.model.set_filters(self.f_state.value, self.f_name.value, self.f_tag.value,
                                        int(self.f_limit.value))
                 self.model.reset(self.model.query(lambda **kw: api.records(home=self.home, **kw)))
+                self._read_groups(api._store(self.home))
             except NbjobsError as exc:
                 self.note.value = f'<span style="color:#cf222e">{html.escape(str(exc))}</span>'
                 return
@@ -617,6 +676,11 @@ class PanelView(_RowsView):
             if need:
                 self.model.reset(self.model.query(tick.records))
                 self.needs_resync, self.resync_at, self.resync_version = False, tick.now, tick.version
+            changed_groups = {r.group_id for r in tick.changed.values() if r.group_id}
+            for r in tick.changed.values():
+                if r.group_id in self.members:
+                    self.members[r.group_id][r.id] = r
+            self._read_groups(tick.home.store, None if need else changed_groups)
             gen, summary = tick.summary()
             self.wait_summary = summary
             if gen != self.summary_gen:

@@ -19,6 +19,7 @@ One `Store` object answers for all of it; its methods live in one module per con
 ``search.py``       full-text search of the job history (``jobs_fts``, built in migration v8)
 ``dependencies.py`` waiting jobs moved on by `job.dependency_outcome`
 ``outbox.py``       webhook deliveries
+``groups.py``       groups of jobs (sweeps); ID lookup across jobs and groups
 ``schedules.py``    cron schedules and their fires
 ``leases.py``       named leases (the schedule firer)
 ``workers.py``      the workers table
@@ -42,6 +43,7 @@ from .. import config
 from ..job import ACTIVE, CLAIMABLE, TERMINAL, sources_of
 from .connection import CHECKPOINT_PAGES, ConnMixin, actor_name
 from .dependencies import DependenciesMixin
+from .groups import GroupsMixin
 from .history import HistoryMixin
 from .jobs import JobsMixin
 from .leases import LeasesMixin
@@ -56,7 +58,7 @@ from .workers import WorkersMixin
 
 
 class Store(ConnMixin, RecordsMixin, JobsMixin, QueueMixin, RetentionMixin, HistoryMixin, SearchMixin,
-            DependenciesMixin, OutboxMixin, SchedulesMixin, LeasesMixin, WorkersMixin):
+            DependenciesMixin, OutboxMixin, SchedulesMixin, LeasesMixin, WorkersMixin, GroupsMixin):
     """All reads and writes of one nbjobs database.  One instance per thread.
 
     >>> Store.__doc__ is not None

@@ -7,8 +7,8 @@ import time
 from typing import Any, Iterable
 
 from .. import config
-from ..errors import AmbiguousJob, BadInput, IllegalTransition
-from ..job import RETRYABLE, JobRecord, State, new_id, normalize_prefix, short_id
+from ..errors import BadInput, IllegalTransition
+from ..job import RETRYABLE, JobRecord, State, new_id, short_id
 from .records import _job_filters
 
 
@@ -56,6 +56,9 @@ class JobsMixin:
             "code_hash": spec.get("code_hash"),
             "submitted_by": actor,
             "options": json.dumps(spec.get("options") or {}),
+            "group_id": spec.get("group_id"),
+            "concurrency_key": spec.get("concurrency_key"),
+            "max_running": spec.get("max_running"),
         }
 
     def _insert(self, conn: sqlite3.Connection, row: dict[str, Any], after: list[str], actor: str,
@@ -93,23 +96,14 @@ class JobsMixin:
             raise self._unknown(job_id)
         return self._record(rows[0])
 
-    def resolve(self, text: str) -> str:
-        """The full ID for an ID or unique prefix, as in git.  Raises a clear error otherwise."""
-        prefix = normalize_prefix(text)
-        upper = prefix + "g"  # every hex digit sorts below 'g'
-        rows = self._q("SELECT id, name FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6", (prefix, upper))
-        if len(rows) == 1:
-            return rows[0]["id"]
-        if len(rows) > 1:
-            shown = ", ".join(f"{short_id(r['id'])} ({r['name']})" for r in rows[:5])
-            raise AmbiguousJob(f"job ID prefix '{prefix}' matches several jobs: {shown}; give more characters")
-        raise self._unknown(prefix)
-
     def list_jobs(self, state: str | Iterable[str] | None = None, name: str | None = None,
-                  tag: str | None = None, limit: int | None = 20) -> list[JobRecord]:
+                  tag: str | None = None, limit: int | None = 20, group: str | None = None) -> list[JobRecord]:
         """Newest first.  ``state`` may be one state or several; ``name`` matches exactly or as a
-        glob (``train*``)."""
+        glob (``train*``); ``group``: only the jobs of this group (full ID)."""
         where, params = _job_filters("jobs", state, name, tag)
+        if group:
+            where.append("jobs.group_id = ?")
+            params.append(group)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY submitted_at DESC, id"
         if limit:

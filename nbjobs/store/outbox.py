@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from ..job import State, new_id
+from ..policy import notify_wanted
 
 
 class OutboxMixin:
@@ -33,7 +34,7 @@ class OutboxMixin:
                     url = r["value"]
                 elif on is None:
                     on = r["value"]
-        if not url or (not State(state).terminal and on != "all"):
+        if not url or not notify_wanted(on, state, State(state).terminal):
             return
         row = conn.execute(f"SELECT {', '.join(self.NOTIFY_FIELDS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         snapshot = {k: row[k] for k in self.NOTIFY_FIELDS if k not in ("options", "tags", "retries")}

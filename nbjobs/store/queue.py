@@ -13,6 +13,13 @@ from ..job import JobRecord, State
 from .connection import host
 
 
+#: the claim's per-name limit: a job with a concurrency key is claimable only while fewer than its
+#: ``max_running`` running jobs share its key.  Counted inside the claim's write transaction (BEGIN
+#: IMMEDIATE), so two workers can never both take the last place; jobs without a key skip the count.
+_UNDER_LIMIT = ("(jobs.concurrency_key IS NULL OR (SELECT count(*) FROM jobs AS r WHERE r.state = 'running' "
+                "AND r.concurrency_key = jobs.concurrency_key) < COALESCE(jobs.max_running, 1))")
+
+
 class QueueMixin:
     """What workers do to jobs: claim one, keep its lease, report progress, end its attempt."""
 
@@ -27,7 +34,8 @@ class QueueMixin:
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT id, state, attempts FROM jobs INDEXED BY jobs_ready WHERE state IN ('queued', 'retrying') "
-                "AND run_at <= ? ORDER BY priority DESC, submitted_at, id LIMIT 1", (now,)).fetchone()
+                f"AND run_at <= ? AND {_UNDER_LIMIT} ORDER BY priority DESC, submitted_at, id LIMIT 1",
+                (now,)).fetchone()
             if row is None:
                 return None
             number = row["attempts"] + 1
@@ -42,6 +50,17 @@ class QueueMixin:
                           job["code_hash"]))
             self._enqueue_notification(conn, job["id"], State.RUNNING.value, now, job["options"])
         return self._record(job), number
+
+    def running_per_key(self, keys: Iterable[str]) -> dict[str, int]:
+        """How many running jobs hold each of these concurrency keys (the partial index ``jobs_key_running``)."""
+        keys = list(dict.fromkeys(k for k in keys if k))
+        if not keys:
+            return {}
+        rows = self._q(f"SELECT concurrency_key AS k, count(*) AS n FROM jobs WHERE state = 'running' AND "
+                       f"concurrency_key IN ({', '.join('?' * len(keys))}) GROUP BY concurrency_key", keys)
+        out = dict.fromkeys(keys, 0)
+        out.update({r["k"]: r["n"] for r in rows})
+        return out
 
     def heartbeat(self, worker_id: str, lease: float = config.LEASE_SECONDS) -> int:
         """Extend the leases of every job ``worker_id`` runs and mark the worker alive."""

@@ -55,7 +55,8 @@ class RetentionMixin:
 
     def prune(self, job_ids: Iterable[str], actor: str, batch: int = 500) -> int:
         """Delete these finished jobs with their attempts, events and outputs, leaving a tombstone
-        in ``expired`` so the ID answers "expired on DATE".  Active jobs are never deleted."""
+        in ``expired`` so the ID answers "expired on DATE".  Active jobs are never deleted; a group
+        whose last job is pruned goes too."""
         ids = list(job_ids)
         now, done = time.time(), 0
         for i in range(0, len(ids), batch):
@@ -68,6 +69,8 @@ class RetentionMixin:
                              f"AND state IN ({terminal})", (now, *chunk))
                 done += conn.execute(f"DELETE FROM jobs WHERE id IN ({marks}) AND state IN ({terminal})",
                                      chunk).rowcount
+                # a group (sweep) goes with its last job
+                conn.execute("DELETE FROM groups WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.group_id = groups.id)")
         return done
 
     # --- settings -------------------------------------------------------------------------------

@@ -309,8 +309,31 @@ UPDATE jobs SET began_at = (SELECT a.began_at FROM attempts a WHERE a.job_id = j
  WHERE finished_at IS NOT NULL;
 """
 
+# v10: groups (a parameter sweep is one group of ordinary jobs: ``jobs.group_id``) and per-name limits
+# (``jobs.concurrency_key``: at most ``jobs.max_running`` running jobs share a key; the claim counts
+# them through ``jobs_key_running``, a partial index over the few running rows that have a key).
+SCHEMA_V10_GROUPS = """
+CREATE TABLE groups (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    kind         TEXT NOT NULL DEFAULT 'sweep',
+    params       TEXT NOT NULL DEFAULT '[]',
+    size         INTEGER NOT NULL DEFAULT 0,
+    idem_key     TEXT,
+    created_at   REAL NOT NULL,
+    created_by   TEXT,
+    options      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX groups_idem_key ON groups (idem_key) WHERE idem_key IS NOT NULL;
+ALTER TABLE jobs ADD COLUMN group_id TEXT;
+ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
+ALTER TABLE jobs ADD COLUMN max_running INTEGER;
+CREATE INDEX jobs_group ON jobs (group_id) WHERE group_id IS NOT NULL;
+CREATE INDEX jobs_key_running ON jobs (concurrency_key) WHERE state = 'running' AND concurrency_key IS NOT NULL;
+"""
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
 MIGRATIONS: list[Union[str, Callable[[sqlite3.Connection], None]]] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW, SCHEMA_V7_TRUST,
-    migrate_v8_search, SCHEMA_V9_BEGAN]
+    migrate_v8_search, SCHEMA_V9_BEGAN, SCHEMA_V10_GROUPS]
 SCHEMA_VERSION = len(MIGRATIONS)

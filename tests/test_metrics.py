@@ -35,7 +35,7 @@ HISTORY_COLUMNS = ["id", "name", "kind", "state", "reason", "attempts", "priorit
                    "code_hash", "worker", "output_path"]
 SLI_COLUMNS = ["runs", "succeeded", "failed", "timed_out", "cancelled", "success_rate", "p50_runtime_s",
                "p95_runtime_s", "p99_runtime_s", "p95_queue_wait_s", "mean_queue_wait_s", "retries_per_run",
-               "dead_letters", "dead_letter_rate", "queue_depth"]
+               "dead_letters", "dead_letter_rate", "queue_depth", "slow_runs", "slow_running"]
 SLO_COLUMNS = ["objective", "runs", "bad", "sli", "budget_total", "budget_spent", "budget_remaining",
                "budget_remaining_ratio", "burn_5m", "burn_30m", "burn_1h", "burn_6h", "burn_24h", "burn_3d", "alert"]
 ERRORS = {"error": {"type": "ValueError", "message": "boom"}, "timeout": {"type": "Timeout", "message": "too slow"}}

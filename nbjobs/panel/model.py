@@ -51,6 +51,8 @@ class RowView:
     note_is_error: bool
     cancel_requested: bool
     output_path: str | None
+    slow: bool = False                # running past its name's usual runtime (`policy.slow_threshold`)
+    report_path: str | None = None    # the HTML report of its latest attempt
 
     @property
     def short_id(self) -> str:
@@ -88,7 +90,7 @@ def row_view(r: JobRecord, now: float | None = None, last_line: str = "") -> Row
         attempt=f"{r.attempts} of {r.max_attempts}", queued=fmt_time(r.submitted_at, now),
         started=fmt_time(r.started_at, now), elapsed=fmt_duration(elapsed(r, now)), ticking=ticking,
         note=note, note_is_error=bool(err), cancel_requested=bool(r.cancel_requested),
-        output_path=r.output_path)
+        output_path=r.output_path, slow=r.slow and r.state == State.RUNNING, report_path=r.report_path)
 
 
 #: the panel's columns, in order, with their headings

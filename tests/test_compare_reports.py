@@ -33,6 +33,7 @@ def shown_text(path) -> str:
 
 
 # --- compare and report -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_compare_a_succeeded_and_a_failed_run_and_render_their_reports(home, worker, tmp_path, shell):
     nb = write_notebook(tmp_path / "divide.ipynb", DIVIDE, parameters="n = 1")
     good = nbjobs.run_notebook(nb, {"n": 2}, report="html")
@@ -111,6 +112,7 @@ def test_a_fire_passes_its_slot_when_the_notebook_has_a_parameters_cell(home, st
     assert schedule.job_spec(cell, None, now=0.0)["parameters"] == {"nbjobs_scheduled_for": "1970-01-01T00:00:00+00:00"}
 
 
+@pytest.mark.slow
 def test_backfill_runs_each_past_slot_with_its_own_time_once(home, worker, tmp_path):
     nb = write_notebook(tmp_path / "nightly.ipynb", ["import nbjobs\nnbjobs.record('slot', nbjobs_scheduled_for)"],
                         parameters="nbjobs_scheduled_for = None")
@@ -133,6 +135,7 @@ def test_backfill_runs_each_past_slot_with_its_own_time_once(home, worker, tmp_p
 
 
 # --- slow runs ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_job_running_past_its_history_is_flagged_slow_once(home, store, worker, tmp_path):
     now = time.time()
     insert_rows(store, [dict(name="sleepy", kind="cell", state="succeeded", attempts=1, submitted_at=now - 100 + i,

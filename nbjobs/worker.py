@@ -78,7 +78,7 @@ class _Running:
         self.handle = handle
         self.name = name
         self.report = report                  # "html": render the output notebook once it succeeded
-        self.slow_after: float | None = None  # seconds after which it is slow (0: no threshold; None: not looked up)
+        self.slow_after: float | None = None  # seconds after which it is slow (0 or None: no threshold yet)
         self.slow = False                     # flagged (once per attempt)
         self.started = time.monotonic()
         self.timeout = timeout
@@ -431,13 +431,16 @@ class Worker:
         state = self.store.finish_attempt(h.job_id, h.number, self.id, outcome, error=error,
                                           outputs=done.get("outputs") or (), output_path=done.get("output_path"),
                                           log_tail=tail)
+        if state == "succeeded":  # its name's history grew: look its slow threshold up afresh
+            self._slow_thresholds.pop(run.name, None)
         if state == "succeeded" and run.report and done.get("output_path"):
             self._render_later(h.job_id, h.number, done["output_path"], run.name)
 
     # --- slow runs and reports (beside the hot path) ------------------------------------------------
     def _slow_threshold(self, name: str, now: float) -> float:
         """The seconds after which an attempt of ``name`` is slow (0: none, too little history),
-        from its recent successes (`policy.slow_threshold`), looked up at most every `SLOW_CACHE` s."""
+        from its recent successes (`policy.slow_threshold`), looked up at most every `SLOW_CACHE` s
+        (and again after an attempt of that name succeeded here)."""
         hit = self._slow_thresholds.get(name)
         if hit is None or now - hit[0] >= SLOW_CACHE:
             hit = (now, policy.slow_threshold(self.store.success_runtimes(name)) or 0.0)
@@ -449,7 +452,7 @@ class Worker:
         for run in self.running.values():
             if run.slow or run.stop_reason is not None:
                 continue
-            if run.slow_after is None:
+            if not run.slow_after:  # none yet (too little history): the cache makes asking again cheap
                 run.slow_after = self._slow_threshold(run.name, now)
             if run.slow_after and now - run.started >= run.slow_after:
                 run.slow = True

@@ -15,7 +15,7 @@ import pytest
 import nbjobs
 from nbjobs import policy, schedule, text
 from nbjobs.panel.model import row_view
-from nbjobs.panel.static import cell_html, row_render
+from nbjobs.panel.static import cell_html, row_render, table_text
 from support.cli import nbj_here
 from support.loaders import insert_rows
 from support.notebooks import write_notebook
@@ -158,7 +158,7 @@ def test_a_job_running_past_its_history_is_flagged_slow_once(home, store, worker
     assert text.state_text(rec).endswith("(slow)") and "slow:       running past " in text.job_detail(job)
     assert any("sleepy" in line and "running" in line and "(slow)" in line
                for line in nbj_here("ls", home=home).stdout.splitlines())
-    assert "nbjobs-slow" in cell_html(row_view(rec), "state")
+    assert "nbjobs-slow" in cell_html(row_view(rec), "state") and "running (slow)" in table_text([rec])
     assert nbjobs.sli().loc["sleepy", "slow_running"] == 1
     go.touch()
     assert job.wait(60).state.value == "succeeded"

@@ -329,8 +329,8 @@ def table_text(records: Sequence[JobRecord], now: float | None = None) -> str:
     if not records:
         return "no jobs yet; submit one with %%job or %job run NOTEBOOK"
     views = [row_view(r, now) for r in records]
-    return table(TEXT_HEAD, ((v.short_id, v.name[:30], v.kind, v.state, v.progress, v.attempt, v.queued, v.started,
-                              v.elapsed) for v in views))
+    return table(TEXT_HEAD, ((v.short_id, v.name[:30], v.kind, v.state + (" (slow)" if v.slow else ""), v.progress,
+                              v.attempt, v.queued, v.started, v.elapsed) for v in views))
 
 
 def table_html(records: Sequence[JobRecord], now: float | None = None) -> str:

@@ -197,7 +197,7 @@ def job_detail(job: Any) -> str:
     if r.report_path:
         lines.append(f"report:     {r.report_path}")
     elif r.options.get("report") and r.state == State.SUCCEEDED:
-        lines.append(f"report:     being rendered ({r.options['report']})")
+        lines.append(f"report:     not rendered yet (its worker renders it; `nbjobs report {r.short_id}` does it now)")
     if r.slow:
         lines.append(f"slow:       {slow_text(r)}")
     if r.state == State.RETRYING and r.run_at:

@@ -20,6 +20,10 @@ alive for the home, so the user's choice of executor is never bypassed.  A worke
 keep failing to start (`KERNEL_LOST_LIMIT` in a row) stops claiming for a while and says why
 (`nbjobs ls`, the panel's header and its log) instead of burning every queued job's budget.
 
+Beside the hot path: every `SLOW_EVERY` seconds the loop flags, once per attempt, a running attempt
+past its name's slow threshold (`policy.slow_threshold`, `Store.mark_slow`); and a job that asked for
+a report (``--report html``) is handed, once it succeeded, to a `nbjobs.reports.Reporter` thread.
+
 >>> Worker.__doc__ is not None
 True
 """

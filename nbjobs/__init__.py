@@ -13,6 +13,10 @@ Full-text search of the job history, and the home's database for ad-hoc SQL (sql
 on first use)::
 
     nbjobs.search("KeyError"); nbjobs.db().query("SELECT state, count(*) FROM jobs GROUP BY state")
+
+Two runs side by side, and a run as an HTML page (nbconvert, loaded on first use)::
+
+    nbjobs.compare("8f3a2c", "91bc04"); nbjobs.report("8f3a2c", no_input=True)
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ __version__ = "0.1.0"
 _API = ("Job", "submit", "run_notebook", "get", "jobs", "records", "wait", "result", "logs", "cancel",
         "retry", "worker", "ensure_worker", "summary", "dead_letters", "ack", "prune", "retention", "infra_retries",
         "schedule_add", "schedules", "schedule_show", "schedule_pause", "schedule_resume", "schedule_rm",
-        "schedule_run_now", "notify_default", "deliveries", "search", "db", "lookup", "waiting_reasons")
+        "schedule_run_now", "schedule_backfill", "notify_default", "deliveries", "search", "db", "lookup",
+        "waiting_reasons", "compare", "report")
 
 #: sweeps: groups of jobs (nbjobs.sweeps)
 _GROUPS = ("sweep", "group", "groups", "Group")

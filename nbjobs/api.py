@@ -319,7 +319,7 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
            notify: str | None = None, notify_on: str | None = None,
            on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None,
            concurrency_key: str | None = None, max_running: int | None = None,
-           origin: dict[str, Any] | None = None) -> Job:
+           report: str | None = None, origin: dict[str, Any] | None = None) -> Job:
     """Submit Python source as a *cell job*; returns its `Job` handle at once.
 
     The source runs in a fresh kernel (papermill) after a ``parameters`` cell, with ``cwd`` (default:
@@ -351,7 +351,8 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     ``notify=URL`` POSTs a JSON body when the job ends (``notify_on="all"``: on every state change;
     see `nbjobs.notify`; ``notify_on="failure"``: only if it failed or timed out).
     ``on_done=callback`` calls ``callback(job)`` in this process, from a background thread, when the
-    job ends.
+    job ends.  ``report="html"`` makes the worker render the output notebook to a standalone HTML
+    page once the job succeeded (see `nbjobs.report`).
 
     Per-name limits (also on `run_notebook` and `sweep`): ``concurrency_key="nightly-report"`` with
     ``max_running=N`` (default 1): at most N running jobs share the key; the others wait ``queued``
@@ -382,6 +383,7 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
         spec["options"]["origin"] = {"cell": int(origin.get("cell") or 0), "magic": str(origin.get("magic") or "")[:500]}
     _flow(spec, home, after, after_any, notify, notify_on)
     _limits(spec, concurrency_key, max_running)
+    _report_option(spec, report)
     _check_callback(on_done)
     if not inputs:
         return _done_callback(_submit(spec, home, start_worker), on_done)
@@ -455,6 +457,18 @@ def _limits(spec: dict[str, Any], concurrency_key: Any, max_running: Any) -> dic
     return spec
 
 
+def _report_option(spec: dict[str, Any], report: Any) -> dict[str, Any]:
+    """``report="html"``: the worker renders the output notebook when the job succeeds."""
+    if report is not None:
+        from .reports import FORMATS
+
+        if report not in FORMATS:
+            raise BadInput(f"report must be {' or '.join(repr(f) for f in FORMATS)} (a standalone HTML page of the "
+                           f"output notebook), not {report!r}")
+        spec["options"]["report"] = report
+    return spec
+
+
 def _check_callback(on_done: Any) -> None:
     if on_done is not None and not callable(on_done):
         raise BadInput(f"on_done must be a function taking the job, not {type(on_done).__name__}")
@@ -520,13 +534,14 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
                  after: Sequence[str | Job] | str | Job | None = None, after_any: bool = False,
                  notify: str | None = None, notify_on: str | None = None,
                  on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None,
-                 concurrency_key: str | None = None, max_running: int | None = None) -> Job:
+                 concurrency_key: str | None = None, max_running: int | None = None,
+                 report: str | None = None) -> Job:
     """Submit a *notebook job*: ``path`` run by papermill with ``parameters``; returns its `Job`.
 
     The kernel defaults to the notebook's own kernelspec; the working directory to the current
     directory.  Each attempt writes its output notebook to ``$NBJOBS_HOME/runs/<id>/<attempt>/``.
-    ``after``, ``after_any``, ``notify``, ``notify_on``, ``on_done``, ``infra_retries``, ``concurrency_key``
-    and ``max_running`` as in `submit`; the
+    ``after``, ``after_any``, ``notify``, ``notify_on``, ``on_done``, ``infra_retries``, ``concurrency_key``,
+    ``max_running`` and ``report`` as in `submit`; the
     documented chain: ``b = run_notebook("b.ipynb", {"source_job": a.id}, after=[a])``, and in
     b.ipynb ``nbjobs.result(source_job)``.
 
@@ -538,6 +553,7 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
                           secrets, retry_on, backoff, infra_retries)
     _flow(spec, home, after, after_any, notify, notify_on)
     _limits(spec, concurrency_key, max_running)
+    _report_option(spec, report)
     _check_callback(on_done)
     return _done_callback(_submit(spec, home, start_worker), on_done)
 
@@ -898,7 +914,7 @@ def schedule_add(name: str, cron: str, notebook: str | os.PathLike | None = None
                  cell_timeout: float | None = None, secrets: Sequence[str] | str | None = None,
                  retry_on: Sequence[str] | str | None = None, backoff: dict[str, Any] | None = None,
                  notify: str | None = None, notify_on: str | None = None, home: Path | str | None = None,
-                 start_worker: bool = True, now: float | None = None) -> dict[str, Any]:
+                 start_worker: bool = True, now: float | None = None, report: str | None = None) -> dict[str, Any]:
     """Add a cron schedule that submits ``notebook`` (or ``code``, a cell job) at each slot.
 
     ``cron``: 5 fields or an alias (``@daily``...), in the IANA zone ``tz`` (DST rules in
@@ -909,6 +925,12 @@ def schedule_add(name: str, cron: str, notebook: str | os.PathLike | None = None
     a background worker is started (``start_worker=False`` to skip) and stays while schedules
     exist.  Invalid input raises `BadInput` and nothing is written.  Returns the schedule with its
     next three fire times (``next``).
+
+    A fired job whose notebook has a ``parameters`` cell (a cell job always has one) gets the
+    parameter ``nbjobs_scheduled_for``: its slot in ISO 8601 with the zone's offset
+    (``2025-03-09T06:30:00+01:00``), so a nightly report knows which day it reports; past slots
+    run with `schedule_backfill`.  ``report="html"`` renders each fired job's output notebook
+    (see `submit`).
 
     >>> nbjobs.schedule_add("daily-report", "30 6 * * 1-5", "report.ipynb", {"n": 7},
     ...                     tz="Europe/Berlin")["next"]                       # doctest: +SKIP
@@ -934,6 +956,7 @@ def schedule_add(name: str, cron: str, notebook: str | os.PathLike | None = None
                     options=_options(cell_timeout, secrets, retry_on, backoff))
         spec["kernel"] = spec["kernel"] or "python3"
     _flow(spec, home, None, False, notify, notify_on)
+    _report_option(spec, report)
     try:
         sch.next_fire(cron, tz, time.time() if now is None else now)
     except Exception:  # noqa: croniter gives up on dates that never come (Feb 30)
@@ -1004,6 +1027,37 @@ def schedule_run_now(name: str, home: Path | str | None = None, start_worker: bo
     return Job(job_id, home)
 
 
+def schedule_backfill(name: str, start: Any, end: Any, *, limit: int = 100, home: Path | str | None = None,
+                      start_worker: bool = True, now: float | None = None) -> list[dict[str, Any]]:
+    """Run the past slots of schedule ``name`` from ``start`` to ``end`` (both included), each as a
+    job of its own with its slot time (``nbjobs_scheduled_for``, see `schedule_add`).  ``start`` and
+    ``end``: ``"2025-03-01"`` (a whole day in the schedule's zone), an ISO 8601 time
+    (``"2025-03-01T06:30"``, in the schedule's zone unless it has an offset) or epoch seconds.
+    Idempotent: a slot that fired or was backfilled before keeps its job (``created`` False), so
+    running the same backfill twice submits nothing new.  At most ``limit`` slots; an ``end`` in
+    the future is refused.  Returns one dict per slot, oldest first: ``slot`` (epoch),
+    ``scheduled_for`` (ISO 8601), ``job`` (its `Job`) and ``created``.
+
+    >>> [(b["scheduled_for"], b["created"]) for b in
+    ...  nbjobs.schedule_backfill("nightly", "2025-03-01", "2025-03-03")]        # doctest: +SKIP
+    [('2025-03-01T02:30:00+01:00', True), ('2025-03-02T02:30:00+01:00', True), ('2025-03-03T02:30:00+01:00', True)]
+    """
+    from . import schedule as sch
+
+    store = _store(home)
+    d = store.get_schedule(name)
+    limit = _check_int("limit", limit, 1, 10_000)
+    lo = sch.parse_when(start, d["tz"], "--from")
+    hi = sch.parse_when(end, d["tz"], "--to", end=True)
+    done = sch.backfill(store, name, lo, hi, actor_name("api"), now=now, limit=limit)
+    if done:
+        wake.poke(store.path)
+        if start_worker:
+            ensure_worker(home)
+    return [{"slot": slot, "scheduled_for": sch.slot_iso(slot, d["tz"]), "job": Job(job_id, home),
+             "created": created} for slot, job_id, created in done]
+
+
 def notify_default(url: str | None = None, *, secret_env: str | None = None, on: str | None = None,
                    off: bool = False, home: Path | str | None = None) -> dict[str, Any]:
     """Show or set the home's default webhook (used by jobs without ``notify=``).  ``secret_env``
@@ -1037,3 +1091,57 @@ def deliveries(job_id: str, home: Path | str | None = None) -> list[dict[str, An
     attempts, last status and error."""
     store = _store(home)
     return store.deliveries(store.resolve(job_id))
+
+
+# --- comparing runs and reports ----------------------------------------------------------------------------
+def compare(a: str | Job, b: str | Job, home: Path | str | None = None):
+    """Compare two runs (job IDs, unique prefixes or handles), each by its latest attempt: the
+    parameters that differ, recorded outputs side by side (numbers with their delta), code hash
+    and versions, per-cell durations (from the output notebooks' papermill metadata), the first
+    cell whose text output differs, and which one failed where.  Returns a `nbjobs.comparison.Comparison`:
+    a table in a notebook, text in a terminal, ``.to_dict()`` for scripts.
+
+    >>> c = nbjobs.compare("8f3a2c", "91bc04")           # doctest: +SKIP
+    >>> c.to_dict()["outputs"]["total"]                  # doctest: +SKIP
+    {'a': 91, 'b': 120, 'delta': 29, 'same': False}
+    """
+    from .comparison import build
+
+    ids = [x.id if isinstance(x, Job) else _store(home).resolve(x) for x in (a, b)]
+    return build(Job(ids[0], home), Job(ids[1], home))
+
+
+def report(job_id: str | Job, *, no_input: bool = False, output: str | os.PathLike | None = None,
+           attempt: int | None = None, home: Path | str | None = None) -> Path:
+    """Render a job's output notebook (its latest attempt's, or ``attempt``'s) to a standalone HTML
+    page with nbconvert; returns its path.  ``no_input`` leaves the code out (outputs and markdown
+    stay).  Default place: the attempt's run folder (``report.html``, ``report-no-input.html``);
+    the full report of the latest attempt is then what ``nbjobs show`` and the panel link to.
+
+    >>> nbjobs.report("8f3a2c", no_input=True, output="q3.html")   # doctest: +SKIP
+    PosixPath('q3.html')
+    """
+    from . import reports
+
+    store = _store(home)
+    full = job_id.id if isinstance(job_id, Job) else store.resolve(job_id)
+    rec = store.get(full)
+    rows = store.attempts(full)
+    if attempt is not None:
+        rows = [r for r in rows if r["number"] == attempt]
+        if not rows:
+            raise BadInput(f"job {short_id(full)} has no attempt {attempt} (it has {rec.attempts})")
+    row = next((r for r in reversed(rows) if r.get("output_path") and Path(r["output_path"]).exists()), None)
+    if row is None:
+        hint = f"; wait for it with `nbjobs wait {short_id(full)}`" if rec.state.active else ""
+        raise BadInput(f"job {short_id(full)} ({rec.state}) has no output notebook to render{hint}")
+    src = Path(row["output_path"])
+    dest = Path(output).expanduser().absolute() if output is not None else src.parent / reports.default_name(no_input)
+    if dest.suffix.lower() not in (".html", ".htm"):
+        raise BadInput(f"the report is an HTML page: give -o a file name ending in .html, not {dest.name!r}")
+    if not dest.parent.is_dir():
+        raise BadInput(f"folder {dest.parent} does not exist; create it or give -o another path")
+    reports.render(src, dest, no_input=no_input, title=rec.name)
+    if output is None and not no_input:
+        store.set_report(full, row["number"], str(dest))
+    return dest

@@ -218,6 +218,17 @@ def cmd_result(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compare(a: argparse.Namespace) -> int:
+    c = api.compare(a.a, a.b)
+    print(json.dumps(c.to_dict(), default=str) if a.json else repr(c))
+    return EXIT_OK
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    print(api.report(a.id, no_input=a.no_input, output=a.output, attempt=a.attempt))
+    return EXIT_OK
+
+
 def cmd_cancel(a: argparse.Namespace) -> int:
     found = [api.lookup(i) for i in a.id]  # an unknown ID among several: nothing is cancelled
     for item in found:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from . import api, params
-from .text import schedule_text, schedules_table
+from .text import backfill_table, schedule_text, schedules_table
 
 EXIT_OK = 0
 
@@ -25,7 +25,7 @@ def cmd_schedule(a: argparse.Namespace) -> int:
         d = api.schedule_add(a.name, a.cron, a.notebook, parameters, code=a.code, tz=a.tz, misfire=a.misfire,
                              misfire_cap=a.misfire_cap, overlap=a.overlap, job_name=a.job_name, kernel=a.kernel,
                              cwd=a.cwd, retries=a.retries, timeout=a.timeout, tags=a.tag, notify=a.notify,
-                             notify_on=a.notify_on, start_worker=not a.no_worker)
+                             notify_on=a.notify_on, start_worker=not a.no_worker, report=a.report)
         print(json.dumps(_jsonable(d), default=str) if a.json else
               f"schedule {d['name']} added; next: {', '.join(d['next_local'])}")
         return EXIT_OK
@@ -54,6 +54,13 @@ def cmd_schedule(a: argparse.Namespace) -> int:
     elif a.action == "run-now":
         job = api.schedule_run_now(a.name, start_worker=not a.no_worker)
         print(job.id)
+    elif a.action == "backfill":
+        rows = api.schedule_backfill(a.name, a.start, a.end, limit=a.limit, start_worker=not a.no_worker)
+        if a.json:
+            print(json.dumps([{"slot": b["slot"], "scheduled_for": b["scheduled_for"], "job": b["job"].id,
+                               "created": b["created"]} for b in rows]))
+        else:
+            print(backfill_table(rows))
     return EXIT_OK
 
 

@@ -259,6 +259,9 @@ class JobRecord:
     #: per-name limit: at most ``max_running`` running jobs share this key
     concurrency_key: str | None = None
     max_running: int | None = None
+    slow_at: float | None = None        # when the current attempt was flagged slow (`policy.slow_threshold`)
+    slow_after: float | None = None     # ... and the threshold it ran past, seconds
+    report_path: str | None = None      # the HTML report of the latest attempt (``--report html``)
 
     @property
     def dead_letter(self) -> bool:
@@ -268,6 +271,11 @@ class JobRecord:
     @property
     def short_id(self) -> str:
         return short_id(self.id)
+
+    @property
+    def slow(self) -> bool:
+        """Its current (or last) attempt ran past its name's usual runtime (see `policy.slow_threshold`)."""
+        return self.slow_at is not None
 
     @property
     def max_attempts(self) -> int:

@@ -9,7 +9,7 @@
 The cell returns at once with a `nbjobs.Job` handle, shown under the cell as its receipt (live
 while the job runs, see `nbjobs.panel`); ``job = _`` keeps it.  ``%job VERB`` has the verbs of
 the ``nbjobs`` command, from the same table (nbjobs/verbs.py): ``run sweep ls show (status) logs
-search result pull wait cancel retry dlq prune panel metrics schedule help``.
+search result pull wait compare report cancel retry dlq prune panel metrics schedule help``.
 
 Loading is light: this module imports only IPython's magic machinery and the verb table
 (nbjobs/verbs.py, argparse specs); the API, pandas, papermill and ipywidgets load when a magic
@@ -333,10 +333,15 @@ class JobMagics(Magics):
                                  job_name=a.job_name, retries=a.retries, timeout=a.timeout, notify=a.notify,
                                  notify_on=a.notify_on, tags=a.tag, cwd=a.cwd,
                                  kernel=a.kernel or (api.own_kernel() if a.code is not None else None),
-                                 start_worker=not a.no_worker)
+                                 start_worker=not a.no_worker, report=a.report)
             return _Text(schedule_text(d))
         if a.action == "run-now":
             return api.schedule_run_now(a.name, start_worker=not a.no_worker)
+        if a.action == "backfill":
+            from .text import backfill_table
+
+            return _Text(backfill_table(api.schedule_backfill(a.name, a.start, a.end, limit=a.limit,
+                                                              start_worker=not a.no_worker)))
         if a.action == "rm":
             api.schedule_rm(a.name)
             return _Text(f"schedule {a.name} removed (the jobs it fired stay)")
@@ -434,6 +439,16 @@ class JobMagics(Magics):
             return found[0].wait(a.timeout)
         jobs = api.wait(found, timeout=a.timeout)
         return jobs[0] if len(jobs) == 1 else JobList([j.record for j in jobs])
+
+    def _compare(self, a) -> Any:
+        from . import api
+
+        return api.compare(a.a, a.b)
+
+    def _report(self, a) -> Any:
+        from . import api
+
+        return _Text(api.report(a.id, no_input=a.no_input, output=a.output, attempt=a.attempt))
 
     def _cancel(self, a) -> None:
         from . import api

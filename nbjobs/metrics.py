@@ -87,6 +87,7 @@ SLI_DTYPES: dict[str, str] = {
     "success_rate": "float64", "p50_runtime_s": "float64", "p95_runtime_s": "float64",
     "p99_runtime_s": "float64", "p95_queue_wait_s": "float64", "mean_queue_wait_s": "float64",
     "retries_per_run": "float64", "dead_letters": "int64", "dead_letter_rate": "float64", "queue_depth": "int64",
+    "slow_runs": "int64", "slow_running": "int64",
 }
 SLO_COLUMNS: tuple[str, ...] = (
     "objective", "runs", "bad", "sli", "budget_total", "budget_spent", "budget_remaining",
@@ -291,7 +292,8 @@ class _Outcomes:
         packed = rows["packed"]
         self.state = packed & 7
         self.acked = (packed >> 3) & 1
-        self.attempts = packed >> 4
+        self.slow = (packed >> 4) & 1
+        self.attempts = packed >> 5
         self.submitted, self.started, self.began, self.finished = (
             np.ascontiguousarray(rows[k]) for k in ("submitted_at", "started_at", "began_at", "finished_at"))
         if by is None:
@@ -303,7 +305,7 @@ class _Outcomes:
         if until is not None:  # jobs submitted after the end of the period do not exist yet
             keep = self.submitted <= until
             if not keep.all():
-                for attr in ("state", "acked", "attempts", "submitted", "started", "began", "finished", "code"):
+                for attr in ("state", "acked", "slow", "attempts", "submitted", "started", "began", "finished", "code"):
                     setattr(self, attr, getattr(self, attr)[keep])
         self.final = self.state >= _I["succeeded"]
 
@@ -427,9 +429,13 @@ def sli(window: Any = "7D", by: str | None = "name", freq: Any = None, *, now: A
       `nbjobs.summary`; for earlier ends it is rebuilt from timestamps: jobs submitted by then
       whose first attempt had not started and that had not been cancelled (backoff waits
       between retries are not rebuilt).
+    - ``slow_runs``: runs whose last attempt was flagged slow while it ran (past twice the p95
+      runtime of its name's last 20 successes, see `nbjobs.policy.slow_threshold`);
+      ``slow_running``: jobs running now that are flagged slow (the period that ends at the
+      present only, like ``queue_depth``; 0 for earlier ones).
 
     Rates are NaN where their denominator is 0.  Groups with neither a run in the window nor a
-    waiting job do not appear; with ``freq`` every bucket of every group appears, empty or not.
+    waiting or slow running job do not appear; with ``freq`` every bucket of every group appears, empty or not.
 
     >>> nbjobs.sli()                                          # doctest: +SKIP
     >>> nbjobs.sli(window="24h", by=None, freq="1h").success_rate.plot()    # doctest: +SKIP
@@ -485,10 +491,14 @@ def sli(window: Any = "7D", by: str | None = "name", freq: Any = None, *, now: A
     dead_n = np.bincount(key[dead], minlength=size)
 
     depth = _queue_depth(o, nb, lo, step, end).reshape(size)
+    slow_runs = np.bincount(key[run & (o.slow == 1)], minlength=size)
+    slow_running = np.zeros(size, dtype=np.int64)
     if live:  # the period ending now: the live states, retrying included
         waiting = np.isin(o.state, [_I["waiting"], _I["queued"], _I["retrying"]])
         now_depth = np.bincount(o.code[waiting], minlength=groups)
         depth.reshape(groups, nb)[:, -1] = now_depth
+        slow_now = (o.state == _I["running"]) & (o.slow == 1)
+        slow_running.reshape(groups, nb)[:, -1] = np.bincount(o.code[slow_now], minlength=groups)
 
     frame = pd.DataFrame({
         "runs": runs, "succeeded": counts["succeeded"], "failed": counts["failed"],
@@ -498,13 +508,14 @@ def sli(window: Any = "7D", by: str | None = "name", freq: Any = None, *, now: A
         "p95_queue_wait_s": wq[:, 0], "mean_queue_wait_s": _ratio(wait_sum, n_started),
         "retries_per_run": _ratio(retries, runs), "dead_letters": dead_n,
         "dead_letter_rate": _ratio(dead_n, runs), "queue_depth": depth,
+        "slow_runs": slow_runs, "slow_running": slow_running,
     }).astype(SLI_DTYPES)
     frame.index = _sli_index(o.labels, by, nb, lo, step)
     if step is None and by is not None:
-        frame = frame[(frame.runs > 0) | (frame.queue_depth > 0)]
+        frame = frame[(frame.runs > 0) | (frame.queue_depth > 0) | (frame.slow_running > 0)]
     elif step is not None and by is not None:
-        per_group = frame.groupby(level=0, sort=False)[["runs", "queue_depth"]].transform("sum")
-        frame = frame[(per_group.runs > 0) | (per_group.queue_depth > 0)]
+        per_group = frame.groupby(level=0, sort=False)[["runs", "queue_depth", "slow_running"]].transform("sum")
+        frame = frame[(per_group.runs > 0) | (per_group.queue_depth > 0) | (per_group.slow_running > 0)]
     return frame
 
 

@@ -3,7 +3,9 @@
 **Webhooks.**  A job submitted with ``notify=URL`` (``--notify URL``), or any job of a home with a
 default webhook (``nbjobs notify-default URL``), gets a JSON POST when it ends (``notify_on="all"``:
 on every state change; ``notify_on="failure"``: only when it failed or timed out, i.e. became a dead
-letter; the choice is `policy.notify_wanted`).  The row to send is written to the ``outbox`` table *in the same SQLite
+letter; the choice is `policy.notify_wanted`), and a ``job.slow`` POST when a running attempt is
+flagged slow (it ran past its name's usual runtime, `policy.slow_threshold`; once per attempt;
+``job.slow_after`` is the threshold in seconds).  The row to send is written to the ``outbox`` table *in the same SQLite
 transaction* that records the state change (a transactional outbox), so no ending is lost and
 none is announced that did not happen.  Workers deliver due rows (`deliver_due`): at least once,
 retried with exponential backoff and full jitter (`policy.backoff`) until a 2xx answer or
@@ -114,6 +116,8 @@ def build_body(row: dict[str, Any]) -> bytes:
                                         "submitted_at", "started_at", "finished_at")}
     snapshot.update(duration=(finished - started) if started and finished else None, error=error,
                     tags=job.get("tags") or [], schedule=job.get("schedule"), at=job.get("at"))
+    if row["event"] == "slow":  # a running attempt past its name's usual runtime (seconds)
+        snapshot["slow_after"] = job.get("slow_after")
     body = {"delivery_id": row["id"], "event": f"job.{row['event']}", "sent_at": row["created_at"],
             "job": snapshot}
     return json.dumps(body, sort_keys=True).encode()

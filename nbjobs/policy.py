@@ -224,3 +224,44 @@ def parse_duration(text: Any, what: str = "duration") -> float:
     if not math.isfinite(seconds) or seconds <= 0 or seconds > 100 * 365 * 86400:
         raise BadInput(f"{what} must be more than 0 and at most 100 years, not {text!r}")
     return seconds
+
+
+# --- slow runs -----------------------------------------------------------------------------------------
+#: a running attempt is slow past SLOW_FACTOR x the SLOW_QUANTILE of its name's last SLOW_HISTORY
+#: successful runtimes, given at least SLOW_MIN_RUNS of them, and never before SLOW_FLOOR seconds
+SLOW_FACTOR = 2.0
+SLOW_QUANTILE = 0.95
+SLOW_HISTORY = 20
+SLOW_MIN_RUNS = 10
+SLOW_FLOOR = 1.0
+
+
+def quantile(values: Iterable[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` by numpy's default ``'linear'`` method (position
+    ``(n - 1) * q`` of the sorted values, interpolated), without numpy.
+
+    >>> quantile([1, 2, 3, 4], 0.5), quantile([5.0], 0.95)
+    (2.5, 5.0)
+    """
+    v = sorted(float(x) for x in values)
+    if not v:
+        raise ValueError("quantile of no values")
+    pos = (len(v) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def slow_threshold(runtimes: Iterable[float], factor: float = SLOW_FACTOR, q: float = SLOW_QUANTILE,
+                   min_runs: int = SLOW_MIN_RUNS, floor: float = SLOW_FLOOR) -> float | None:
+    """Seconds after which a running attempt is *slow*, from the runtimes of its name's last
+    successful runs (newest first; the first `SLOW_HISTORY` count): ``factor`` x their ``q``
+    quantile, at least ``floor``; None (never slow) with fewer than ``min_runs`` of them.
+
+    >>> slow_threshold([3.0] * 9) is None, slow_threshold([3.0] * 10), slow_threshold([0.1] * 12)
+    (True, 6.0, 1.0)
+    """
+    recent = [float(r) for r in list(runtimes)[:SLOW_HISTORY] if r is not None and r >= 0]
+    if len(recent) < min_runs:
+        return None
+    return max(floor, factor * quantile(recent, q))

@@ -17,6 +17,12 @@ Time zones and DST.  Schedules follow the wall clock of their zone:
 - a wall time that happens twice (fall back; ``30 1 * * *`` in America/New_York on 2025-11-02)
   fires once, at its first occurrence (01:30 EDT, 05:30 UTC).
 
+The slot inside the notebook: a fired job whose notebook has a ``parameters`` cell (a cell job
+always has one) gets `SLOT_PARAMETER` (``nbjobs_scheduled_for``), its slot in ISO 8601 with the
+zone's offset, so a nightly report knows which day it reports.  `backfill` runs given past slots,
+each with its own slot time and the slot's idempotency key (a slot never runs twice, however
+often it is backfilled or whether it fired).
+
 Missed slots (no worker ran, the machine slept): a slot is *late* when the firer sees it more
 than `MISFIRE_GRACE` seconds after its time.  The misfire policy decides: ``skip`` (record them,
 run nothing), ``once`` (run one job for the newest missed slot), ``all`` (run each missed slot,
@@ -286,13 +292,47 @@ def idem_key(name: str, slot: float) -> str:
     return f"schedule:{name}:{int(slot)}"
 
 
-def job_spec(schedule: dict[str, Any], slot: float | None) -> dict[str, Any]:
+#: the parameter that tells a fired job its slot (ISO 8601 in the schedule's zone)
+SLOT_PARAMETER = "nbjobs_scheduled_for"
+
+
+def slot_iso(t: float, tz: str) -> str:
+    """A slot as ISO 8601 with its zone's offset, as `SLOT_PARAMETER` carries it.
+
+    >>> slot_iso(1741505400.0, "America/New_York")
+    '2025-03-09T03:30:00-04:00'
+    """
+    return datetime.fromtimestamp(t, _zone(tz)).isoformat(timespec="seconds")
+
+
+def takes_parameters(spec: dict[str, Any]) -> bool:
+    """Whether the job of ``spec`` has a parameters cell: a cell job always does; a notebook job
+    when a cell of its notebook is tagged ``parameters`` (read now: the notebook may have changed
+    since the schedule was added; an unreadable one gets none and fails on its own)."""
+    if spec.get("kind") != "notebook":
+        return True
+    import json
+
+    try:
+        with open(spec["notebook"], encoding="utf-8") as f:
+            cells = json.load(f).get("cells") or []
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return False
+    return any("parameters" in ((c.get("metadata") or {}).get("tags") or []) for c in cells if isinstance(c, dict))
+
+
+def job_spec(schedule: dict[str, Any], slot: float | None, now: float | None = None) -> dict[str, Any]:
     """The spec of the job one fire submits: the schedule's spec, linked to it (``options``
-    ``schedule`` and ``slot``) with the slot's idempotency key (none for run-now)."""
+    ``schedule`` and ``slot``) with the slot's idempotency key (none for run-now).  When the job
+    has a parameters cell it gets `SLOT_PARAMETER`, the slot in ISO 8601 with its zone (run-now:
+    ``now``), so a nightly report knows which day it reports."""
     spec = dict(schedule["spec"])
     spec["options"] = dict(spec.get("options") or {}, schedule=schedule["name"], slot=slot)
     spec["name"] = spec.get("name") or schedule["name"]
     spec["idem_key"] = idem_key(schedule["name"], slot) if slot is not None else None
+    if takes_parameters(spec):
+        when = slot if slot is not None else (time.time() if now is None else now)
+        spec["parameters"] = dict(spec.get("parameters") or {}, **{SLOT_PARAMETER: slot_iso(when, schedule["tz"])})
     return spec
 
 
@@ -385,10 +425,81 @@ def run_now(store, name: str, actor: str) -> str:
     return ids[0]
 
 
+# --- backfill -------------------------------------------------------------------------------------------------
+#: most slots one backfill runs unless told otherwise
+BACKFILL_LIMIT = 100
+
+
+def parse_when(text: Any, tz: str, what: str, end: bool = False) -> float:
+    """Epoch seconds of a ``--from``/``--to`` value: ``2025-03-01`` (a day in the schedule's zone: its
+    start, or with ``end`` its last instant, so a day given as ``--to`` is included), an ISO 8601
+    time (``2025-03-01T06:30``, in the schedule's zone unless it has an offset) or epoch seconds.
+
+    >>> parse_when("2025-03-09", "America/New_York", "--from")
+    1741496400.0
+    >>> round(parse_when("2025-03-09", "UTC", "--to", end=True) - parse_when("2025-03-09", "UTC", "--from"), 3)
+    86399.999
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    value = str(text).strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"{what} {text!r} is not a date or time; write it like 2025-03-01 or 2025-03-01T06:30 "
+                       "(in the schedule's time zone unless it has an offset like +01:00)") from None
+    day_only = len(value) == 10
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_zone(tz))
+    if day_only and end:
+        nxt = (parsed.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=parsed.tzinfo)
+        return nxt.timestamp() - 0.001
+    return parsed.timestamp()
+
+
+def backfill_slots(schedule: dict[str, Any], start: float, end: float, now: float,
+                   limit: int = BACKFILL_LIMIT) -> list[float]:
+    """The schedule's slots ``start <= slot <= end``, oldest first; `BadInput` for a range that ends
+    in the future, is empty the wrong way round, or holds more than ``limit`` slots."""
+    if end < start:
+        raise BadInput("--to is before --from; give the earlier time first")
+    if end > now:
+        raise BadInput("backfill runs past slots only; give a --to that is not later than now")
+    slots = slots_between(schedule["cron"], schedule["tz"], start - 1e-6, end, limit=limit + 1)
+    if len(slots) > limit:
+        raise BadInput(f"more than {limit} slots of {schedule['cron']!r} lie in that range; narrow it, or raise "
+                       f"--limit to run them all")
+    return slots
+
+
+def backfill(store, name: str, start: float, end: float, actor: str, now: float | None = None,
+             limit: int = BACKFILL_LIMIT) -> list[tuple[float, str, bool]]:
+    """Run the past slots ``start <= slot <= end`` of schedule ``name``, each a job with its own
+    slot time (`SLOT_PARAMETER`) and the slot's idempotency key, like a fire's: a slot that fired or
+    was backfilled before gets no second job, so a backfill can be repeated.  The schedule's
+    ``last_slot`` does not move.  Returns ``(slot, job ID, created)`` per slot, oldest first."""
+    from .job import new_id
+
+    now = time.time() if now is None else now
+    schedule = store.get_schedule(name)
+    fires = []
+    for slot in backfill_slots(schedule, start, end, now, limit):
+        spec = job_spec(schedule, slot)
+        spec["id"] = new_id()
+        spec["note"] = "backfill"
+        fires.append((slot, spec))
+    return store.backfill_schedule(name, fires, actor, now) if fires else []
+
+
 # --- text: nbjobs/text.py (re-exported here, where they were) ------------------------------------------------
 from .text import schedule_text, schedules_table  # noqa: E402
 
 
 __all__ = ["check_cron", "check_tz", "check_name", "next_fire", "next_fires", "slots_between", "misfire_plan",
-           "overlap_plan", "plan", "fire_due", "tick", "run_now", "fmt_slot", "MISFIRE_POLICIES",
+           "overlap_plan", "plan", "fire_due", "tick", "run_now", "fmt_slot", "slot_iso", "SLOT_PARAMETER",
+           "takes_parameters", "job_spec", "backfill", "backfill_slots", "parse_when", "MISFIRE_POLICIES",
            "OVERLAP_POLICIES", "schedule_text", "schedules_table"]

@@ -150,6 +150,8 @@ def state_text(r: JobRecord) -> str:
         out += f" ({r.reason})"
     if r.state == State.RUNNING and r.progress_total:
         out += f" {r.progress_done}/{r.progress_total}"
+    if r.state == State.RUNNING and r.slow:
+        out += " (slow)"
     if r.state == State.RETRYING and r.run_at:
         out += f" ({retry_in(r)})"
     return out
@@ -199,6 +201,15 @@ def receipt_text(r: JobRecord, now: float | None = None) -> str:
         parts.append("cancel requested")
     err = error_line(r)
     return f"{r.short_id} {r.name}: " + ", ".join(parts) + (f" - {err}" if err else "")
+
+
+def slow_text(r: JobRecord) -> str:
+    """Why a run is flagged slow: ``running past 6.0s (2x the p95 of its last successes), flagged 14:03:07``."""
+    from .policy import SLOW_FACTOR, SLOW_QUANTILE
+
+    when = "running" if r.state == State.RUNNING else "ran"
+    return (f"{when} past {fmt_duration(r.slow_after, precise=True)} ({SLOW_FACTOR:g}x the p{SLOW_QUANTILE * 100:g} "
+            f"of its last successes), flagged {fmt_time(r.slow_at)}")
 
 
 def names_and_types(values: dict[str, Any]) -> str:
@@ -251,6 +262,12 @@ def job_detail(job: Any) -> str:
         lines.append(f"key:        {r.idem_key}")
     if r.output_path:
         lines.append(f"output:     {r.output_path}")
+    if r.report_path:
+        lines.append(f"report:     {r.report_path}")
+    elif r.options.get("report") and r.state == State.SUCCEEDED:
+        lines.append(f"report:     not rendered yet (its worker renders it; `nbjobs report {r.short_id}` does it now)")
+    if r.slow:
+        lines.append(f"slow:       {slow_text(r)}")
     if r.state == State.RETRYING and r.run_at:
         lines.append(f"next try:   {fmt_time(r.run_at)} ({retry_in(r)})")
     if r.options.get("secrets"):
@@ -418,6 +435,106 @@ def summary_text(home: Path | str | None = None) -> str:
     return f"{Path(home) if home else config.home()}: {jobs}; {who}{notes}"
 
 
+# --- two runs compared (nbjobs.compare) ---------------------------------------------------------------------
+def fmt_value(v: Any, limit: int = 40) -> str:
+    """A recorded value in one short cell (``{"$type", "repr"}`` stand-ins as their repr).
+
+    >>> fmt_value(0.123456789), fmt_value({"$type": "DataFrame", "repr": "   x\\n0  1"})
+    ('0.123457', 'DataFrame: x 0 1')
+    """
+    if isinstance(v, dict) and set(v) == {"$type", "repr"}:
+        text = f"{v['$type']}: {' '.join(v['repr'].split())}"
+    elif isinstance(v, float):
+        text = f"{v:.6g}"
+    else:
+        text = json.dumps(v) if not isinstance(v, str) else v
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def fmt_delta(d: float | None, a: Any = None) -> str:
+    """``+29`` or ``-0.1 (-20%)``: a difference, relative to ``a`` when that is a non-zero number.
+
+    >>> fmt_delta(29, 91), fmt_delta(-0.1, 0.5), fmt_delta(None)
+    ('+29 (+31.9%)', '-0.1 (-20%)', '')
+    """
+    if d is None:
+        return ""
+    text = f"{d:+.6g}"
+    if isinstance(a, (int, float)) and not isinstance(a, bool) and a:
+        text += f" ({d / abs(a) * 100:+.3g}%)"
+    return text
+
+
+def _side_line(label: str, s: dict[str, Any]) -> str:
+    return (f"{label}: {s['short_id']}  {s['name']}  {s['state']}  attempt {s['attempt']}  "
+            f"{fmt_duration(s['runtime_s'], precise=True)}")
+
+
+def comparison_text(d: dict[str, Any]) -> str:
+    """Two runs compared (`nbjobs.comparison.Comparison.to_dict`) as text: ``nbjobs compare A B``."""
+    lines = [_side_line("a", d["a"]), _side_line("b", d["b"])]
+    differ = d["parameters"]["differ"]
+    same = d["parameters"]["same"]
+    if differ:
+        lines.append("parameters that differ:")
+        lines += ["  " + line for line in table(("NAME", "A", "B"), (
+            (k, fmt_value(v["a"]) if "a" in v["in"] else "-", fmt_value(v["b"]) if "b" in v["in"] else "-")
+            for k, v in differ.items())).splitlines()]
+        if same:
+            lines.append(f"  (the same: {', '.join(same)})")
+    else:
+        lines.append(f"parameters: the same ({', '.join(same) or 'none'})")
+    outs = d["outputs"]
+    if outs:
+        lines.append("outputs:")
+        lines += ["  " + line for line in table(("NAME", "A", "B", "DELTA", ""), (
+            (k, fmt_value(v["a"]) if "a" in v["in"] else "-", fmt_value(v["b"]) if "b" in v["in"] else "-",
+             fmt_delta(v["delta"], v["a"]), "same" if v["same"] else "differs" if len(v["in"]) == 2 else "")
+            for k, v in outs.items())).splitlines()]
+    else:
+        lines.append("outputs: none recorded")
+    c = d["code"]
+    lines.append(f"code:       the same ({c['a']})" if c["same"] else f"code:       differs: {c['a']} | {c['b']}")
+    vers = d["versions"]
+    diff_v = {k: v for k, v in vers.items() if not v["same"]}
+    same_v = ", ".join(f"{k} {v['a']}" for k, v in vers.items() if v["same"] and v["a"] is not None)
+    if diff_v:
+        lines.append("versions:   differ: " + ", ".join(f"{k} {v['a']} | {v['b']}" for k, v in diff_v.items()))
+        if same_v:
+            lines.append(f"            the same: {same_v}")
+    else:
+        lines.append(f"versions:   the same ({same_v})")
+    if d["cells"]:
+        lines.append("cells (seconds):")
+        lines += ["  " + line for line in table(("CELL", "A", "B", "DELTA", "SOURCE"), (
+            (str(x["cell"]), "-" if x["a_s"] is None else f"{x['a_s']:.3f}", "-" if x["b_s"] is None else f"{x['b_s']:.3f}",
+             "" if x["delta_s"] is None else f"{x['delta_s']:+.3f}", x["source"]) for x in d["cells"])).splitlines()]
+    else:
+        lines.append("cells:      (an output notebook is missing)")
+    first = d["first_difference"]
+    if first:
+        lines.append(f"first text difference: cell {first['cell']}  {first['source']}")
+        for label in ("a", "b"):
+            text = first[label]
+            body = "(no such cell)" if text is None else (text or "(no text output)")
+            shown = body.splitlines() or [""]
+            lines.append(f"  {label}: {shown[0]}")
+            lines += [f"     {t}" for t in shown[1:8]]
+    elif d["cells"]:
+        lines.append("first text difference: none (every cell printed the same)")
+    for label in ("a", "b"):
+        f = d["failed"].get(label)
+        if f:
+            where = f" at cell {f['cell']} ({f['source']})" if f["cell"] is not None and f["source"] else (
+                f" at cell {f['cell']}" if f["cell"] is not None else "")
+            err = f": {f['error_type']}: {first_line(f['error_message'], 200)}" if f["error_type"] else ""
+            lines.append(f"{label} {f['state']}{where}{err}")
+    if not any(d["failed"].values()):
+        lines.append("failed:     neither")
+    return "\n".join(lines)
+
+
 # --- schedules ---------------------------------------------------------------------------------------------
 def _fmt_local(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
@@ -451,7 +568,16 @@ def schedules_table(rows: list[dict[str, Any]]) -> str:
                    ", ".join(d.get("next_local") or []) or "-") for d in rows))
 
 
+
+def backfill_table(rows: list[dict[str, Any]]) -> str:
+    """The ``nbjobs schedule backfill`` table (rows as `nbjobs.schedule_backfill` returns them)."""
+    if not rows:
+        return "no slot of the schedule lies in that range"
+    return table(("SLOT", "JOB", ""), ((b["scheduled_for"], b["job"].short_id, "submitted" if b["created"] else
+                                       "exists (ran or runs already)") for b in rows))
+
+
 __all__ = ["fmt_time", "fmt_duration", "elapsed", "table", "first_line", "error_line", "state_text", "jobs_table",
            "dead_letter_rows", "dead_letters_table", "receipt_text", "job_detail", "summary_text", "names_and_types",
            "schedule_text", "schedules_table", "group_detail", "group_logs", "cancel_line", "value_text",
-           "group_counts_text"]
+           "group_counts_text", "slow_text", "comparison_text", "fmt_value", "fmt_delta", "backfill_table"]

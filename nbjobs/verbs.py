@@ -186,6 +186,9 @@ JOB_OPTIONS = (
     arg("--notify", metavar="URL", sides=ALL, help="POST a JSON body to this http(s) URL when the job ends"),
     arg("--notify-on", choices=NOTIFY_ON, sides=ALL,
         help="end (final states, default), all (every state change) or failure (only failed or timed out)"),
+    arg("--report", choices=("html",), sides=ALL,
+        help="html: once the job succeeded, its worker renders the output notebook to a standalone HTML page in "
+             "the run folder (nbjobs show and the panel link to it)"),
     arg("--wait", action="store_true", sides=(CLI,), help="wait for the job to end; exit 0 if it succeeded, else 1"),
     arg("--wait", action="store_true", sides=(MAGIC, CELL), help="block until the job ends, then show its result"),
     arg("--timeout-wait", type=float, metavar="S", sides=(CLI,), help="with --wait: give up after S seconds"),
@@ -217,7 +220,8 @@ def job_kwargs(a: argparse.Namespace) -> dict[str, Any]:
                 key=a.key, cell_timeout=a.cell_timeout, start_worker=not a.no_worker, secrets=a.secret,
                 retry_on=a.retry_on, infra_retries=a.infra_retries, backoff=backoff or None,
                 after=a.after or None, after_any=a.after_any, notify=a.notify,
-                notify_on=a.notify_on, concurrency_key=a.concurrency_key, max_running=a.max_running)
+                notify_on=a.notify_on, concurrency_key=a.concurrency_key, max_running=a.max_running,
+                report=a.report)
 
 
 #: a sweep's parameters: the options of `PARAM_OPTIONS`, each value a list of values
@@ -278,6 +282,8 @@ _SCHEDULE_ACTIONS = (
              arg("--notify", metavar="URL", help="POST a JSON body to this http(s) URL when a fired job ends"),
              arg("--notify-on", choices=NOTIFY_ON,
                  help="end (final states, default), all (every state change) or failure (only failed or timed out)"),
+             arg("--report", choices=("html",), help="html: render each fired job's output notebook to an HTML page "
+                                                     "once it succeeded"),
              NO_WORKER, _json("print the schedule as JSON"))),
     Verb("ls", "list schedules with their next three run times", "", ("schedule ls",),
          args=(_json("print a JSON list"),)),
@@ -289,6 +295,17 @@ _SCHEDULE_ACTIONS = (
     Verb("rm", "remove a schedule (its jobs stay)", "NAME", ("schedule rm daily-report",), args=(_SCHEDULE_NAME,)),
     Verb("run-now", "submit one job of the schedule now and print its ID", "NAME",
          ("schedule run-now daily-report",), args=(_SCHEDULE_NAME, NO_WORKER)),
+    Verb("backfill", "run past slots, each as a job with its own slot time (nbjobs_scheduled_for); a slot that "
+                     "ran before is not run again", "NAME --from WHEN --to WHEN",
+         ("schedule backfill daily-report --from 2025-03-01 --to 2025-03-07",), args=(
+             _SCHEDULE_NAME,
+             arg("--from", dest="start", required=True, metavar="WHEN",
+                 help="first slot: a day (2025-03-01, in the schedule's time zone), a time (2025-03-01T06:30, "
+                      "offsets like +01:00 allowed) or epoch seconds"),
+             arg("--to", dest="end", required=True, metavar="WHEN",
+                 help="last slot, included (a day means the whole day); not later than now"),
+             arg("--limit", type=int, default=100, help="most slots to run (default 100)"),
+             NO_WORKER, _json("print a JSON list: slot, scheduled_for, job, created"))),
 )
 
 # --- the verbs --------------------------------------------------------------------------------------------
@@ -365,6 +382,20 @@ VERBS: tuple[Verb, ...] = (
     Verb("retry", "run failed, timed-out or cancelled jobs again under the same ID (a group: those of its jobs)",
          "ID... [--no-worker]",
          ("retry 8f3a2c",), args=(IDS, NO_WORKER)),
+    Verb("compare", "compare two runs: parameters that differ, outputs (numbers with their delta), code and "
+                    "versions, cell durations, the first cell whose output differs, which one failed where",
+         "A B", ("compare 8f3a2c 91bc04", "compare 8f3a2c 91bc04 --json"), magic_examples=("compare 8f3a2c 91bc04",),
+         magic_help="compare two runs (a table in the notebook; .to_dict() for code)", args=(
+             arg("a", help="first job: ID or unique prefix"), arg("b", help="second job: ID or unique prefix"),
+             _json("print the comparison as one JSON object"))),
+    Verb("report", "render a job's output notebook to a standalone HTML page (nbconvert) and print its path",
+         "ID [--no-input] [-o FILE] [--attempt N]",
+         ("report 8f3a2c", "report 8f3a2c --no-input -o q3-report.html"),
+         magic_help="render a job's output notebook to a standalone HTML page; returns its path", args=(
+             ID, arg("--no-input", action="store_true", help="leave the code out: outputs and markdown only"),
+             arg("-o", "--output", metavar="FILE", help="where to write it (default: report.html, or "
+                                                        "report-no-input.html, in the attempt's run folder)"),
+             arg("--attempt", type=int, help="attempt number (default: the latest with an output notebook)"))),
     Verb("dlq", "dead letters (failed or timed-out jobs with no retry left): list, ack or purge them",
          "[ls | ack ID... | purge [--older-than D]]",
          ("dlq", "retry 8f3a2c            # re-drive one", "dlq ack 8f3a2c", "dlq purge --older-than 7d"), args=(
@@ -403,9 +434,10 @@ VERBS: tuple[Verb, ...] = (
                  help="serve the Prometheus metrics at http://127.0.0.1:PORT/metrics (this machine only) until Ctrl-C"),
              arg("--port", type=int, default=9464, sides=(CLI,),
                  help="port for --serve (default 9464; 0 picks a free one)"))),
-    Verb("schedule", "cron schedules: add, ls, show, pause, resume, rm, run-now (each fire submits an ordinary job)",
+    Verb("schedule", "cron schedules: add, ls, show, pause, resume, rm, run-now, backfill (each fire submits an "
+                     "ordinary job)",
          "add NAME CRON NOTEBOOK|-c CODE [options] | ls | show NAME | pause NAME | resume NAME | rm NAME "
-         "| run-now NAME",
+         "| run-now NAME | backfill NAME --from WHEN --to WHEN",
          ('schedule add daily-report "30 6 * * 1-5" report.ipynb -p n 7 --tz Europe/Berlin', "schedule ls",
           "schedule show daily-report", "schedule run-now daily-report",
           "{cmd} schedule pause daily-report; {cmd} schedule resume daily-report; {cmd} schedule rm daily-report"),

@@ -20,6 +20,10 @@ alive for the home, so the user's choice of executor is never bypassed.  A worke
 keep failing to start (`KERNEL_LOST_LIMIT` in a row) stops claiming for a while and says why
 (`nbjobs ls`, the panel's header and its log) instead of burning every queued job's budget.
 
+Beside the hot path: every `SLOW_EVERY` seconds the loop flags, once per attempt, a running attempt
+past its name's slow threshold (`policy.slow_threshold`, `Store.mark_slow`); and a job that asked for
+a report (``--report html``) is handed, once it succeeded, to a `nbjobs.reports.Reporter` thread.
+
 >>> Worker.__doc__ is not None
 True
 """
@@ -53,6 +57,8 @@ AUTOSTART_SETTLE = 0.5  # an auto-started worker claims nothing this long after 
 AUTOSTART_SCAN = 10.0  # ... and looks for explicit workers still starting (in /proc) this long, then on submits
 KERNEL_LOST_LIMIT = 5  # kernels lost in a row before a worker stops claiming for a while
 KERNEL_LOST_PAUSE = 30.0  # ... first for this long, doubling (to 10 minutes) while it goes on
+SLOW_EVERY = 0.5  # seconds between two looks for running attempts past their slow threshold
+SLOW_CACHE = 60.0  # seconds a name's slow threshold (from its recent successes) is reused
 
 
 
@@ -72,8 +78,12 @@ def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str | None:
     return data.decode(errors="replace") or None
 
 class _Running:
-    def __init__(self, handle: Handle, timeout: float | None):
+    def __init__(self, handle: Handle, timeout: float | None, name: str = "", report: str | None = None):
         self.handle = handle
+        self.name = name
+        self.report = report                  # "html": render the output notebook once it succeeded
+        self.slow_after: float | None = None  # seconds after which it is slow (0 or None: no threshold yet)
+        self.slow = False                     # flagged (once per attempt)
         self.started = time.monotonic()
         self.timeout = timeout
         self.deadline = self.started + timeout if timeout else None
@@ -117,6 +127,8 @@ class Worker:
         self._explicit_seen = 0.0        # last check for an explicit worker (auto-started workers only)
         self._standing_down = False
         self._born = time.monotonic()
+        self._slow_thresholds: dict[str, tuple[float, float]] = {}  # name -> (looked up at, threshold or 0)
+        self._reporter = None  # the thread that renders HTML reports (nbjobs.reports), started on first use
         if threading.current_thread() is threading.main_thread():  # before registering: a stop is heard at once
             signal.signal(signal.SIGTERM, self._signal)
             signal.signal(signal.SIGINT, self._signal)
@@ -250,7 +262,7 @@ class Worker:
         actor = f"worker:{self.id}"
         started = 0
         self._wake = wake.listen(config.db_path(self.home))
-        last_beat = last_reclaim = last_cancel_check = last_claim = last_checkpoint = 0.0
+        last_beat = last_reclaim = last_cancel_check = last_claim = last_checkpoint = last_slow = 0.0
         last_retention = -RETENTION_EVERY  # apply the retention setting at start, whatever the uptime
         last_version = -1
         idle_since = time.monotonic()
@@ -282,6 +294,9 @@ class Worker:
                             self._request_stop(self.running[job_id], "cancelled")
                 self._poked = False
                 self._enforce_deadlines(now)
+                if self.running and now - last_slow >= SLOW_EVERY:
+                    last_slow = now
+                    self._check_slow(now)
                 if now - last_beat >= beat_every:
                     last_beat = now
                     store.heartbeat(self.id, self.lease)
@@ -349,7 +364,7 @@ class Worker:
             self.store.finish_attempt(rec.id, number, self.id, "runner_died",
                                       error={"type": type(exc).__name__, "message": f"could not start: {exc}"})
             return True
-        run = _Running(handle, rec.timeout)
+        run = _Running(handle, rec.timeout, rec.name, rec.options.get("report"))
         box.append(run)
         ready.set()
         self.running[rec.id] = run
@@ -419,9 +434,44 @@ class Worker:
                               f"{returncode} before reporting an outcome"}
         self._kernel_outcome(outcome)
         tail = log_tail(config.run_dir(h.job_id, self.home) / str(h.number) / "log.txt")
-        self.store.finish_attempt(h.job_id, h.number, self.id, outcome, error=error,
-                                  outputs=done.get("outputs") or (), output_path=done.get("output_path"),
-                                  log_tail=tail)
+        state = self.store.finish_attempt(h.job_id, h.number, self.id, outcome, error=error,
+                                          outputs=done.get("outputs") or (), output_path=done.get("output_path"),
+                                          log_tail=tail)
+        if state == "succeeded":  # its name's history grew: look its slow threshold up afresh
+            self._slow_thresholds.pop(run.name, None)
+        if state == "succeeded" and run.report and done.get("output_path"):
+            self._render_later(h.job_id, h.number, done["output_path"], run.name)
+
+    # --- slow runs and reports (beside the hot path) ------------------------------------------------
+    def _slow_threshold(self, name: str, now: float) -> float:
+        """The seconds after which an attempt of ``name`` is slow (0: none, too little history),
+        from its recent successes (`policy.slow_threshold`), looked up at most every `SLOW_CACHE` s
+        (and again after an attempt of that name succeeded here)."""
+        hit = self._slow_thresholds.get(name)
+        if hit is None or now - hit[0] >= SLOW_CACHE:
+            hit = (now, policy.slow_threshold(self.store.success_runtimes(name)) or 0.0)
+            self._slow_thresholds[name] = hit
+        return hit[1]
+
+    def _check_slow(self, now: float) -> None:
+        """Flag (once per attempt) every running attempt past its name's slow threshold."""
+        for run in self.running.values():
+            if run.slow or run.stop_reason is not None:
+                continue
+            if not run.slow_after:  # none yet (too little history): the cache makes asking again cheap
+                run.slow_after = self._slow_threshold(run.name, now)
+            if run.slow_after and now - run.started >= run.slow_after:
+                run.slow = True
+                self.store.mark_slow(run.handle.job_id, run.handle.number, self.id, run.slow_after)
+
+    def _render_later(self, job_id: str, number: int, output_path: str, title: str) -> None:
+        """Hand a succeeded attempt's output notebook to the report thread (`nbjobs.reports.Reporter`)."""
+        from .reports import Reporter
+
+        if self._reporter is None:
+            self._reporter = Reporter(self.home)
+            self._reporter.start()
+        self._reporter.put(job_id, number, output_path, title)
 
     def _request_stop(self, run: _Running, reason: str) -> None:
         if run.stop_reason is None:
@@ -451,6 +501,8 @@ class Worker:
                     self.store.release(run.handle.job_id, run.handle.number, self.id, "worker stopped")
             self.executor.shutdown()
         finally:
+            if self._reporter is not None:  # reports of attempts that just succeeded are rendered first
+                self._reporter.stop()
             if self._ticker is not None:
                 self._ticker.stop()
             if self.store is not None:

@@ -36,7 +36,7 @@ HISTORY_COLUMNS = ["id", "name", "kind", "state", "reason", "attempts", "priorit
 ATTEMPT_COLUMNS = ["id", "attempt", "name", "kind", "state", "outcome"] + [c for c in HISTORY_COLUMNS[4:] if c != "total_s"]
 SLI_COLUMNS = ["runs", "succeeded", "failed", "timed_out", "cancelled", "success_rate", "p50_runtime_s",
                "p95_runtime_s", "p99_runtime_s", "p95_queue_wait_s", "mean_queue_wait_s", "retries_per_run",
-               "dead_letters", "dead_letter_rate", "queue_depth"]
+               "dead_letters", "dead_letter_rate", "queue_depth", "slow_runs", "slow_running"]
 SLO_COLUMNS = ["objective", "runs", "bad", "sli", "budget_total", "budget_spent", "budget_remaining",
                "budget_remaining_ratio", "burn_5m", "burn_30m", "burn_1h", "burn_6h", "burn_24h", "burn_3d", "alert"]
 ERRORS = {"error": {"type": "ValueError", "message": "boom"}, "timeout": {"type": "Timeout", "message": "too slow"}}
@@ -179,7 +179,8 @@ def test_sli_exact_values_per_name(store):
     build_history(store)
     df = nbjobs.sli(window="7D", now=T0)
     assert list(df.columns) == SLI_COLUMNS and df.index.name == "name" and list(df.index) == ["a", "b", "c"]
-    counts = {"runs", "succeeded", "failed", "timed_out", "cancelled", "dead_letters", "queue_depth"}
+    counts = {"runs", "succeeded", "failed", "timed_out", "cancelled", "dead_letters", "queue_depth",
+              "slow_runs", "slow_running"}
     assert dict(df.dtypes.astype(str)) == {c: "int64" if c in counts else "float64" for c in SLI_COLUMNS}
     a = df.loc["a"]
     assert (a.runs, a.succeeded, a.failed, a.timed_out, a.cancelled) == (6, 3, 1, 1, 1)
@@ -572,3 +573,21 @@ def test_real_runs(home, worker, tmp_path):
     fams = parse(metrics.prometheus_text())
     assert fams["nbjobs_workers"][("nbjobs_workers", ())] == 1
     assert fams["nbjobs_attempts"][("nbjobs_attempts_total", (("name", "flaky"),))] == 2
+
+
+def test_sli_counts_slow_runs_and_slow_running_jobs(store):
+    from support.loaders import insert_rows
+
+    t0 = time.time()
+    row = dict(name="n", kind="cell", attempts=1, submitted_at=t0 - 100, started_at=t0 - 90)
+    insert_rows(store, [dict(row, state="succeeded", finished_at=t0 - 10, slow_at=t0 - 50),
+                        dict(row, state="failed", finished_at=t0 - 10, slow_at=t0 - 50),
+                        dict(row, state="succeeded", finished_at=t0 - 10),
+                        dict(row, state="running", slow_at=t0 - 50),
+                        dict(row, state="running"),
+                        dict(row, name="m", state="running", slow_at=t0 - 50)])
+    live = nbjobs.sli(window="7D")  # the present: running jobs count
+    assert (live.loc["n", "slow_runs"], live.loc["n", "slow_running"], live.loc["n", "runs"]) == (2, 1, 3)
+    assert (live.loc["m", "runs"], live.loc["m", "slow_running"]) == (0, 1)  # shown for its slow running job
+    past = nbjobs.sli(window="7D", now=t0)  # another moment: nothing is running "now" there
+    assert (past.loc["n", "slow_runs"], past.loc["n", "slow_running"]) == (2, 0) and "m" not in past.index

@@ -56,6 +56,8 @@ class RowView:
     can_cancel: bool = False
     can_retry: bool = False
     expanded: bool = False
+    slow: bool = False                # running past its name's usual runtime (`policy.slow_threshold`)
+    report_path: str | None = None    # the HTML report of its latest attempt
 
     @property
     def short_id(self) -> str:
@@ -104,7 +106,7 @@ def row_view(r: JobRecord, now: float | None = None, last_line: str = "", wait: 
         attempt=r.attempt_text, queued=fmt_time(r.submitted_at, now),
         started=fmt_time(r.started_at, now), elapsed=fmt_duration(elapsed(r, now)), ticking=ticking,
         note=note, note_is_error=bool(err), cancel_requested=bool(r.cancel_requested),
-        output_path=r.output_path)
+        output_path=r.output_path, slow=r.slow and r.state == State.RUNNING, report_path=r.report_path)
 
 
 # --- groups: one row per sweep, expanding to its jobs -----------------------------------------------------

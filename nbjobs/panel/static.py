@@ -45,6 +45,11 @@ def badge_html(state: str) -> str:
             f'display:inline-block;line-height:16px">{html.escape(state)}</span>')
 
 
+#: shown beside the state of a running job past its name's usual runtime
+SLOW_BADGE = (' <span class="nbjobs-slow" title="running longer than usual: past twice the p95 runtime of its '
+              'last successes" style="color:#9a6700;font-weight:600;font-size:11px">slow</span>')
+
+
 def _ellipsis(text: str, style: str = "") -> str:
     t = html.escape(text)
     return (f'<span title="{t}" style="display:block;overflow:hidden;text-overflow:ellipsis;'
@@ -85,7 +90,7 @@ def cell_html(v: RowView, column: str) -> str:
     if column == "name":
         return _ellipsis(v.name)
     if column == "state":
-        return badge_html(v.state)
+        return badge_html(v.state) + (SLOW_BADGE if v.slow else "")
     if column == "progress":
         return progress_html(v)
     if column == "note":
@@ -140,7 +145,112 @@ def row_render(v: RowView, columns: Sequence[str] = tuple(COLUMNS),
     out["open"] = open_html(v.output_path, href, copied, out["copy"])
     if v.group_size:  # a group's row: its logs button expands it to its jobs
         out["logs_label"] = "fold" if v.expanded else "jobs"
+    if v.report_path:
+        report_href = link(v.report_path)[0] if link else None
+        out["open"] += report_link_html(v.report_path, files_url(report_href) if report_href else None,
+                                        bool(out["open"]))
     return out
+
+
+def files_url(lab_url: str) -> str:
+    """The URL that serves a file as it is (``/files/...``) from the one that opens it in JupyterLab
+    (``/lab/tree/...``): a report opens as a page of its own.
+
+    >>> files_url("/user/ann/lab/tree/runs/report.html")
+    '/user/ann/files/runs/report.html'
+    """
+    head, sep, tail = lab_url.partition("lab/tree/")
+    return head + "files/" + tail if sep else lab_url
+
+
+def report_link_html(path: str, href: str | None, after: bool = False) -> str:
+    """The row's link to the HTML report (opens in a new tab), or its path where no link can be made.
+
+    >>> report_link_html("/r/report.html", "/files/r/report.html")[:62]
+    '<a class="nbjobs-report" href="/files/r/report.html" target="_'
+    """
+    p = html.escape(path)
+    sep = " &middot; " if after else ""
+    if href:
+        return (f'{sep}<a class="nbjobs-report" href="{html.escape(href)}" target="_blank" rel="noopener" title="{p}" '
+                f'style="color:var(--jp-content-link-color,#0969da);text-decoration:underline">report</a>')
+    return f'{sep}<code class="nbjobs-report-path" title="{p}" style="user-select:all;font-size:10px">report: {p}</code>'
+
+
+# --- two runs compared (nbjobs.compare) ---------------------------------------------------------------------
+def _h(v: Any) -> str:
+    return html.escape(str(v))
+
+
+def comparison_html(d: dict[str, Any]) -> str:
+    """Two runs compared (`nbjobs.comparison.Comparison.to_dict`) as HTML tables: what
+    ``nbjobs.compare(a, b)`` shows in a notebook."""
+    from ..text import fmt_delta, fmt_duration, fmt_value, first_line
+
+    def tbl(head: Sequence[str], rows: list[Sequence[str]], cls: str) -> str:
+        th = "".join(f"<th style='text-align:left'>{h}</th>" for h in head)
+        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in r) + "</tr>" for r in rows)
+        return f"<table class='{cls}' style='font-size:12px'><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+    def side(label: str, s: dict[str, Any]) -> list[str]:
+        return [label, f"<code title='{_h(s['id'])}'>{_h(s['short_id'])}</code>", _h(s["name"]), badge_html(s["state"]),
+                str(s["attempt"]), _h(fmt_duration(s["runtime_s"], precise=True))]
+
+    parts = ["<div class='nbjobs-compare'>",
+             tbl(("", "ID", "name", "state", "attempt", "runtime"), [side("a", d["a"]), side("b", d["b"])],
+                 "nbjobs-compare-runs")]
+    differ, same = d["parameters"]["differ"], d["parameters"]["same"]
+    parts.append("<h4 style='margin:8px 0 2px'>parameters that differ</h4>")
+    if differ:
+        parts.append(tbl(("name", "a", "b"), [
+            (_h(k), _h(fmt_value(v["a"])) if "a" in v["in"] else "-", _h(fmt_value(v["b"])) if "b" in v["in"] else "-")
+            for k, v in differ.items()], "nbjobs-compare-parameters"))
+    else:
+        parts.append("<p>none</p>")
+    if same:
+        parts.append(f"<p style='color:#57606a'>the same: {_h(', '.join(same))}</p>")
+    parts.append("<h4 style='margin:8px 0 2px'>outputs</h4>")
+    outs = d["outputs"]
+    if outs:
+        parts.append(tbl(("name", "a", "b", "delta", ""), [
+            (_h(k), _h(fmt_value(v["a"])) if "a" in v["in"] else "-", _h(fmt_value(v["b"])) if "b" in v["in"] else "-",
+             _h(fmt_delta(v["delta"], v["a"])), "same" if v["same"] else "<b>differs</b>" if len(v["in"]) == 2 else "")
+            for k, v in outs.items()], "nbjobs-compare-outputs"))
+    else:
+        parts.append("<p>none recorded</p>")
+    c = d["code"]
+    rows = [("code hash", _h(c["a"]), _h(c["b"]), "same" if c["same"] else "<b>differs</b>")]
+    rows += [(_h(k), _h(v["a"]), _h(v["b"]), "same" if v["same"] else "<b>differs</b>") for k, v in d["versions"].items()]
+    parts += ["<h4 style='margin:8px 0 2px'>code and versions</h4>",
+              tbl(("", "a", "b", ""), rows, "nbjobs-compare-versions")]
+    first = d["first_difference"]
+    parts.append("<h4 style='margin:8px 0 2px'>first cell whose text output differs</h4>")
+    if first:
+        def pre(text: str | None) -> str:
+            body = "(no such cell)" if text is None else (text or "(no text output)")
+            return f"<pre style='margin:0;font-size:11px;max-height:160px;overflow:auto'>{_h(body)}</pre>"
+        parts.append(f"<p>cell {first['cell']}: <code>{_h(first['source'])}</code></p>"
+                     + tbl(("a", "b"), [(pre(first["a"]), pre(first["b"]))], "nbjobs-compare-first"))
+    else:
+        parts.append("<p>none</p>" if d["cells"] else "<p>(an output notebook is missing)</p>")
+    fails = []
+    for label in ("a", "b"):
+        f = d["failed"].get(label)
+        if f:
+            where = f" at cell {f['cell']}" if f["cell"] is not None else ""
+            src = f" (<code>{_h(f['source'])}</code>)" if f.get("source") else ""
+            err = f": {_h(f['error_type'])}: {_h(first_line(f['error_message'], 200))}" if f["error_type"] else ""
+            fails.append(f"<li><b>{label}</b> {badge_html(f['state'])}{where}{src}{err}</li>")
+    parts.append("<h4 style='margin:8px 0 2px'>failed</h4>"
+                 + (f"<ul style='margin:0'>{''.join(fails)}</ul>" if fails else "<p>neither</p>"))
+    if d["cells"]:
+        def sec(x: float | None) -> str:
+            return "-" if x is None else f"{x:.3f}"
+        parts += ["<h4 style='margin:8px 0 2px'>cell durations (seconds)</h4>",
+                  tbl(("cell", "a", "b", "delta", "source"), [
+                      (str(x["cell"]), sec(x["a_s"]), sec(x["b_s"]), "" if x["delta_s"] is None else f"{x['delta_s']:+.3f}",
+                       f"<code>{_h(x['source'])}</code>") for x in d["cells"]], "nbjobs-compare-cells")]
+    return "".join(parts) + "</div>"
 
 
 def header_html(summary: dict[str, Any] | None) -> str:
@@ -245,8 +355,8 @@ def table_text(records: Sequence[Any], now: float | None = None) -> str:
     if not records:
         return "no jobs yet; submit one with %%job or %job run NOTEBOOK"
     views = [item_view(r, now) for r in records]
-    return table(TEXT_HEAD, ((v.short_id, v.name[:30], v.kind, v.state, v.progress, v.attempt, v.queued, v.started,
-                              v.elapsed) for v in views))
+    return table(TEXT_HEAD, ((v.short_id, v.name[:30], v.kind, v.state + (" (slow)" if v.slow else ""), v.progress,
+                              v.attempt, v.queued, v.started, v.elapsed) for v in views))
 
 
 def table_html(records: Sequence[Any], now: float | None = None) -> str:

@@ -416,6 +416,9 @@ class _RowsView(watch.View):
         dest = dest_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', r.name)[:40]}-{r.short_id}-{r.attempts}.ipynb"
         copy_for_user(r.output_path, dest)
         self._copies[r.output_path] = str(dest)
+        if r.report_path and Path(r.report_path).exists():  # its HTML report goes along, and is linked too
+            shutil.copyfile(r.report_path, dest.with_suffix(".html"))
+            self._copies[r.report_path] = str(dest.with_suffix(".html"))
         self._cache.pop(job_id, None)
         href = self._link(r.output_path)[0]
         where = os.path.relpath(dest)

@@ -16,6 +16,7 @@ One `Store` object answers for all of it; its methods live in one module per con
 ``queue.py``        claim, heartbeat, progress, finish, release, reclaim
 ``retention.py``    dead letters, pruning, settings
 ``history.py``      bulk reads for metrics
+``slow.py``         slow runs: recent runtimes of a name, the flag on a running attempt
 ``search.py``       full-text search of the job history (``jobs_fts``, built in migration v8)
 ``dependencies.py`` waiting jobs moved on by `job.dependency_outcome`
 ``outbox.py``       webhook deliveries
@@ -54,11 +55,12 @@ from .retention import RetentionMixin
 from .schedules import SchedulesMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .search import SearchMixin
+from .slow import SlowMixin
 from .workers import WorkersMixin
 
 
 class Store(ConnMixin, RecordsMixin, JobsMixin, QueueMixin, RetentionMixin, HistoryMixin, SearchMixin,
-            DependenciesMixin, OutboxMixin, SchedulesMixin, LeasesMixin, WorkersMixin, GroupsMixin):
+            DependenciesMixin, OutboxMixin, SchedulesMixin, LeasesMixin, WorkersMixin, GroupsMixin, SlowMixin):
     """All reads and writes of one nbjobs database.  One instance per thread.
 
     >>> Store.__doc__ is not None

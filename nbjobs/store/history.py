@@ -97,9 +97,10 @@ class HistoryMixin:
 
         Few columns, because reading rows is what costs (about 0.3 µs a value): ``group`` is the
         value of the ``group`` column (one of `OUTCOME_GROUPS`, or ``""`` for None); ``packed`` is
-        one small integer ``state + 8 * acknowledged + 16 * attempts``, where ``state`` is the
-        index in `State` order (0 waiting ... 7 cancelled) and ``acknowledged`` is 1 for an
-        acknowledged dead letter.  Two indexed reads (``jobs_finished``, ``jobs_state_submitted``).
+        one small integer ``state + 8 * acknowledged + 16 * slow + 32 * attempts``, where ``state``
+        is the index in `State` order (0 waiting ... 7 cancelled), ``acknowledged`` is 1 for an
+        acknowledged dead letter and ``slow`` 1 when its latest attempt was flagged slow.  Two
+        indexed reads (``jobs_finished``, ``jobs_state_submitted``).
 
         >>> import tempfile, pathlib; from nbjobs.store import Store
         >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
@@ -109,8 +110,8 @@ class HistoryMixin:
         """
         if group is not None and group not in self.OUTCOME_GROUPS:
             raise ValueError(f"cannot group by {group!r}; use one of {', '.join(self.OUTCOME_GROUPS)} or None")
-        cols = (f"{group or repr('')}, {self._STATE_CODE} + 8 * (acked_at IS NOT NULL) + 16 * attempts, "
-                "submitted_at, started_at, began_at, finished_at")
+        cols = (f"{group or repr('')}, {self._STATE_CODE} + 8 * (acked_at IS NOT NULL) + 16 * (slow_at IS NOT NULL) "
+                "+ 32 * attempts, submitted_at, started_at, began_at, finished_at")
         active = ", ".join(sorted(f"'{s.value}'" for s in ACTIVE))
         sql = (f"SELECT {cols} FROM jobs WHERE finished_at >= ? "
                f"UNION ALL SELECT {cols} FROM jobs WHERE state IN ({active}) AND finished_at IS NULL")

@@ -17,9 +17,14 @@ class OutboxMixin:
     NOTIFY_FIELDS = ("id", "name", "kind", "state", "reason", "attempts", "retries", "submitted_at", "started_at",
                      "finished_at", "error_type", "error_message", "tags", "options")
 
+    #: the ``notify_on`` settings that hear of slow runs (``job.slow``, see `SlowMixin.mark_slow`)
+    SLOW_NOTIFY_ON = (None, "end", "all")
+
     def _enqueue_notification(self, conn: sqlite3.Connection, job_id: str, state: str, now: float,
                               options_json: str | None = None) -> None:
-        """Queue the webhook for ``job_id`` entering ``state`` if its options (or the home's settings) ask for one."""
+        """Queue the webhook for ``job_id`` entering ``state`` if its options (or the home's settings) ask for one.
+        ``state`` ``"slow"`` is the event of a running attempt flagged slow (`SlowMixin.mark_slow`): it is
+        sent wherever a webhook applies with ``notify_on`` end (the default) or all, once per attempt."""
         if options_json is None:
             got = conn.execute("SELECT options FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if got is None:
@@ -34,12 +39,16 @@ class OutboxMixin:
                     url = r["value"]
                 elif on is None:
                     on = r["value"]
-        if not url or not notify_wanted(on, state, State(state).terminal):
+        slow = state == "slow"
+        if not url or not (on in self.SLOW_NOTIFY_ON if slow else notify_wanted(on, state, State(state).terminal)):
             return
-        row = conn.execute(f"SELECT {', '.join(self.NOTIFY_FIELDS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = conn.execute(f"SELECT {', '.join(self.NOTIFY_FIELDS)}, slow_after FROM jobs WHERE id = ?",
+                           (job_id,)).fetchone()
         snapshot = {k: row[k] for k in self.NOTIFY_FIELDS if k not in ("options", "tags", "retries")}
-        snapshot.update(state=state, max_attempts=row["retries"] + 1, tags=json.loads(row["tags"] or "[]"),
-                        schedule=options.get("schedule"), at=now)
+        snapshot.update(state=row["state"] if slow else state, max_attempts=row["retries"] + 1,
+                        tags=json.loads(row["tags"] or "[]"), schedule=options.get("schedule"), at=now)
+        if slow:
+            snapshot["slow_after"] = row["slow_after"]
         conn.execute("INSERT INTO outbox (id, job_id, url, event, body, next_at, created_at) VALUES (?,?,?,?,?,?,?)",
                      (new_id(), job_id, url, state, json.dumps(snapshot), now, now))
 

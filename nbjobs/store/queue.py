@@ -42,7 +42,7 @@ class QueueMixin:
             job = self._move(conn, row["id"], row["state"], State.RUNNING, f"attempt {number}", f"worker:{worker_id}",
                              now, sets="worker_id = ?, lease_until = ?, attempts = ?, started_at = "
                              "COALESCE(started_at, ?), reason = NULL, progress_done = 0, progress_total = 0, "
-                             "began_at = NULL",
+                             "began_at = NULL, slow_at = NULL, slow_after = NULL, report_path = NULL",
                              params=(worker_id, now + lease, number, now), returning=True)
             conn.execute("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
                          "VALUES (?,?,?,?,?,?,?,?)",
@@ -116,6 +116,15 @@ class QueueMixin:
             if "output_path" in info:
                 conn.execute("UPDATE jobs SET output_path = ?, updated_at = ? WHERE id = ?",
                              (info["output_path"], time.time(), job_id))
+
+    def set_report(self, job_id: str, number: int, path: str | None) -> None:
+        """Record the HTML report rendered from attempt ``number``'s output notebook (on the job too,
+        when that attempt is its latest: the panel's row then links to it)."""
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute("UPDATE attempts SET report_path = ? WHERE job_id = ? AND number = ?", (path, job_id, number))
+            conn.execute("UPDATE jobs SET report_path = ?, updated_at = ? WHERE id = ? AND attempts = ?",
+                         (path, now, job_id, number))
 
     def finish_attempt(self, job_id: str, number: int, worker_id: str, outcome: str, *,
                        error: dict[str, Any] | None = None, outputs: Iterable[dict[str, Any]] = (),

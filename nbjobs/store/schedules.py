@@ -122,3 +122,27 @@ class SchedulesMixin:
                          "last_job_id = COALESCE(?, last_job_id), updated_at = ? WHERE name = ?",
                          (new_slot if expected_slot is not None else None, len(created), last_job, now, name))
         return created
+
+    def backfill_schedule(self, name: str, fires: Iterable[tuple[float, dict[str, Any]]], actor: str,
+                          now: float | None = None) -> list[tuple[float, str, bool]]:
+        """Insert the jobs of past slots (``(slot, spec)``, oldest first; each spec with its slot's
+        idempotency key) in ONE transaction, without moving ``last_slot``.  A slot whose key exists
+        (it fired or was backfilled before) keeps its job.  Jobs are submitted a microsecond apart,
+        in slot order, so equal-priority backfills run oldest slot first.  Returns ``(slot, job ID,
+        created)`` per slot."""
+        now = time.time() if now is None else now
+        out: list[tuple[float, str, bool]] = []
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM schedules WHERE name = ?", (name,)).fetchone() is None:
+                raise BadInput(f"no schedule named {name!r}; list them with `nbjobs schedule ls`")
+            for i, (slot, spec) in enumerate(fires):
+                job_row = self._job_row(spec, actor, now + i * 1e-6)
+                if self._insert(conn, job_row, list(spec.get("after") or ()), actor, now + i * 1e-6):
+                    out.append((slot, job_row["id"], True))
+                    self._schedule_event(conn, name, now, slot, "backfilled", job_row["id"], spec.get("note"))
+                else:
+                    existing = conn.execute("SELECT id FROM jobs WHERE idem_key = ?", (job_row["idem_key"],)).fetchone()
+                    out.append((slot, existing["id"], False))
+            created = sum(1 for _, _, c in out if c)
+            conn.execute("UPDATE schedules SET fires = fires + ?, updated_at = ? WHERE name = ?", (created, now, name))
+        return out

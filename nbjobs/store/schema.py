@@ -332,8 +332,20 @@ CREATE INDEX jobs_group ON jobs (group_id) WHERE group_id IS NOT NULL;
 CREATE INDEX jobs_key_running ON jobs (concurrency_key) WHERE state = 'running' AND concurrency_key IS NOT NULL;
 """
 
+# v11: slow runs and reports.  A running attempt past its name's usual runtime (`policy.slow_threshold`)
+# is flagged: ``slow_at`` (when) and ``slow_after`` (the threshold, seconds) on the job for its current
+# attempt (cleared when a new attempt is claimed), ``slow_at`` on the attempt.  ``report_path`` is the
+# standalone HTML page rendered from an attempt's output notebook (``--report html``, `nbjobs report`).
+SCHEMA_V11_SLOW_REPORTS = """
+ALTER TABLE jobs ADD COLUMN slow_at REAL;
+ALTER TABLE jobs ADD COLUMN slow_after REAL;
+ALTER TABLE jobs ADD COLUMN report_path TEXT;
+ALTER TABLE attempts ADD COLUMN slow_at REAL;
+ALTER TABLE attempts ADD COLUMN report_path TEXT;
+"""
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
 MIGRATIONS: list[Union[str, Callable[[sqlite3.Connection], None]]] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW, SCHEMA_V7_TRUST,
-    migrate_v8_search, SCHEMA_V9_BEGAN, SCHEMA_V10_GROUPS]
+    migrate_v8_search, SCHEMA_V9_BEGAN, SCHEMA_V10_GROUPS, SCHEMA_V11_SLOW_REPORTS]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import config, params
-from .api import Job, _common, _flow, _limits, _notebook_spec, _options, _store, _submit_group, ensure_worker
+from .api import Job, _common, _flow, _limits, _notebook_spec, _options, _report_option, _store, _submit_group, ensure_worker
 from .errors import BadInput, IllegalTransition, NbjobsError
 from .job import RETRYABLE, JobRecord, State, code_hash, group_state, new_id, short_id
 from .store import actor_name
@@ -127,7 +127,7 @@ class Group:
     def results(self):
         """A pandas DataFrame with one row per job: indexed by the swept parameters, one column per
         recorded output (values of the same kind as recorded; missing ones NaN), then ``state``,
-        ``duration`` (seconds from first start to end) and ``id``.  Loads pandas."""
+        ``duration`` (the run time of its last attempt, seconds, as `history`'s ``runtime_s``) and ``id``.  Loads pandas."""
         import pandas as pd
 
         from .outputs import load
@@ -144,7 +144,7 @@ class Group:
                     values[key] = load(row, folder)
                 except (OSError, NbjobsError, ValueError):  # a file pruned or unreadable: missing, not fatal
                     values[key] = None
-            values.update(state=r.state.value, duration=r.duration, id=r.id)
+            values.update(state=r.state.value, duration=r.runtime, id=r.id)
             rows.append(values)
             index.append(tuple(_hashable(r.parameters.get(n)) for n in names))
         outputs = list(dict.fromkeys(k for v in rows for k in v if k not in RESULT_COLUMNS))
@@ -192,7 +192,7 @@ def _hashable(value: Any) -> Any:
 #: the job options `sweep` passes on to each job (as `run_notebook` takes them)
 _JOB_OPTIONS = ("kernel", "cwd", "retries", "timeout", "priority", "tags", "cell_timeout", "secrets", "retry_on",
                 "backoff", "infra_retries", "after", "after_any", "notify", "notify_on", "concurrency_key",
-                "max_running")
+                "max_running", "report")
 
 
 def sweep(notebook: str | os.PathLike | None = None, grid: dict[str, Sequence[Any]] | None = None, *,
@@ -239,6 +239,7 @@ def sweep(notebook: str | os.PathLike | None = None, grid: dict[str, Sequence[An
         spec["name"] = spec["name"] or "sweep"
         spec["kernel"] = spec["kernel"] or "python3"
     _flow(spec, home, o["after"], bool(o["after_any"]), o["notify"], o["notify_on"])
+    _report_option(spec, o["report"])
     gid = new_id()
     if max_parallel is not None:
         if o["concurrency_key"] is not None:

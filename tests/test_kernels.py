@@ -269,7 +269,9 @@ def test_resizing_the_pool_kills_the_kernels_it_no_longer_wants(tmp_path):
         wait_for(lambda: not executor.pool_pids() and not any(_alive(p) for p in three), 10, "the last kernel to end")
     finally:
         executor.shutdown()
-    assert not _kernels(os.getpid())
+    # a kernel a host was still starting when it closed is in no pool list: it ends by itself once
+    # its host has gone (ipykernel's parent poller, within a second)
+    wait_for(lambda: not _kernels(os.getpid()), 10, "no kernel left after the executor's shutdown")
 
 
 def test_a_kernel_the_pool_does_not_hold_starts_cold(home, tmp_path, monkeypatch):

@@ -555,6 +555,8 @@ def test_magic_reliability_options_are_stored(home, shell, tmp_path, monkeypatch
         "x = 1")
     rec = job.record
     assert rec.retries == 1 and rec.timeout == 9.0
+    origin = rec.options.pop("origin")  # where the cell came from, for its tracebacks
+    assert isinstance(origin["cell"], int) and origin["magic"].startswith("%%job --no-worker --retries 1")
     assert rec.options == {"cell_timeout": 7.0, "secrets": ["MY_TOKEN", "OTHER_TOKEN"],
                            "retry_on": ["error", "lost"],
                            "backoff": {"base": 0.1, "factor": 3.0, "cap": 5.0, "jitter": "none"}}

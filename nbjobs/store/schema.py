@@ -296,8 +296,17 @@ def migrate_v8_search(conn: sqlite3.Connection) -> None:
 END""")
 
 
+# v9: the path a job's kernel took: ``forked`` (from a runner host's zygote), ``warm`` (from its
+# pool) or ``cold`` (started with the job).  It replaces the v5 ``kernel_warm`` flag (1: warm, 0: cold).
+SCHEMA_V9_KERNEL_PATH = """
+ALTER TABLE attempts ADD COLUMN kernel_path TEXT;
+UPDATE attempts SET kernel_path = CASE kernel_warm WHEN 1 THEN 'warm' WHEN 0 THEN 'cold' END
+    WHERE kernel_warm IS NOT NULL;
+ALTER TABLE attempts DROP COLUMN kernel_warm;
+"""
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
 MIGRATIONS: list[Union[str, Callable[[sqlite3.Connection], None]]] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW, SCHEMA_V7_TRUST,
-    migrate_v8_search]
+    migrate_v8_search, SCHEMA_V9_KERNEL_PATH]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -116,7 +116,8 @@ def test_a_job_sees_nothing_of_the_job_before_it_on_the_same_worker(home, tmp_pa
         stop_worker(proc)
     assert "patched" in dirty.logs()  # the first job did change its kernel
     seen = probe.result()["probe"]
-    assert [a["kernel_path"] for j in (dirty, probe) for a in j.attempts()] == [path, path]
+    paths = [a["kernel_path"] for j in (dirty, probe) for a in j.attempts()]
+    assert paths == ["forked"] * 2 if path == "forked" else set(paths) <= {"warm", "cold"}  # a job may beat the pool
     # each kernel has random generators of its own (a forked child re-seeds what it inherited)
     assert dirty.result()["random"][0] != probe.result()["random"][0]
     assert dirty.result()["random"][1] != probe.result()["random"][1]

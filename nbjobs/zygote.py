@@ -87,6 +87,16 @@ def _child(req, out, closing, base_path, set_by_imports):
         os.environ.update(req["env"])
         for name, value in set_by_imports.items():  # as a cold kernel's imports would have set them
             os.environ.setdefault(name, value)
+        kernelapp = sys.modules.get("ipykernel.kernelapp")
+        if kernelapp is not None:  # defaults read from the environment when the zygote imported it: the job's now
+            app = kernelapp.IPKernelApp
+            traits, static = app.class_traits(), getattr(app, "_static_immutable_initial_values", {})
+            for name, variable in (("parent_handle", "JPY_PARENT_PID"), ("interrupt", "JPY_INTERRUPT_EVENT")):
+                value = int(os.environ.get(variable) or 0)
+                if name in traits:
+                    traits[name].default_value = value
+                if name in static:  # traitlets' cache of immutable defaults
+                    static[name] = value
         argv = list(req["argv"])
         sys.orig_argv = argv
         _show_command(argv)

@@ -797,10 +797,13 @@ def test_migrates_a_v1_database(tmp_path):
 
 
 def test_migration_turns_the_kernel_warm_flag_into_the_kernel_path(tmp_path):
-    """v9: an older home's attempts keep how their kernel came (1: warm, 0: cold, NULL: unknown)."""
+    """v9: an older home's attempts keep how their kernel came (1: warm, 0: cold, NULL: unknown), and the
+    search index follows a change of an indexed value, not an UPDATE that leaves it as it was."""
     path = tmp_path / "nbjobs.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    version = MIGRATIONS.index(next(m for m in MIGRATIONS if isinstance(m, str) and "kernel_path" in m))
+    from nbjobs.store.schema import migrate_v9
+
+    version = MIGRATIONS.index(migrate_v9)
     conn.execute("BEGIN")
     for migration in MIGRATIONS[:version]:
         if callable(migration):
@@ -821,4 +824,9 @@ def test_migration_turns_the_kernel_warm_flag_into_the_kernel_path(tmp_path):
     assert s.version == SCHEMA_VERSION
     assert [(a["number"], a["kernel_path"]) for a in s.attempts(job)] == [(1, "warm"), (2, "cold"), (3, None)]
     assert "kernel_warm" not in s.attempts(job)[0]
+    fts = "SELECT count(*) AS n FROM jobs_fts WHERE jobs_fts MATCH ?"
+    s.conn.execute("UPDATE jobs SET error_message = NULL, name = 'old' WHERE id = ?", (job,))  # nothing changes
+    assert rows(s, fts, "old") == [{"n": 1}]
+    s.conn.execute("UPDATE jobs SET name = 'renamed' WHERE id = ?", (job,))
+    assert rows(s, fts, "old") == [{"n": 0}] and rows(s, fts, "renamed") == [{"n": 1}]
     s.close()

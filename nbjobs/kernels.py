@@ -1,4 +1,6 @@
-"""Kernels: which kernels exist (cheaply), and the warm pool of pre-started kernels handed to papermill.
+"""Kernels: which kernels exist (cheaply), and how a job gets a fresh one for papermill: forked by a
+`Zygote` (the process in `nbjobs.zygote`), warm from the `KernelPool` of pre-started kernels, or
+started cold (`start_kernel`).  Each `Kernel` records its ``path``: ``forked``, ``warm`` or ``cold``.
 
 `kernel_exists` answers from the kernelspec folders without importing jupyter_client, so a
 submit can refuse an unknown kernel in well under a millisecond.

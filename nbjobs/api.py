@@ -800,8 +800,32 @@ def retry(job_id: str, home: Path | str | None = None, start_worker: bool = True
     return Job(full, home)
 
 
+def check_preload(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """The ``preload`` modules as a list, each one importable here, or `BadInput` that says which is not.
+
+    >>> check_preload("json, csv")
+    ['json', 'csv']
+    """
+    import importlib.util
+    import sys
+
+    names = [n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n and n.strip()]
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
+            raise BadInput(f"--preload takes module names separated by commas (e.g. pandas,numpy), not {name!r}")
+        try:
+            found = importlib.util.find_spec(name.split(".")[0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise BadInput(f"--preload: no module named {name.split('.')[0]!r} in this Python ({sys.executable}); "
+                           "install it or leave it out")
+    return names
+
+
 def worker(concurrency: int | None = None, executor: str | None = None, idle_exit: float | None = None,
-           home: Path | str | None = None, scheduler: str | None = None, pool: int | None = None) -> int:
+           home: Path | str | None = None, scheduler: str | None = None, pool: int | None = None,
+           kernels: str | None = None, preload: str | list[str] | None = None) -> int:
     """Run a worker in this process until it is stopped (Ctrl-C) or idle for ``idle_exit`` seconds.
 
     ``executor``: ``local`` (default, or ``$NBJOBS_EXECUTOR``) or ``dask``; with ``dask``,
@@ -809,6 +833,8 @@ def worker(concurrency: int | None = None, executor: str | None = None, idle_exi
     LocalCluster sized to this machine).  ``concurrency`` defaults to 1 for ``local`` and to the
     cluster's threads for ``dask``.  ``pool`` (local): kernels kept started ahead of need, each for
     one job only (default: one per concurrency slot; 0: every kernel starts with its job).
+    ``kernels`` (local): ``fork`` (default on Linux: a zygote forks each job's kernel), ``pool`` or
+    ``cold``; ``preload``: modules every job's kernel has imported (``"pandas,numpy"``).
     Returns the number of attempts run.
 
     >>> nbjobs.worker(concurrency=2, idle_exit=30)                          # doctest: +SKIP
@@ -820,8 +846,10 @@ def worker(concurrency: int | None = None, executor: str | None = None, idle_exi
         concurrency = _check_int("concurrency", concurrency, 1, 256)
     if pool is not None:
         pool = _check_int("pool", pool, 0, 64)
+    if kernels is not None and kernels not in ("fork", "pool", "cold"):
+        raise BadInput(f"kernels must be fork, pool or cold, not {kernels!r}")
     return Worker(home, concurrency=concurrency, executor=executor, idle_exit=idle_exit, scheduler=scheduler,
-                  pool=pool).run()
+                  pool=pool, kernels=kernels, preload=check_preload(preload) if preload is not None else None).run()
 
 
 # --- dead letters and retention ---------------------------------------------------------------------

@@ -335,19 +335,18 @@ def cmd_worker(a: argparse.Namespace) -> int:
     for flag, value in (("--grace", a.grace), ("--idle-exit", a.idle_exit)):
         if value is not None and not 0 <= value <= api.MAX_TIMEOUT:  # also false for nan
             raise params.BadInput(f"{flag} must be a number of seconds from 0 to {api.MAX_TIMEOUT:.0f}, not {value}")
-    pool = 0 if a.no_warm else a.pool
+    if a.no_warm and a.kernels not in (None, "cold"):
+        raise params.BadInput(f"--no-warm means --kernels cold; drop one of --no-warm and --kernels {a.kernels}")
+    kernels = "cold" if a.no_warm else a.kernels
+    pool = 0 if kernels == "cold" else a.pool
     if pool is not None and not 0 <= pool <= 64:
         raise params.BadInput(f"--pool must be from 0 to 64 warm kernels, not {pool}")
+    preload = api.check_preload(a.preload) if a.preload is not None else None
     w = Worker(concurrency=a.concurrency, idle_exit=a.idle_exit, autostarted=a.autostarted,
                grace=a.grace if a.grace is not None else config.STOP_GRACE, pool=pool,
-               executor=a.executor, scheduler=a.scheduler)
+               executor=a.executor, scheduler=a.scheduler, kernels=kernels, preload=preload)
     if not a.autostarted:
-        where = w.executor.name
-        if getattr(w.executor, "dashboard_link", None):
-            where += f" (dashboard {w.executor.dashboard_link})"
-        warm = getattr(w.executor, "pool", None)
-        print(f"nbjobs worker {w.id}: home {w.home}, executor {where}, concurrency {w.concurrency}"
-              + (f", {warm} warm kernel(s)" if warm is not None else "") + "; Ctrl-C stops it", flush=True)
+        print(text.worker_banner(w), flush=True)
     n = w.run()
     if not a.autostarted:
         print(f"nbjobs worker {w.id}: stopped after {n} attempt(s)", flush=True)

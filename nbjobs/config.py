@@ -23,6 +23,10 @@ KILL_GRACE = float(os.environ.get("NBJOBS_KILL_GRACE", "1.5"))
 #: SQLite busy timeout, seconds
 #: warm kernels per worker (default: one per concurrency slot); 0 starts every kernel on demand
 POOL_SIZE = os.environ.get("NBJOBS_POOL_SIZE")
+#: how a worker gets its kernels: fork (a zygote forks them; the default where it applies), pool or cold
+KERNELS = os.environ.get("NBJOBS_KERNELS")
+#: modules (comma-separated) every job's kernel has imported before the job (with fork: in the zygote, once)
+PRELOAD = os.environ.get("NBJOBS_PRELOAD", "")
 #: a warm kernel nobody took for this long is retired (its kernel name goes cold until asked for)
 POOL_IDLE_RETIRE = float(os.environ.get("NBJOBS_POOL_IDLE_RETIRE", "900"))
 #: no new warm kernel starts while a runner host's idle kernels use more memory than this (bytes)

@@ -10,9 +10,10 @@ keyword argument::
 
 What the engine adds to papermill's ``nbclient`` engine:
 
-* the kernel is ours (warm from a pool, or started for the attempt): its process is reported
-  (``{"type": "kernel", ...}``) before anything else, so that a stop can reach it, and a warm
-  kernel runs the silent ``prepare`` cell that moves it into the job;
+* the kernel is ours (forked from the zygote, warm from a pool, or started for the attempt): its
+  process is reported (``{"type": "kernel", ...}``) before anything else, so that a stop can reach
+  it, and a warm kernel runs the silent ``prepare`` cell that moves it into the job (a cold one,
+  the preloads' imports);
 * progress is reported per cell of the user's code (the wrapper cells nbjobs and papermill add
   are not counted), and when the first of them starts, ``stop.began`` is set (before that, a
   kernel death is the system's failure, not the job's) and a ``began`` event marks the end of the
@@ -57,7 +58,8 @@ class Attempt:
     ``stop``: the attempt's stop state (`nbjobs.runner`'s: ``kernel``, ``began``,
     ``requested``, ``kill_kernel()``), shared with whoever may stop it; ``redact``: the job's
     `nbjobs.runner.Redactor`, if it has secrets; ``prepare``: the silent cell that moves a warm
-    kernel into the job (see `nbjobs.kernels.prepare_code`), or None for a fresh kernel.
+    kernel into the job (see `nbjobs.kernels.prepare_code`) or imports the preloads in a cold one,
+    or None.
     """
 
     report: Callable[[dict], None]
@@ -165,7 +167,7 @@ class Client(PapermillNotebookClient):
         kernel, stop = attempt.kernel, attempt.stop
         stop.kernel = kernel.proc
         attempt.report({"type": "kernel", "pid": kernel.pid, "proc": kernel.proc.dump() if kernel.proc else None,
-                        "warm": kernel.warm})
+                        "path": kernel.path})
         if stop.requested:  # asked to stop while the kernel was starting
             stop.kill_kernel()
         self.kc = kc = self.km.client()

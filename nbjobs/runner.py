@@ -14,7 +14,8 @@ messages, with warm kernels.
 Events::
 
     {"type": "started", "output_path", "log_path", "code_hash", "kernel", "versions"}
-    {"type": "kernel", "pid", "proc", "warm"}     # the kernel process ([pid, start time]: a `Proc`)
+    {"type": "kernel", "pid", "proc", "path"}     # the kernel process ([pid, start time]: a `Proc`) and
+                                                   # how it came: "forked", "warm" or "cold"
     {"type": "progress", "done", "total"}          # code cells finished / code cells
     {"type": "done", "outcome", "error", "outputs", "output_path"}
     {"type": "pool", "procs"}                      # a runner host's idle kernels (see `RunnerHost`)
@@ -261,7 +262,7 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
     kernel no other job has used, killed once the outcome is reported.  A stop (`request_stop`)
     acts on the current `_Stop`: a runner host makes a new one before each attempt.
     """
-    from .kernels import prepare_code, start_kernel
+    from .kernels import preload_code, prepare_code, start_kernel
 
     stop = _stop
 
@@ -313,7 +314,9 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
                 raise
             raise RuntimeError(f"{_KERNEL_NOT_STARTED} ({type(exc).__name__}: {exc})") from exc
         kernel.sink = log.write
-        prepare = prepare_code(cwd or os.getcwd(), job_env) if kernel.warm else None
+        preload = pool.preload if pool is not None else []
+        prepare = prepare_code(cwd or os.getcwd(), job_env, preload) if kernel.warm else \
+            preload_code(preload) if kernel.path == "cold" else None
         papermill.execute_notebook(
             source, str(output_path), parameters=spec.get("parameters") or {}, engine_name=ENGINE,
             kernel_name=kernel_name, cwd=cwd, progress_bar=False, stdout_file=log, stderr_file=log,
@@ -466,7 +469,9 @@ def main() -> int:
 
 class RunnerHost:
     """``python -m nbjobs.runner --serve``: a runner host that runs attempts one after another,
-    with papermill imported once and a warm `nbjobs.kernels.KernelPool` of its own.
+    with papermill imported once and a `nbjobs.kernels.KernelPool` of its own: ``mode`` ``fork``
+    gives it a `nbjobs.kernels.Zygote` (kernels forked per job), ``pool`` warm kernels only,
+    ``cold`` neither (``pool_size`` 0); ``preload``: modules every job's kernel has imported.
 
     Messages arrive as JSON lines on stdin: ``{"op": "run", "spec": {...}}``, ``{"op": "stop",
     "job_id", "attempt", "reason"}`` (stop that attempt: interrupt it if it runs, end it at once if
@@ -487,10 +492,13 @@ class RunnerHost:
     (`fence`) ends an attempt whose lease ran out, and the main thread (`run`) runs the attempts.
     """
 
-    def __init__(self, pool_size: int = 1, kernels: list[str] | None = None, workdir: str | None = None):
+    def __init__(self, pool_size: int = 1, kernels: list[str] | None = None, workdir: str | None = None,
+                 mode: str = "pool", preload: list[str] | None = None):
         import queue
 
-        self.size = pool_size
+        self.mode = mode
+        self.preload = list(preload or [])
+        self.size = 0 if mode == "cold" else pool_size
         self.kernels = kernels or ["python3"]
         self.workdir = workdir or os.getcwd()
         self.pool: Any = None  # the KernelPool, once papermill is imported
@@ -563,17 +571,20 @@ class RunnerHost:
     # --- the main thread ---
     def run(self) -> int:
         """Serve until stdin ends; the exit code of the host."""
-        from .kernels import KernelPool
+        from .kernels import KernelPool, zygote_for
 
         _watch_parent(_worker_pid(), on_exit=self._kill_pool)  # first: papermill takes a while
         os.umask(0o077)
         self.report = _channel()
         threading.Thread(target=self.read_control, daemon=True, name="nbjobs-host-control").start()
         threading.Thread(target=self.fence, daemon=True, name="nbjobs-host-fence").start()
+        # the zygote first (its own process: it imports ipykernel while we import papermill)
+        zygote = zygote_for(self.kernels[0], self.preload, self.workdir) if self.mode == "fork" else None
         import papermill  # noqa: F401 - once per host, not once per job
 
         with self.lock:
-            self.pool = KernelPool(self.kernels, size=self.size, workdir=self.workdir,
+            self.pool = KernelPool(self.kernels, size=self.size, workdir=self.workdir, zygote=zygote,
+                                   preload=self.preload,
                                    idle_retire=config.POOL_IDLE_RETIRE, max_memory=config.POOL_MAX_MEMORY,
                                    on_change=lambda procs: self.report({"type": "pool",
                                                                         "procs": [p.dump() for p in procs]}))
@@ -624,9 +635,10 @@ class RunnerHost:
             self.pool.kill_now()
 
 
-def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | None = None) -> int:
+def serve(pool_size: int = 1, kernels: list[str] | None = None, workdir: str | None = None,
+          mode: str = "pool", preload: list[str] | None = None) -> int:
     """``python -m nbjobs.runner --serve``: run a `RunnerHost` until its input ends."""
-    return RunnerHost(pool_size, kernels, workdir).run()
+    return RunnerHost(pool_size, kernels, workdir, mode, preload).run()
 
 
 if __name__ == "__main__":
@@ -638,6 +650,8 @@ if __name__ == "__main__":
         ap.add_argument("--pool", type=int, default=1)
         ap.add_argument("--kernel", action="append", default=[])
         ap.add_argument("--workdir")
+        ap.add_argument("--kernels", default="pool", choices=("fork", "pool", "cold"))
+        ap.add_argument("--preload", default="")
         a = ap.parse_args()
-        sys.exit(serve(a.pool, a.kernel, a.workdir))
+        sys.exit(serve(a.pool, a.kernel, a.workdir, a.kernels, [m for m in a.preload.split(",") if m]))
     sys.exit(main())

@@ -288,8 +288,7 @@ def job_detail(job: Any) -> str:
         lines.append("attempt history:")
         for a in attempts:
             dur = fmt_duration(a["finished_at"] - a["started_at"], precise=True) if a["finished_at"] else "-"
-            kernel = (f", kernel pid {a['kernel_pid']} ({'warm' if a.get('kernel_warm') else 'cold'})"
-                      if a.get("kernel_pid") else "")
+            kernel = f", kernel pid {a['kernel_pid']} ({a.get('kernel_path') or 'cold'})" if a.get("kernel_pid") else ""
             lost = a["outcome"] in INFRA
             why = f"\n        {a['error_type']}: {a['error_message']}" if lost else ""
             lines.append(f"  #{a['number']}  {a['outcome']:<12} {fmt_time(a['started_at'])}  {dur:>7}  "
@@ -321,6 +320,30 @@ def user_cell_number(output_path: str | None, index: int | None) -> int | None:
     if not 0 <= index < len(ran):
         return None
     return 1 + sum("injected-parameters" not in t for t in ran[:index])
+
+
+def worker_banner(w: Any) -> str:
+    """The first line an explicit worker prints: who it is, where it runs jobs, and how their kernels
+    come (decided at its start).
+
+    >>> class W: id, home, concurrency = "w1", "/h", 2
+    >>> class E: name, mode, preload, pool = "local", "fork", ["pandas"], 2
+    >>> W.executor = E
+    >>> worker_banner(W)
+    'nbjobs worker w1: home /h, executor local, concurrency 2, kernels fork (preload pandas; 2 warm for other kernelspecs); Ctrl-C stops it'
+    """
+    ex = w.executor
+    where = ex.name + (f" (dashboard {ex.dashboard_link})" if getattr(ex, "dashboard_link", None) else "")
+    mode, warm, preload = getattr(ex, "mode", None), getattr(ex, "pool", None), getattr(ex, "preload", None) or []
+    how = []
+    if preload:
+        how.append("preload " + ",".join(preload))
+    if mode == "fork":
+        how.append(f"{warm} warm for other kernelspecs")
+    elif mode == "pool":
+        how.append(f"{warm} warm kernel(s)")
+    kernels = f", kernels {mode}" + (f" ({'; '.join(how)})" if how else "") if mode else ""
+    return f"nbjobs worker {w.id}: home {w.home}, executor {where}, concurrency {w.concurrency}{kernels}; Ctrl-C stops it"
 
 
 def _flow_lines(job: Any, r: JobRecord) -> list[str]:

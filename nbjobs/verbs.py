@@ -453,15 +453,23 @@ VERBS: tuple[Verb, ...] = (
              arg("--on", choices=NOTIFY_ON,
                  help="end (final states, default), all (every state change) or failure (only failed or timed out)"),
              arg("--off", action="store_true", help="remove the default webhook"))),
-    Verb("worker", "run a worker in the foreground; Ctrl-C stops it cleanly", "[--concurrency N] [--pool N]",
-         ("worker --concurrency 2 --pool 4", "worker --executor dask --scheduler tcp://scheduler.example.org:8786"),
+    Verb("worker", "run a worker in the foreground; Ctrl-C stops it cleanly",
+         "[--concurrency N] [--kernels fork|pool|cold] [--preload MODULES] [--pool N]",
+         ("worker --concurrency 2 --pool 4", "worker --preload pandas,numpy", "worker --kernels pool",
+          "worker --executor dask --scheduler tcp://scheduler.example.org:8786"),
          sides=(CLI,), args=(
              arg("--concurrency", type=int, help="jobs run at once (default 1; with --executor dask, the "
                                                  "cluster's threads)"),
+             arg("--kernels", choices=("fork", "pool", "cold"),
+                 help="how each job gets its fresh kernel: fork (from a zygote that imported ipykernel and the "
+                 "--preload modules once; the default on Linux, for kernelspecs of this Python; other kernels take "
+                 "the pool), pool (warm kernels started ahead), cold (started with the job); env NBJOBS_KERNELS"),
+             arg("--preload", metavar="MODULES", help="modules every job's kernel has imported before the job, e.g. "
+                 "pandas,numpy (imported once in the zygote with --kernels fork); env NBJOBS_PRELOAD"),
              arg("--pool", type=int, metavar="N", help="kernels kept started ahead of need, each used by one job "
                  "only (default: one per --concurrency slot; env NBJOBS_POOL_SIZE; local executor)"),
              arg("--no-warm", action="store_true", help="start every job's kernel when the job starts (the cold "
-                 "path; same as --pool 0)"),
+                 "path; same as --kernels cold)"),
              arg("--executor", choices=("local", "dask"),
                  help="where jobs run: local processes or a Dask cluster (default $NBJOBS_EXECUTOR or local)"),
              arg("--scheduler", metavar="ADDRESS", help="the Dask scheduler, e.g. tcp://host:8786 (default "

@@ -103,7 +103,8 @@ class Worker:
     def __init__(self, home: Path | str | None = None, *, concurrency: int | None = 1,
                  executor: str | Executor | None = "local", idle_exit: float | None = None,
                  grace: float = config.STOP_GRACE, lease: float = config.LEASE_SECONDS, autostarted: bool = False,
-                 scheduler: str | None = None, pool: int | None = None):
+                 scheduler: str | None = None, pool: int | None = None, kernels: str | None = None,
+                 preload: list[str] | None = None):
         self.home = Path(home) if home else config.home()
         self.idle_exit = idle_exit
         self.grace = grace
@@ -142,7 +143,15 @@ class Worker:
                 name = executor or os.environ.get("NBJOBS_EXECUTOR") or "local"
                 if pool is None and config.POOL_SIZE is not None:
                     pool = int(config.POOL_SIZE)
-                local = {"concurrency": max(1, int(concurrency or 1)), "pool": pool, "workdir": self.home}
+                from .kernels import default_mode
+
+                # decided now, once: fork where it applies (Linux, ipykernel), else the warm pool
+                self.kernel_mode = kernels or config.KERNELS or default_mode()
+                if self.kernel_mode == "fork" and default_mode() != "fork":
+                    self.kernel_mode = "pool"
+                self.preload = list(preload if preload is not None else [m for m in config.PRELOAD.split(",") if m])
+                local = {"concurrency": max(1, int(concurrency or 1)), "pool": pool, "workdir": self.home,
+                         "mode": self.kernel_mode, "preload": self.preload}
                 self.executor = get_executor(name, scheduler=scheduler, **(local if name == "local" else {}))
         except BaseException:
             if self.store is not None:
@@ -400,7 +409,8 @@ class Worker:
         if kind == "started":
             store.set_attempt_info(h.job_id, h.number, **event)
         elif kind == "kernel":
-            store.set_attempt_info(h.job_id, h.number, kernel_pid=event.get("pid"), kernel_warm=bool(event.get("warm")))
+            path = event.get("path") or ("warm" if event.get("warm") else "cold")
+            store.set_attempt_info(h.job_id, h.number, kernel_pid=event.get("pid"), kernel_path=path)
         elif kind == "began":
             store.set_began(h.job_id, h.number, self.id, time.time())  # our clock, as the claim's
         elif kind == "progress":

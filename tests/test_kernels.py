@@ -1,5 +1,6 @@
-"""The warm kernel pool: isolation between jobs, warm == cold from inside a job, and no kernel
-left behind.  Real worker processes, runner hosts, papermill and kernels."""
+"""The kernel paths (forked from a zygote, warm from the pool, cold): isolation between jobs,
+forked == warm == cold from inside a job, the zygote's life (restarted, replaced, unharmed by a
+crashed child), and no kernel left behind.  Real worker processes, runner hosts, papermill and kernels."""
 from __future__ import annotations
 
 import json
@@ -61,6 +62,16 @@ def _kernels(pid: int) -> set[int]:
     return {p for p, cmd in _tree(pid).items() if b"ipykernel" in cmd}
 
 
+def _zygotes(pid: int) -> set[int]:
+    return {p for p, cmd in _tree(pid).items() if b"nbjobs/zygote.py" in cmd}
+
+
+#: modules no fresh kernel imports, preloaded where a test compares forked kernels with cold ones
+PRELOAD = "colorsys,tabnanny"
+#: worker arguments per kernel path
+PATH_ARGS = {"forked": ("--kernels", "fork"), "warm": ("--kernels", "pool"), "cold": ("--kernels", "cold")}
+
+
 # --- isolation ------------------------------------------------------------------------------------------
 DIRTY = textwrap.dedent("""\
     import builtins, os, sys, json
@@ -87,19 +98,29 @@ PROBE = textwrap.dedent("""\
     """)
 
 
-def test_a_job_sees_nothing_of_the_job_before_it_on_the_same_worker(home, tmp_path):
-    proc = start_worker(home, "--concurrency", "1")
+RANDOM = "import random, numpy; nbjobs.record('random', [random.getrandbits(64), int(numpy.random.randint(2**62))])\n"
+
+
+@pytest.mark.parametrize("path", ["warm", "forked"])
+def test_a_job_sees_nothing_of_the_job_before_it_on_the_same_worker(home, tmp_path, path):
+    extra = ("--preload", "numpy") if path == "forked" else ()
+    proc = start_worker(home, "--concurrency", "1", *PATH_ARGS[path], *extra)
     try:
-        dirty = nbjobs.submit(DIRTY + "import nbjobs; nbjobs.record('pid', os.getpid()); print(divmod(7, 2))",
+        dirty = nbjobs.submit(DIRTY + "import nbjobs; nbjobs.record('pid', os.getpid()); print(divmod(7, 2))\n" + RANDOM,
                               name="dirty", start_worker=False)
         dirty.wait(JOB_WAIT)
         assert dirty.state == nbjobs.State.SUCCEEDED, dirty.record.error_message
-        probe = nbjobs.submit(PROBE, name="probe", start_worker=False).wait(JOB_WAIT)
+        probe = nbjobs.submit(PROBE + RANDOM, name="probe", start_worker=False).wait(JOB_WAIT)
         assert probe.state == nbjobs.State.SUCCEEDED, probe.record.error_message
     finally:
         stop_worker(proc)
     assert "patched" in dirty.logs()  # the first job did change its kernel
     seen = probe.result()["probe"]
+    paths = [a["kernel_path"] for j in (dirty, probe) for a in j.attempts()]
+    assert paths == ["forked"] * 2 if path == "forked" else set(paths) <= {"warm", "cold"}  # a job may beat the pool
+    # each kernel has random generators of its own (a forked child re-seeds what it inherited)
+    assert dirty.result()["random"][0] != probe.result()["random"][0]
+    assert dirty.result()["random"][1] != probe.result()["random"][1]
     assert seen == {"global": False, "cwd": str(tmp_path), "env": False, "module": False, "divmod": (3, 1),
                     "path": False, "pid": seen["pid"]}
     assert seen["pid"] != dirty.result()["pid"]  # another kernel process
@@ -122,15 +143,15 @@ INSIDE = textwrap.dedent("""\
         "dh": [str(d) for d in _dh], "starting_dir": _ip.starting_dir,
         "execution_count": _ip.execution_count, "history": len(In),
         "argv": sys.argv[1:2] + sys.argv[3:], "modules": sorted(m for m in sys.modules if not m.startswith("nbjobs")),
-        "kernel_started": _kernel_started(),
+        "kernel_started": _kernel_started(), "cmdline": open("/proc/self/cmdline", "rb").read().count(b"ipykernel"),
     })
     """)
 
 
-def _inside(home: Path, nb: Path, *worker_args: str) -> dict:
-    proc = start_worker(home, *worker_args)
+def _inside(home: Path, nb: Path, path: str, *worker_args: str) -> dict:
+    proc = start_worker(home, *PATH_ARGS[path], *worker_args)
     try:
-        if "--no-warm" not in worker_args:  # the pool's kernel is up and waiting before the job is submitted
+        if path == "warm":  # the pool's kernel is up and waiting before the job is submitted
             wait_for(lambda: _kernels(proc.pid), 60, "a warm kernel")
             time.sleep(2)
         job = nbjobs.run_notebook(nb, name="inside", start_worker=False, home=home)
@@ -141,22 +162,31 @@ def _inside(home: Path, nb: Path, *worker_args: str) -> dict:
     seen = job.result()["inside"]
     seen["submitted_at"] = job.record.submitted_at
     [attempt] = job.attempts()
-    seen["warm"] = attempt["kernel_warm"]
+    seen["kernel_path"] = attempt["kernel_path"]
     seen["kernelspec"] = json.loads(Path(job.record.output_path).read_text())["metadata"]["kernelspec"]["name"]
     return seen
 
 
-def test_a_warm_kernel_is_indistinguishable_from_a_cold_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize("path", ["warm", "forked"])
+def test_a_warm_or_forked_kernel_is_indistinguishable_from_a_cold_one(tmp_path, monkeypatch, path):
+    """From inside the job, a warm kernel is a cold one; a forked kernel is a cold one with the same
+    preloads (``sys.modules`` included: the zygote imports nothing a cold kernel would not)."""
     workdir = tmp_path / "project"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     nb = write_notebook(workdir / "inside.ipynb", [INSIDE])
-    warm = _inside(tmp_path / "warm-home", nb)
-    cold = _inside(tmp_path / "cold-home", nb, "--no-warm")
-    # the warm kernel really was started before the job was submitted, the cold one after
-    assert (warm["warm"], cold["warm"]) == (1, 0)
-    assert warm["kernel_started"] < warm["submitted_at"] - 1, (warm["kernel_started"], warm["submitted_at"])
+    preload = ("--preload", PRELOAD) if path == "forked" else ()
+    warm = _inside(tmp_path / f"{path}-home", nb, path, *preload)
+    cold = _inside(tmp_path / "cold-home", nb, "cold", *preload)
+    assert (warm["kernel_path"], cold["kernel_path"]) == (path, "cold")
+    # the warm kernel really was started before the job was submitted, the cold and forked ones after
+    if path == "warm":
+        assert warm["kernel_started"] < warm["submitted_at"] - 1, (warm["kernel_started"], warm["submitted_at"])
+    else:
+        assert warm["kernel_started"] > warm["submitted_at"] - 0.05, (warm["kernel_started"], warm["submitted_at"])
+        assert set(PRELOAD.split(",")) <= set(warm["modules"])
     assert cold["kernel_started"] > cold["submitted_at"] - 0.05, (cold["kernel_started"], cold["submitted_at"])
+    assert warm["cmdline"] == cold["cmdline"] == 1  # ps shows the kernel's command
     assert warm["cwd"] == cold["cwd"] == str(workdir)
     assert warm["dh"] == cold["dh"] == [str(workdir)] and warm["starting_dir"] == cold["starting_dir"] == str(workdir)
     assert warm["path"] == cold["path"]
@@ -170,13 +200,13 @@ def test_a_warm_kernel_is_indistinguishable_from_a_cold_one(tmp_path, monkeypatc
     assert set(warm["env"]) == set(cold["env"]), set(warm["env"]) ^ set(cold["env"])
     assert {k: v for k, v in warm["env"].items() if k not in per_job} == \
         {k: v for k, v in cold["env"].items() if k not in per_job}
-    for env, home in ((warm["env"], tmp_path / "warm-home"), (cold["env"], tmp_path / "cold-home")):
+    for env, home in ((warm["env"], tmp_path / f"{path}-home"), (cold["env"], tmp_path / "cold-home")):
         assert env["NBJOBS_OUTPUT_DIR"].startswith(str(home / "runs"))
 
 
 def test_secrets_reach_a_warm_kernel_and_never_its_output(home, monkeypatch):
     token = "warm-" + os.urandom(12).hex()
-    proc = start_worker(home, env={"API_TOKEN": token})
+    proc = start_worker(home, "--kernels", "pool", env={"API_TOKEN": token})
     try:  # a warm kernel is waiting: it was started before the job, with the worker's environment
         wait_for(lambda: _kernels(proc.pid), 60, "a warm kernel")
         time.sleep(2)
@@ -190,7 +220,7 @@ def test_secrets_reach_a_warm_kernel_and_never_its_output(home, monkeypatch):
     refused = ("output 'leak' contains the value of secret API_TOKEN; secrets are never recorded "
                "(record something derived from it instead)")  # the warm kernel knows the job's secrets too
     assert job.state == nbjobs.State.SUCCEEDED and job.result() == {"n": len(token), "refused": refused}
-    assert job.attempts()[0]["kernel_warm"] == 1
+    assert job.attempts()[0]["kernel_path"] == "warm"
     assert "token [secret API_TOKEN]" in job.logs()
     for path in home.rglob("*"):
         if path.is_file():
@@ -228,13 +258,15 @@ def _outcomes(home: Path, notebooks: dict[str, Path], *worker_args: str) -> dict
     return out
 
 
-def test_papermill_kinds_of_notebooks_end_the_same_cold_and_warm(tmp_path, monkeypatch):
+def test_papermill_kinds_of_notebooks_end_the_same_cold_warm_and_forked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     notebooks = {k: write_notebook(tmp_path / f"{k.replace(' ', '_')}.ipynb", cells,
                                    parameters="n = 1" if k == "parameters" else None) for k, cells in KINDS.items()}
-    warm = _outcomes(tmp_path / "warm", notebooks)
+    warm = _outcomes(tmp_path / "warm", notebooks, *PATH_ARGS["warm"])
+    forked = _outcomes(tmp_path / "forked", notebooks, *PATH_ARGS["forked"])
     cold = _outcomes(tmp_path / "cold", notebooks, "--no-warm")
     assert warm == cold
+    assert forked == cold
     assert warm["simple"][0] == "succeeded" and warm["broken"][:2] == ("failed", "ValueError")
     assert warm["parameters"][3][-1] == [("stream", "n is 7\n")]
     assert warm["kernel death"][:2] == ("failed", "DeadKernelError")
@@ -242,18 +274,26 @@ def test_papermill_kinds_of_notebooks_end_the_same_cold_and_warm(tmp_path, monke
 
 # --- no kernel left behind ------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_no_pool_kernel_survives_its_worker(home, how):
-    proc = start_worker(home, "--concurrency", "2", "--pool", "4")
+def test_no_pool_kernel_or_zygote_survives_its_worker(home, how):
+    """Pool mode: 4 warm kernels; fork mode: 2 zygotes (the warm kernels would be for other kernelspecs)."""
+    proc = start_worker(home, "--concurrency", "2", "--pool", "4", "--kernels", "pool")
+    (home.parent / "fork-home").mkdir()
+    fork = start_worker(home.parent / "fork-home", "--concurrency", "2", "--kernels", "fork")
     try:
         kernels = wait_for(lambda: len(_kernels(proc.pid)) >= 4 and _kernels(proc.pid), 60, "4 warm kernels")
-        hosts = [p for p, cmd in _tree(proc.pid).items() if b"nbjobs.runner" in cmd]
-        assert len(hosts) == 2, hosts
+        zygotes = wait_for(lambda: len(_zygotes(fork.pid)) >= 2 and _zygotes(fork.pid), 60, "2 zygotes")
+        assert not _kernels(fork.pid)  # python3 is forked: nothing kept warm for it
+        hosts = [p for w in (proc, fork) for p, cmd in _tree(w.pid).items() if b"nbjobs.runner" in cmd]
+        assert len(hosts) == 4, hosts
         proc.send_signal(how)
+        fork.send_signal(how)
         proc.wait(30)
-        wait_for(lambda: not any(_alive(p) for p in [*kernels, *hosts]), 10,
-                 f"the pool's kernels and hosts to end after {how.name}")
+        fork.wait(30)
+        wait_for(lambda: not any(_alive(p) for p in [*kernels, *zygotes, *hosts]), 10,
+                 f"the pool's kernels, the zygotes and the hosts to end after {how.name}")
     finally:
         stop_worker(proc)
+        stop_worker(fork)
 
 
 def test_resizing_the_pool_kills_the_kernels_it_no_longer_wants(tmp_path):
@@ -274,36 +314,111 @@ def test_resizing_the_pool_kills_the_kernels_it_no_longer_wants(tmp_path):
     wait_for(lambda: not _kernels(os.getpid()), 10, "no kernel left after the executor's shutdown")
 
 
-def test_a_kernel_the_pool_does_not_hold_starts_cold(home, tmp_path, monkeypatch):
-    """A notebook asking for another kernel name runs on the cold path (and the name joins the pool)."""
+def test_a_kernelspec_the_zygote_does_not_fork_takes_the_pool(home, tmp_path, monkeypatch):
+    """Fork mode (the default): python3 is forked; a kernelspec whose command is not this interpreter
+    (here ``env python -m ipykernel_launcher``) starts cold, then joins the pool and comes warm.
+    `nbjobs show` says which path each job took."""
     kernels_dir = tmp_path / "share" / "jupyter" / "kernels" / "other-python"
     kernels_dir.mkdir(parents=True)
     (kernels_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": ["/usr/bin/env", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Other Python", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", f"{tmp_path / 'share' / 'jupyter'}{os.pathsep}{os.environ.get('JUPYTER_PATH', '')}")
     assert kernel_exists("other-python")
     nb = write_notebook(tmp_path / "other.ipynb", [INSIDE], kernel="other-python")
+    mine = write_notebook(tmp_path / "mine.ipynb", [INSIDE])
     proc = start_worker(home)
     try:
-        wait_for(lambda: _kernels(proc.pid), 60, "a warm python3 kernel")
         first = nbjobs.run_notebook(nb, home=home, start_worker=False).wait(JOB_WAIT)
-        wait_for(lambda: len(_kernels(proc.pid)) >= 2, 60, "a warm other-python kernel too")
+        wait_for(lambda: _kernels(proc.pid), 60, "a warm other-python kernel")
         time.sleep(2)
         second = nbjobs.run_notebook(nb, home=home, start_worker=False).wait(JOB_WAIT)
+        forked = nbjobs.run_notebook(mine, home=home, start_worker=False).wait(JOB_WAIT)
     finally:
-        stop_worker(proc)
+        banner = stop_worker(proc)
+    assert "kernels fork" in banner.splitlines()[0], banner
     a, b = first.result()["inside"], second.result()["inside"]
-    assert first.state == second.state == nbjobs.State.SUCCEEDED
-    assert (first.attempts()[0]["kernel_warm"], second.attempts()[0]["kernel_warm"]) == (0, 1)
+    assert first.state == second.state == forked.state == nbjobs.State.SUCCEEDED
+    assert [j.attempts()[0]["kernel_path"] for j in (first, second, forked)] == ["cold", "warm", "forked"]
     assert a["kernel_started"] > first.record.submitted_at - 0.05  # cold: started for the job
     assert b["kernel_started"] < second.record.submitted_at - 1    # warm: started ahead
     assert json.loads(Path(second.record.output_path).read_text())["metadata"]["kernelspec"]["name"] == "other-python"
+    shown = nbjobs_show(forked.id, home)
+    assert f"kernel pid {forked.attempts()[0]['kernel_pid']} (forked)" in shown, shown
+
+
+def nbjobs_show(job_id: str, home: Path) -> str:
+    return subprocess.run([sys.executable, "-m", "nbjobs", "show", job_id], capture_output=True, text=True,
+                          env=dict(os.environ, NBJOBS_HOME=str(home)), check=True).stdout
+
+
+# --- the zygote's life -----------------------------------------------------------------------------------
+ZYGOTE_PROBE = textwrap.dedent("""\
+    import os, nbjobs, zmod
+    nbjobs.record("seen", {"zygote": os.getppid(), "version": zmod.VERSION, "pid": os.getpid()})
+    """)
+CRASHING = textwrap.dedent("""\
+    import os, time, pathlib
+    marker = pathlib.Path(MARKER)
+    if not marker.exists():         # the first attempt: the test kills this kernel
+        marker.write_text(str(os.getpid()))
+        time.sleep(120)
+    """) + ZYGOTE_PROBE
+
+
+def _install_zmod(site: Path, version: int) -> None:
+    """Install (or upgrade) a one-file package: written aside, then renamed in, as pip does."""
+    (site / "zmod.tmp").write_text(f"VERSION = {version}\n")
+    os.replace(site / "zmod.tmp", site / "zmod.py")
+
+
+def test_the_zygote_is_restarted_replaced_and_unharmed_by_a_crashed_child(home, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    _install_zmod(site, 1)
+    marker = tmp_path / "marker"
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    proc = start_worker(home, "--kernels", "fork", "--preload", "zmod", env=env)
+    try:
+        one = nbjobs.submit(ZYGOTE_PROBE, name="one", start_worker=False).wait(JOB_WAIT)
+        assert one.state == nbjobs.State.SUCCEEDED, one.record.error_message
+        zygote = one.result()["seen"]["zygote"]
+        assert zygote in _zygotes(proc.pid)
+        os.kill(zygote, signal.SIGKILL)  # a zygote that dies is started again
+        wait_for(lambda: not _alive(zygote), 10, "the zygote to end")
+
+        two = nbjobs.submit(CRASHING.replace("MARKER", repr(str(marker))), name="two", retries=1, start_worker=False)
+        child = int(wait_for(lambda: marker.exists() and marker.read_text(), JOB_WAIT, "the first attempt to start"))
+        os.kill(child, signal.SIGKILL)  # the kernel dies mid-job: the job's failure, retried by its retries
+        two.wait(JOB_WAIT)
+        assert two.state == nbjobs.State.SUCCEEDED, two.record.error_message
+        assert [(a["outcome"], a["kernel_path"]) for a in two.attempts()] == [("kernel_died", "forked"),
+                                                                               ("succeeded", "forked")]
+        assert two.record.failures == 1
+        three = nbjobs.submit(ZYGOTE_PROBE, name="three", start_worker=False).wait(JOB_WAIT)
+
+        _install_zmod(site, 2)  # the environment changed: the next job gets a new zygote with the new code
+        four = nbjobs.submit(ZYGOTE_PROBE, name="four", start_worker=False).wait(JOB_WAIT)
+    finally:
+        stop_worker(proc)
+    seen = [j.result()["seen"] for j in (one, two, three, four)]
+    assert [s["version"] for s in seen] == [1, 1, 1, 2]
+    assert seen[1]["zygote"] != zygote                  # restarted after it was killed
+    assert seen[2]["zygote"] == seen[1]["zygote"]       # the crashed child left it alone
+    assert seen[3]["zygote"] != seen[2]["zygote"]       # replaced when the environment changed
+    assert len({s["pid"] for s in seen}) == 4 and child not in {s["pid"] for s in seen}
+    assert all(j.attempts()[-1]["kernel_path"] == "forked" for j in (one, three, four))
 
 
 def test_worker_pool_flags(home):
     bad = subprocess.run([sys.executable, "-m", "nbjobs", "worker", "--pool", "-1"], capture_output=True, text=True,
                          env=dict(os.environ, NBJOBS_HOME=str(home)))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--pool must be from 0 to 64" in bad.stderr
-    assert "--no-warm" in subprocess.run([sys.executable, "-m", "nbjobs", "worker", "--help"], capture_output=True,
-                                         text=True).stdout
+    helptext = subprocess.run([sys.executable, "-m", "nbjobs", "worker", "--help"], capture_output=True, text=True).stdout
+    assert "--no-warm" in helptext and "--kernels {fork,pool,cold}" in helptext and "--preload" in helptext
+    for args, says in ((["--no-warm", "--kernels", "fork"], "--no-warm means --kernels cold"),
+                       (["--preload", "no_such_module_xyz"], "--preload: no module named 'no_such_module_xyz'"),
+                       (["--preload", "pandas;rm"], "--preload takes module names")):
+        bad = subprocess.run([sys.executable, "-m", "nbjobs", "worker", *args], capture_output=True, text=True,
+                             env=dict(os.environ, NBJOBS_HOME=str(home)))
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and says in bad.stderr, (args, bad.stderr)

@@ -794,3 +794,39 @@ def test_migrates_a_v1_database(tmp_path):
     assert s2.version == SCHEMA_VERSION and s2.counts()["succeeded"] == 2 and s2.counts()["queued"] == 1
     s2.close()
     assert fixture.read_bytes() == fixture_bytes  # the committed fixture is never touched
+
+
+def test_migration_turns_the_kernel_warm_flag_into_the_kernel_path(tmp_path):
+    """v12: an older home's attempts keep how their kernel came (1: warm, 0: cold, NULL: unknown), and the
+    search index follows a change of an indexed value, not an UPDATE that leaves it as it was."""
+    path = tmp_path / "nbjobs.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    from nbjobs.store.schema import migrate_v12_kernel_path
+
+    version = MIGRATIONS.index(migrate_v12_kernel_path)
+    conn.execute("BEGIN")
+    for migration in MIGRATIONS[:version]:
+        if callable(migration):
+            migration(conn)
+        else:
+            for statement in migration.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={version}")
+    job = "a" * 32
+    conn.execute("INSERT INTO jobs (id, name, kind, state, submitted_at, run_at, updated_at) "
+                 "VALUES (?, 'old', 'cell', 'succeeded', 1, 1, 1)", (job,))
+    conn.executemany("INSERT INTO attempts (job_id, number, started_at, kernel_warm) VALUES (?,?,?,?)",
+                     [(job, 1, 1.0, 1), (job, 2, 2.0, 0), (job, 3, 3.0, None)])
+    conn.execute("COMMIT")
+    conn.close()
+    s = Store(path)
+    assert s.version == SCHEMA_VERSION
+    assert [(a["number"], a["kernel_path"]) for a in s.attempts(job)] == [(1, "warm"), (2, "cold"), (3, None)]
+    assert "kernel_warm" not in s.attempts(job)[0]
+    fts = "SELECT count(*) AS n FROM jobs_fts WHERE jobs_fts MATCH ?"
+    s.conn.execute("UPDATE jobs SET error_message = NULL, name = 'old' WHERE id = ?", (job,))  # nothing changes
+    assert rows(s, fts, "old") == [{"n": 1}]
+    s.conn.execute("UPDATE jobs SET name = 'renamed' WHERE id = ?", (job,))
+    assert rows(s, fts, "old") == [{"n": 0}] and rows(s, fts, "renamed") == [{"n": 1}]
+    s.close()

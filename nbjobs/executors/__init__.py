@@ -58,7 +58,7 @@ NAMES = ("local", "dask")
 
 def get_executor(name: str | None = None, *, scheduler: str | None = None, **options: Any) -> Executor:
     """The executor called ``name``: ``local`` (the default) or ``dask``, built with ``options``
-    (for ``local``: ``concurrency``, ``pool``, ``kernels``, ``workdir``).
+    (for ``local``: ``concurrency``, ``pool``, ``kernels``, ``workdir``, ``mode``, ``preload``).
 
     ``name`` and ``scheduler`` default to ``$NBJOBS_EXECUTOR`` and ``$NBJOBS_SCHEDULER``.  For
     ``dask``, ``scheduler`` is the Dask scheduler's address (``tcp://host:8786``); without one a

@@ -1,7 +1,7 @@
 """Attempts on this machine, in runner hosts: ``python -m nbjobs.runner --serve`` processes that
-run one attempt at a time, one per concurrency slot, each with papermill imported once and a warm
-pool of kernels of its own (see `nbjobs.kernels.KernelPool`).  Every attempt still runs in a kernel
-of its own, started ahead of need and never reused.
+run one attempt at a time, one per concurrency slot, each with papermill imported once, a kernel
+zygote (``mode="fork"``) and a warm pool of kernels of its own (see `nbjobs.kernels.KernelPool`).
+Every attempt still runs in a kernel of its own, forked or started for it, never reused.
 
 A host that dies (or is killed to end an attempt) is replaced by a new one at the next start.
 """
@@ -37,7 +37,8 @@ class _Host:
 
     def __init__(self, executor: "LocalExecutor", pool: int):
         self.executor = executor
-        cmd = [sys.executable, "-m", "nbjobs.runner", "--serve", "--pool", str(pool), "--workdir", executor.workdir]
+        cmd = [sys.executable, "-m", "nbjobs.runner", "--serve", "--pool", str(pool), "--workdir", executor.workdir,
+               "--kernels", executor.mode, "--preload", ",".join(executor.preload)]
         for name in executor.kernels:
             cmd += ["--kernel", name]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
@@ -108,14 +109,18 @@ class _Host:
 
 class LocalExecutor(Executor):
     """``concurrency`` runner hosts, with ``pool`` warm kernels in all (default: one per host;
-    0 = the cold path, every kernel started on demand) of the ``kernels`` names."""
+    0 = the cold path, every kernel started on demand) of the ``kernels`` names.  ``mode``: ``fork``
+    (a kernel zygote per host forks the kernels it can, the pool serves the others), ``pool`` or
+    ``cold`` (no pool); ``preload``: modules every job's kernel has imported before the job."""
 
     name = "local"
 
     def __init__(self, concurrency: int = 1, pool: int | None = None, kernels: list[str] | None = None,
-                 workdir: str | os.PathLike | None = None):
+                 workdir: str | os.PathLike | None = None, mode: str = "pool", preload: list[str] | None = None):
         self.concurrency = max(1, int(concurrency))
-        self.pool = self.concurrency if pool is None else max(0, int(pool))
+        self.mode = mode
+        self.preload = list(preload or [])
+        self.pool = 0 if mode == "cold" else self.concurrency if pool is None else max(0, int(pool))
         self.kernels = list(kernels or ["python3"])
         self.workdir = str(workdir or Path.cwd())
         self._lock = threading.Lock()

@@ -25,12 +25,14 @@ class JobsMixin:
         """
         now = time.time()
         row = self._job_row(spec, actor, now)
+        after = list(spec.get("after") or ())
         with self._tx() as conn:
-            created = self._insert(conn, row, list(spec.get("after") or ()), actor, now)
+            created = self._insert(conn, row, after, actor, now)
             if not created:
                 existing = conn.execute("SELECT * FROM jobs WHERE idem_key = ?", (row["idem_key"],)).fetchone()
                 return self._record(existing), False
-        return self.get(row["id"]), True
+        # the row as inserted (RETURNING), unless resolving its upstream jobs may have moved it since
+        return (self.get(row["id"]) if after else self._record(created)), True
 
     @staticmethod
     def _job_row(spec: dict[str, Any], actor: str, now: float) -> dict[str, Any]:
@@ -62,8 +64,9 @@ class JobsMixin:
         }
 
     def _insert(self, conn: sqlite3.Connection, row: dict[str, Any], after: list[str], actor: str,
-                now: float) -> bool:
-        """Insert one job row inside a transaction (False: its idempotency key is taken).  With
+                now: float) -> sqlite3.Row | None:
+        """Insert one job row inside a transaction and return it as inserted (None: its idempotency key
+        is taken).  With
         upstream jobs (``after``: full IDs) it starts ``waiting`` and is resolved at once, so an
         upstream that already ended moves it on in the same transaction."""
         after = list(dict.fromkeys(after))
@@ -76,17 +79,17 @@ class JobsMixin:
             row = dict(row, state=State.WAITING.value)
         cols = ", ".join(row)
         marks = ", ".join("?" * len(row))
-        cur = conn.execute(
+        inserted = conn.execute(
             f"INSERT INTO jobs ({cols}) VALUES ({marks}) ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL "
-            "DO NOTHING", tuple(row.values()))
-        if cur.rowcount == 0:
-            return False
+            "DO NOTHING RETURNING *", tuple(row.values())).fetchall()
+        if not inserted:
+            return None
         why = "submitted" + (f" after {', '.join(short_id(u) for u in after)}" if after else "")
         self._event(conn, row["id"], None, row["state"], why, actor, now)
         if after:
             conn.executemany("INSERT INTO deps (job_id, upstream_id) VALUES (?, ?)", [(row["id"], u) for u in after])
             self._resolve(conn, [row["id"]], actor, now)
-        return True
+        return inserted[0]
 
     # --- reads ----------------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord:

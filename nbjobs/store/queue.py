@@ -104,8 +104,8 @@ class QueueMixin:
 
     def set_attempt_info(self, job_id: str, number: int, **info: Any) -> None:
         """Record what the runner reports when an attempt starts (paths, kernel, versions, hash; the
-        kernel's pid and whether it was warm; the host, for a Dask worker's)."""
-        allowed = {"output_path", "log_path", "code_hash", "kernel", "versions", "host", "kernel_pid", "kernel_warm"}
+        kernel's pid and its path, forked, warm or cold; the host, for a Dask worker's)."""
+        allowed = {"output_path", "log_path", "code_hash", "kernel", "versions", "host", "kernel_pid", "kernel_path"}
         info = {k: (json.dumps(v) if k == "versions" else v) for k, v in info.items() if k in allowed}
         if not info:
             return

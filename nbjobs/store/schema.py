@@ -344,8 +344,36 @@ ALTER TABLE attempts ADD COLUMN slow_at REAL;
 ALTER TABLE attempts ADD COLUMN report_path TEXT;
 """
 
+# v12: the path a job's kernel took: ``forked`` (from a runner host's zygote), ``warm`` (from its
+# pool) or ``cold`` (started with the job).  It replaces the v5 ``kernel_warm`` flag (1: warm, 0: cold).
+SCHEMA_V12_KERNEL_PATH = """
+ALTER TABLE attempts ADD COLUMN kernel_path TEXT;
+UPDATE attempts SET kernel_path = CASE kernel_warm WHEN 1 THEN 'warm' WHEN 0 THEN 'cold' END
+    WHERE kernel_warm IS NOT NULL;
+ALTER TABLE attempts DROP COLUMN kernel_warm
+"""
+
+
+def migrate_v12_kernel_path(conn: sqlite3.Connection) -> None:
+    """v12: `SCHEMA_V12_KERNEL_PATH`, and a leaner search trigger: the update trigger of ``jobs_fts``
+    fires only when an indexed value really changes (``WHEN old.c IS NOT new.c ...``), not whenever
+    an UPDATE names an indexed column (the end of every attempt names the error columns, mostly to
+    leave them NULL): one FTS delete and insert fewer per job."""
+    for statement in SCHEMA_V12_KERNEL_PATH.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    cols = ", ".join(SEARCH_COLUMNS)
+    old = ", ".join(f"old.{c}" for c in SEARCH_COLUMNS)
+    new = ", ".join(f"new.{c}" for c in SEARCH_COLUMNS)
+    changed = " OR ".join(f"old.{c} IS NOT new.{c}" for c in SEARCH_COLUMNS)
+    conn.execute('DROP TRIGGER "jobs_au"')
+    conn.execute(f"""CREATE TRIGGER "jobs_au" AFTER UPDATE OF {cols} ON "jobs" WHEN {changed} BEGIN
+  INSERT INTO "jobs_fts" ("jobs_fts", rowid, {cols}) VALUES ('delete', old.rowid, {old});
+  INSERT INTO "jobs_fts" (rowid, {cols}) VALUES (new.rowid, {new});
+END""")
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
 MIGRATIONS: list[Union[str, Callable[[sqlite3.Connection], None]]] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW, SCHEMA_V7_TRUST,
-    migrate_v8_search, SCHEMA_V9_BEGAN, SCHEMA_V10_GROUPS, SCHEMA_V11_SLOW_REPORTS]
+    migrate_v8_search, SCHEMA_V9_BEGAN, SCHEMA_V10_GROUPS, SCHEMA_V11_SLOW_REPORTS, migrate_v12_kernel_path]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -220,6 +220,7 @@ class JobRecord:
     submitted_by: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     acked_at: float | None = None
+    resources: dict[str, float] = field(default_factory=dict)
 
     @property
     def dead_letter(self) -> bool:

@@ -81,6 +81,13 @@ class _Running:
         self.stop_sent: float | None = None
         self.killed = False
         self.done: dict[str, Any] | None = None
+        self.placing = False  # the executor holds it until a place with its resources is free
+
+    def began(self) -> None:
+        """The attempt started where it runs (a Dask worker may take it long after the claim): its
+        timeout counts from now."""
+        self.started = time.monotonic()
+        self.deadline = self.started + self.timeout if self.timeout else None
 
 
 class Worker:
@@ -116,6 +123,7 @@ class Worker:
         self._pause = KERNEL_LOST_PAUSE
         self._explicit_seen = 0.0        # last check for an explicit worker (auto-started workers only)
         self._standing_down = False
+        self._offered: list[dict[str, float]] | None = None  # the executor's offers, as last recorded
         self._born = time.monotonic()
         if threading.current_thread() is threading.main_thread():  # before registering: a stop is heard at once
             signal.signal(signal.SIGTERM, self._signal)
@@ -131,7 +139,8 @@ class Worker:
                 if pool is None and config.POOL_SIZE is not None:
                     pool = int(config.POOL_SIZE)
                 local = {"concurrency": max(1, int(concurrency or 1)), "pool": pool, "workdir": self.home}
-                self.executor = get_executor(name, scheduler=scheduler, **(local if name == "local" else {}))
+                dask = {"pool": pool} if pool is not None else {}  # warm kernels per Dask worker
+                self.executor = get_executor(name, scheduler=scheduler, **(local if name == "local" else dask))
         except BaseException:
             if self.store is not None:
                 self.store.worker_stopped(self.id)
@@ -320,8 +329,16 @@ class Worker:
             self.store.prune(ids, actor)
         return len(ids)
 
+    def _offers(self) -> list[dict[str, float]]:
+        """What the executor offers jobs that need resources; recorded for `nbjobs show` when it changes."""
+        offers = self.executor.offers()
+        if offers != self._offered:
+            self._offered = offers
+            self.store.set_worker_offers(self.id, offers)
+        return offers
+
     def _claim_one(self) -> bool:
-        claimed = self.store.claim(self.id, self.lease)
+        claimed = self.store.claim(self.id, self.lease, offers=self._offers())
         if claimed is None:
             return False
         rec, number = claimed
@@ -331,6 +348,7 @@ class Worker:
             "source": rec.source, "parameters": rec.parameters, "kernel": rec.kernel, "cwd": rec.cwd,
             "run_dir": str(config.run_dir(rec.id, self.home)), "cell_timeout": rec.options.get("cell_timeout"),
             "options": rec.options,  # cell jobs: "inputs" (manifest) and "outputs" (names), see api.submit
+            "resources": rec.resources,  # placement: the Dask executor passes them to Dask
         }
         box: list[_Running] = []
         ready = threading.Event()
@@ -383,7 +401,15 @@ class Worker:
     def _handle(self, run: _Running, event: dict) -> None:
         h, store, kind = run.handle, self.store, event.get("type")
         if kind == "started":
+            run.began()
+            if run.placing:
+                run.placing = False
+                store.set_placing(h.job_id, self.id, None)
             store.set_attempt_info(h.job_id, h.number, **event)
+        elif kind == "placing":
+            run.placing = True
+            run.deadline = None  # its timeout starts when it starts (`_Running.began`), not while Dask holds it
+            store.set_placing(h.job_id, self.id, "placing")
         elif kind == "kernel":
             store.set_attempt_info(h.job_id, h.number, kernel_pid=event.get("pid"), kernel_warm=bool(event.get("warm")))
         elif kind == "progress":

@@ -44,7 +44,7 @@ def local_client():
 
 @pytest.fixture(scope="module")
 def cli_cluster(tmp_path_factory):
-    """`dask scheduler` and two `dask worker` processes on 127.0.0.1; yields (address, workers)."""
+    """`dask scheduler` and two `dask worker` processes on 127.0.0.1, w0 declaring ``GPU=1``; yields the address."""
     base = tmp_path_factory.mktemp("dask-cli")
     env = _env_without_home()
     sched_file = base / "scheduler.json"
@@ -59,7 +59,8 @@ def cli_cluster(tmp_path_factory):
             wdir.mkdir()
             procs.append(subprocess.Popen(
                 ["dask", "worker", address, "--nthreads", "1", "--nworkers", "1", "--name", f"w{i}",
-                 "--local-directory", str(wdir), "--no-dashboard", "--host", "127.0.0.1"],
+                 "--local-directory", str(wdir), "--no-dashboard", "--host", "127.0.0.1",
+                 *(["--resources", "GPU=1"] if i == 0 else [])],
                 cwd=wdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         with distributed.Client(address, timeout=30) as client:
             client.wait_for_workers(2, timeout=60)
@@ -225,6 +226,38 @@ def test_cancel_a_remote_running_job(home, cli_worker):
     assert job.attempts()[-1]["outcome"] == "cancelled"
     assert "KeyboardInterrupt" in job.record.error_traceback  # interrupted in the cell, on the Dask worker
     wait_for(lambda: _gone(kernel_pid), 30, "the remote kernel to exit")  # its runner host stays, warm
+
+
+def test_placement_by_resources(home, cli_cluster, cli_worker):
+    """Jobs that need GPU=1 run only on the worker that declared it, one at a time (Dask holds the
+    other, claimed, and its receipt says so; its timeout counts from its start there); a job that
+    needs GPU=2, which no worker offers, is never claimed and says why."""
+    from nbjobs import api
+    from nbjobs.text import placement_text, receipt_text
+
+    with distributed.Client(cli_cluster, timeout=30) as c:
+        [gpu_worker] = [a for a, w in c.scheduler_info()["workers"].items() if (w.get("resources") or {}).get("GPU")]
+    never = nbjobs.submit("x = 1", resources="GPU=2", start_worker=False)
+    code = "import time\nprint('on the gpu', flush=True)\ntime.sleep(6)"
+    # 2 x 6 s in a row: a timeout of 10 s counted from the claim would end the second one
+    jobs = [nbjobs.submit(code, resources={"GPU": 1}, timeout=10, start_worker=False) for _ in range(2)]
+
+    def one_runs_one_waits():
+        runs = [j for j in jobs if "on the gpu" in j.logs()]
+        waits = [j for j in jobs if "waiting for a Dask worker with GPU=1" in receipt_text(j.record)]
+        return len(runs) == 1 and waits and waits[0] is not runs[0] and waits[0].state == nbjobs.State.RUNNING
+    wait_for(one_runs_one_waits, 90, "one GPU job running and the other held by Dask, claimed")
+    nbjobs.wait(jobs, timeout=150)
+    for j in jobs:
+        assert j.state == nbjobs.State.SUCCEEDED, (j.record.error_type, j.record.error_message)
+        assert j.attempts()[-1]["versions"]["dask_worker"] == gpu_worker
+        assert "waiting for" not in receipt_text(j.record)
+    rec = never.record
+    assert (rec.state, rec.attempts) == (nbjobs.State.QUEUED, 0)
+    assert "needs GPU=2" in receipt_text(rec)
+    why = placement_text(rec, api.workers(home=home))
+    assert why.startswith("no live worker offers GPU=2 (worker ") and "dask executor: GPU=1 | none" in why, why
+    never.cancel()
 
 
 def _parent(pid: int) -> int:

@@ -2,7 +2,8 @@
 to run (a Dask cluster) is a new executor, not a change to the worker.
 
 An executor starts an attempt from its spec (see `nbjobs.runner.run_attempt`) and forwards the
-runner's events to ``report``; when the attempt is over it reports ``{"type": "exit",
+runner's events to ``report`` (first ``{"type": "placing"}`` when the attempt waits for a place
+with its resources); when the attempt is over it reports ``{"type": "exit",
 "returncode": int}`` last.  ``stop`` asks the attempt to stop (interrupt, then kill the kernel);
 ``kill`` ends it at once.
 """
@@ -45,6 +46,12 @@ class Executor(ABC):
         """The worker renewed its lease on this attempt; an executor that can end an attempt by
         itself when its worker stops renewing (see `nbjobs.runner.serve`) lets it run until
         ``fence_at`` (epoch seconds).  Optional."""
+
+    def offers(self) -> list[dict[str, float]]:
+        """The resources of each place this executor runs attempts (a Dask worker's declared
+        ``--resources``), for placement: a job that needs resources none of them has is not
+        claimed (`nbjobs.policy.fits`).  The local executor offers none."""
+        return []
 
     def begin(self) -> None:
         """Get ready before the first attempt (e.g. start processes, warm kernels); optional."""

@@ -371,6 +371,8 @@ class DaskExecutor(Executor):
         inputs = Path(spec["run_dir"]) / "inputs"
         if (spec.get("options") or {}).get("inputs") and inputs.is_dir():
             ship["inputs"] = {p.relative_to(inputs).as_posix(): p.read_bytes() for p in inputs.rglob("*") if p.is_file()}
+        if spec.get("resources"):  # until a Dask worker with them starts it (first: before its events)
+            handle.events.put({"type": "placing"})
         with self._lock:
             self.handles[key] = handle
         distributed.Queue(f"nbjobs-start-{key}", client=self.client).put(1)
@@ -378,8 +380,6 @@ class DaskExecutor(Executor):
                                            self.storage, self.hosts, key=f"nbjobs-{key}", pure=False, retries=0,
                                            resources=spec.get("resources") or None)
         handle.future.add_done_callback(lambda _f: handle.events.put({"type": "_finished"}))  # wake _follow
-        if spec.get("resources"):  # until a Dask worker with them starts it, the receipt says so
-            handle.events.put({"type": "placing"})
         threading.Thread(target=self._follow, args=(handle, report), daemon=True,
                          name=f"nbjobs-dask-{handle.job_id[:8]}").start()
         return handle

@@ -56,6 +56,7 @@ class JobsMixin:
             "code_hash": spec.get("code_hash"),
             "submitted_by": actor,
             "options": json.dumps(spec.get("options") or {}),
+            "resources": json.dumps(spec["resources"]) if spec.get("resources") else None,
         }
 
     def _insert(self, conn: sqlite3.Connection, row: dict[str, Any], after: list[str], actor: str,

@@ -98,7 +98,13 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
     try:
         remote.start(hosts, remote.prepare(tmp))
         remote.follow()
-        return remote.collect(ship_limit, storage)
+        result = remote.collect(ship_limit, storage)
+        if sum(map(len, result["files"].values())) + len(result["log_tail"]) <= LOG_CHUNK:
+            # small (a typical job): it travels with the events, so the head records the end without
+            # waiting for the task's end to reach it and fetching the result (two round trips less)
+            remote.send({"type": "_result", "result": result})
+            return dict(remote.me, shipped=True)
+        return result
     finally:
         import shutil
 
@@ -135,11 +141,12 @@ class _Remote:
         self.worker.log_event(self.topic, {"key": self.key, "event": event})
 
     def claim(self) -> bool:
-        """Take the attempt's one start token: a re-run of this task (its first worker died) finds none."""
-        from distributed import Event, Queue
+        """Take the attempt's one start token: a re-run of this task (its first worker died) finds none.
+        One call to the scheduler's queue (the head created it): no Queue object, no second round trip."""
+        from distributed import Event
 
         try:
-            Queue(f"nbjobs-start-{self.key}", client=self.client).get(timeout=2)
+            self.client.sync(self.client.scheduler.queue_get, name=_token(self.key), timeout=2)
         except Exception:
             return False
         self.stop_event = Event(f"nbjobs-stop-{self.key}", client=self.client)
@@ -359,7 +366,6 @@ class DaskExecutor(Executor):
 
     # --- the executor interface ---
     def start(self, spec: dict[str, Any], report: Report) -> DaskHandle:
-        distributed = _distributed()
         key = f"{spec['job_id']}-{spec['attempt']}-{uuid.uuid4().hex[:6]}"
         handle = DaskHandle(spec, key)
         ship: dict[str, Any] = {}
@@ -375,7 +381,7 @@ class DaskExecutor(Executor):
             handle.events.put({"type": "placing"})
         with self._lock:
             self.handles[key] = handle
-        distributed.Queue(f"nbjobs-start-{key}", client=self.client).put(1)
+        self.client.sync(_put_token, self.client, key)  # the task takes it before it starts the attempt
         handle.future = self.client.submit(run_remote, dict(spec, _ship=ship), self.topic, key, self.ship_limit,
                                            self.storage, self.hosts, key=f"nbjobs-{key}", pure=False, retries=0,
                                            resources=spec.get("resources") or None)
@@ -423,6 +429,9 @@ class DaskExecutor(Executor):
                     event = handle.events.get(timeout=0.5)
                 except queue.Empty:
                     event = None
+                if event is not None and event.get("type") == "_result":  # the end, with the events
+                    self._complete(handle, report, event["result"], seen_started)
+                    return
                 if event is not None and event.get("type") != "_finished":
                     seen_started |= self._event(handle, event, report)
                     continue
@@ -434,7 +443,11 @@ class DaskExecutor(Executor):
                         lost = handle.worker
                         break
             while not handle.events.empty():
-                seen_started |= self._event(handle, handle.events.get(), report)
+                event = handle.events.get()
+                if event.get("type") == "_result":
+                    self._complete(handle, report, event["result"], seen_started)
+                    return
+                seen_started |= self._event(handle, event, report)
             self._end(handle, report, lost, seen_started)
         except Exception as exc:  # never leave the worker waiting for an exit that will not come
             report({"type": "done", "outcome": "runner_died",
@@ -463,7 +476,7 @@ class DaskExecutor(Executor):
         try:
             for what in ("stop", "kill"):
                 distributed.Event(f"nbjobs-{what}-{handle.key}", client=self.client).clear()
-            distributed.Queue(f"nbjobs-start-{handle.key}", client=self.client).close()
+            self.client._send_to_scheduler({"op": "queue_release", "name": _token(handle.key)})  # frees it
         except Exception:
             pass  # the scheduler is gone, and with it these
 
@@ -535,9 +548,25 @@ class DaskExecutor(Executor):
             report({"type": "done", "outcome": "worker_lost", "error": {"type": "WorkerLost", "message": message}})
             report({"type": "exit", "returncode": None})
             return
+        if result is not None and result.get("shipped"):  # its ``_result`` event is on the way
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    event = handle.events.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if event.get("type") == "_result":
+                    self._complete(handle, report, event["result"], seen_started)
+                    return
+                seen_started |= self._event(handle, event, report)
+            result = None  # lost on the way: no outcome to report (the worker records runner_died)
         if result is None:  # cancelled after a kill
             report({"type": "exit", "returncode": None})
             return
+        self._complete(handle, report, result, seen_started)
+
+    def _complete(self, handle: DaskHandle, report: Report, result: dict, seen_started: bool) -> None:
+        """Record an attempt's result from its Dask worker: the log's rest, the files, ``done``, ``exit``."""
         handle.worker = handle.worker or result.get("worker")
         self._write_log(handle, result.get("log_offset", 0), result.get("log_tail") or b"")
         for rel, data in result["files"].items():
@@ -570,6 +599,17 @@ class DaskExecutor(Executor):
             done["output_path"] = str(out) if out.exists() else None
             report(done)
         report({"type": "exit", "returncode": result.get("returncode")})
+
+
+def _token(key: str) -> str:
+    """The name of an attempt's start token queue on the scheduler."""
+    return f"nbjobs-start-{key}"
+
+
+async def _put_token(client: Any, key: str) -> None:
+    """Create the attempt's start token queue and put its one token in, in one hop from the caller's thread."""
+    await client.scheduler.queue_create(name=_token(key), maxsize=0)
+    await client.scheduler.queue_put(name=_token(key), data=1, timeout=None)
 
 
 def _connect(distributed, address: str):

@@ -14,8 +14,9 @@ the task (the notebook's text, a cell job's inputs); what it produces travels ba
 * the runner's events (``started``, ``kernel``, ``progress``) and the log's new bytes, while the
   job runs, as Dask structured events (``Worker.log_event`` -> ``Client.subscribe_topic``), so
   the panel's progress bars and ``nbjobs logs -f`` work for remote jobs;
-* at the end, with the task's result, the attempt folder's files (``output.ipynb``,
-  ``outputs/...``) up to `SHIP_LIMIT` bytes in all.  Files that do not fit go to the shared
+* at the end, the attempt folder's files (``output.ipynb``, ``outputs/...``) up to `SHIP_LIMIT`
+  bytes in all: with the events when they are small (up to `LOG_CHUNK` with the log's rest: the
+  head records the end as soon as it arrives), else as the task's result.  Files that do not fit go to the shared
   ``storage`` URL when one is given (any URL fsspec understands: ``s3://``, ``gs://``,
   ``abfs://``, a path on a shared mount...) and the head node copies them into the run folder;
   without one they are listed in the attempt's log as not shipped.

@@ -175,7 +175,7 @@ def placement_text(r: JobRecord, workers: Sequence[dict[str, Any]]) -> str | Non
         return "a live worker offers them; the job runs when one of its places is free"
     needs = ",".join(f"{k}={v:g}" for k, v in r.resources.items())
     who = "; ".join(f"worker {w['id']}, {str(w.get('executor') or 'local').split('@')[0]} executor: "
-                    + (" | ".join(fmt_resources(o) for o in offers[w['id']]) or "none") for w in workers)
+                    + (" | ".join(sorted({fmt_resources(o) for o in offers[w['id']]})) or "none") for w in workers)
     return (f"no live worker offers {fmt_resources(r.resources)} ({who or 'no live worker'}); start a Dask worker "
             f'with them (dask worker ADDRESS --resources "{needs}") for an `nbjobs worker --executor dask`')
 

@@ -65,7 +65,8 @@ NAMES = ("local", "dask")
 
 def get_executor(name: str | None = None, *, scheduler: str | None = None, **options: Any) -> Executor:
     """The executor called ``name``: ``local`` (the default) or ``dask``, built with ``options``
-    (for ``local``: ``concurrency``, ``pool``, ``kernels``, ``workdir``).
+    (for ``local``: ``concurrency``, ``pool``, ``kernels``, ``workdir``; for ``dask``: ``pool``, warm
+    kernels per Dask worker, ``kernels``, ``n_workers``, ``ship_limit``, ``storage``).
 
     ``name`` and ``scheduler`` default to ``$NBJOBS_EXECUTOR`` and ``$NBJOBS_SCHEDULER``.  For
     ``dask``, ``scheduler`` is the Dask scheduler's address (``tcp://host:8786``); without one a

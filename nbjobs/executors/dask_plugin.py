@@ -75,11 +75,6 @@ class RunnerHosts(WorkerPlugin):
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def host_pids(self) -> list[int]:
-        """Pids of this worker's runner hosts and their idle kernels (for tests and the benchmark)."""
-        executor = self.executor
-        return [] if executor is None else executor.pids()
-
 
 def register(client: Any, pool: int | None = None, kernels: list[str] | None = None) -> str:
     """Register the plugin on ``client``'s cluster (every worker now and later); returns its name.

@@ -181,11 +181,6 @@ class LocalExecutor(Executor):
         with self._lock:
             return [kernel.pid for host in self._hosts for kernel in host.pool]
 
-    def pids(self) -> list[int]:
-        """Pids of the hosts and their idle kernels."""
-        with self._lock:
-            return [p for host in self._hosts for p in (host.proc.pid, *(k.pid for k in host.pool))]
-
     def shutdown(self, timeout: float = 5.0, kill_running: bool = False) -> None:
         """End every host: each kills its pool and exits; what is left after ``timeout`` is killed.
         ``kill_running``: kill the hosts that run an attempt at once (a Dask worker going away)."""

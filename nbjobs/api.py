@@ -319,7 +319,8 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
            notify: str | None = None, notify_on: str | None = None,
            on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None,
            concurrency_key: str | None = None, max_running: int | None = None,
-           report: str | None = None, origin: dict[str, Any] | None = None) -> Job:
+           report: str | None = None, origin: dict[str, Any] | None = None,
+           resources: dict[str, float] | str | None = None) -> Job:
     """Submit Python source as a *cell job*; returns its `Job` handle at once.
 
     The source runs in a fresh kernel (papermill) after a ``parameters`` cell, with ``cwd`` (default:
@@ -361,6 +362,12 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
     ``origin`` says where the code came from, so tracebacks point there: ``{"cell": 13, "magic":
     "%%job ..."}`` (``%%job`` sets it) runs the code as ``In [13]`` below its magic line.
 
+    Placement (also on `run_notebook`): ``resources={"GPU": 1, "MEM": 64e9}`` (or ``"GPU=1,MEM=64e9"``)
+    runs the job only on a Dask worker that declared them (``dask worker --resources GPU=1``), through
+    Dask's resource scheduling; until a worker of the home offers them the job stays ``queued``
+    (the local executor offers none) and ``nbjobs show`` says what it needs.  Its ``timeout`` counts
+    from its start on the Dask worker, not from the claim.
+
     >>> job = nbjobs.submit("import nbjobs; nbjobs.record('n', n * 2)", parameters={"n": 21})  # doctest: +SKIP
     >>> job.wait().result()                                                                     # doctest: +SKIP
     {'n': 42}
@@ -376,6 +383,7 @@ def submit(code: str, *, name: str | None = None, parameters: dict[str, Any] | N
                 options=_options(cell_timeout, secrets, retry_on, backoff, infra_retries))
     spec["name"] = spec["name"] or _default_cell_name(code)
     spec["kernel"] = spec["kernel"] or "python3"
+    spec["resources"] = policy.check_resources(resources)
     out_names = _check_names("output", outputs)
     if out_names:
         spec["options"]["outputs"] = out_names
@@ -535,13 +543,13 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
                  notify: str | None = None, notify_on: str | None = None,
                  on_done: Callable[[Job], Any] | None = None, infra_retries: int | None = None,
                  concurrency_key: str | None = None, max_running: int | None = None,
-                 report: str | None = None) -> Job:
+                 report: str | None = None, resources: dict[str, float] | str | None = None) -> Job:
     """Submit a *notebook job*: ``path`` run by papermill with ``parameters``; returns its `Job`.
 
     The kernel defaults to the notebook's own kernelspec; the working directory to the current
     directory.  Each attempt writes its output notebook to ``$NBJOBS_HOME/runs/<id>/<attempt>/``.
     ``after``, ``after_any``, ``notify``, ``notify_on``, ``on_done``, ``infra_retries``, ``concurrency_key``,
-    ``max_running`` and ``report`` as in `submit`; the
+    ``max_running``, ``report`` and ``resources`` as in `submit`; the
     documented chain: ``b = run_notebook("b.ipynb", {"source_job": a.id}, after=[a])``, and in
     b.ipynb ``nbjobs.result(source_job)``.
 
@@ -551,6 +559,7 @@ def run_notebook(path: str | os.PathLike, parameters: dict[str, Any] | None = No
     """
     spec = _notebook_spec(path, parameters, name, kernel, cwd, retries, timeout, priority, tags, key, cell_timeout,
                           secrets, retry_on, backoff, infra_retries)
+    spec["resources"] = policy.check_resources(resources)
     _flow(spec, home, after, after_any, notify, notify_on)
     _limits(spec, concurrency_key, max_running)
     _report_option(spec, report)

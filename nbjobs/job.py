@@ -262,6 +262,7 @@ class JobRecord:
     slow_at: float | None = None        # when the current attempt was flagged slow (`policy.slow_threshold`)
     slow_after: float | None = None     # ... and the threshold it ran past, seconds
     report_path: str | None = None      # the HTML report of the latest attempt (``--report html``)
+    resources: dict[str, float] = field(default_factory=dict)
 
     @property
     def dead_letter(self) -> bool:

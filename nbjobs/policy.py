@@ -265,3 +265,61 @@ def slow_threshold(runtimes: Iterable[float], factor: float = SLOW_FACTOR, q: fl
     if len(recent) < min_runs:
         return None
     return max(floor, factor * quantile(recent, q))
+
+
+# --- placement by resources --------------------------------------------------------------------------------
+_RESOURCE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_resources(value: Any) -> dict[str, float]:
+    """The resources a job needs, from ``"GPU=1,MEM=64e9"``, a list of such strings (a repeated
+    ``--resources``) or a dict; {} for none.  Bad input is one line that shows the form.
+
+    >>> check_resources("GPU=1,MEM=64e9")
+    {'GPU': 1.0, 'MEM': 64000000000.0}
+    >>> check_resources(None)
+    {}
+    """
+    if value is None or value == "" or value == []:
+        return {}
+    items: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        texts = [value] if isinstance(value, str) else list(value)
+        for text in texts:
+            if not isinstance(text, str):
+                raise BadInput(f"resources must look like GPU=1,MEM=64e9, not {text!r}")
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                name, eq, amount = part.partition("=")
+                if not eq:
+                    raise BadInput(f"resource {part!r} has no amount; write NAME=AMOUNT, e.g. --resources GPU=1,MEM=64e9")
+                items.append((name.strip(), amount.strip()))
+    out: dict[str, float] = {}
+    for name, amount in items:
+        if not isinstance(name, str) or not _RESOURCE_NAME.match(name):
+            raise BadInput(f"resource name {name!r} is not a name like GPU or MEM; write NAME=AMOUNT, e.g. GPU=1")
+        try:
+            number = float(amount)
+        except (TypeError, ValueError):
+            raise BadInput(f"resource {name} needs a number, not {amount!r}; e.g. {name}=1 or MEM=64e9") from None
+        if not math.isfinite(number) or number <= 0:
+            raise BadInput(f"resource {name} must be a positive number, not {amount!r}")
+        out[name] = number
+    return out
+
+
+def fits(needs: dict[str, float] | None, offers: Iterable[dict[str, float]] | None) -> bool:
+    """Whether a job that needs ``needs`` can run on one of the places ``offers`` describes (each a
+    Dask worker's declared resources).  No needs: anywhere; ``offers`` None: anything is offered.
+
+    >>> fits({"GPU": 1}, [{}, {"GPU": 2}]), fits({"GPU": 1, "MEM": 8}, [{"GPU": 1}, {"MEM": 16}])
+    (True, False)
+    >>> fits({"GPU": 1}, [])  # the local executor offers none
+    False
+    """
+    if not needs:
+        return True
+    if offers is None:
+        return True
+    return any(all(float(offer.get(k, 0)) >= v for k, v in needs.items()) for offer in offers)

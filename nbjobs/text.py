@@ -87,7 +87,11 @@ def wait_reason(r: JobRecord, summary: dict[str, Any] | None = None, now: float 
     """
     now = time.time() if now is None else now
     if r.state == State.RUNNING:
-        return "starting: a kernel is getting ready" if r.began_at is None else ""
+        if r.began_at is not None:
+            return ""
+        if r.reason == "placing":  # Dask holds the claimed attempt until a worker with its resources is free
+            return f"waiting for a Dask worker with {fmt_resources(r.resources)}"
+        return "starting: a kernel is getting ready"
     if r.state == State.RETRYING:
         return f"backoff until {fmt_time(r.run_at, now)} ({retry_in(r, now)})" if r.run_at else "retrying"
     if r.state == State.WAITING:
@@ -199,6 +203,10 @@ def receipt_text(r: JobRecord, now: float | None = None) -> str:
         parts.append(f"attempt {r.attempt_text}")
     if r.cancel_requested and r.state == State.RUNNING:
         parts.append("cancel requested")
+    if r.resources and r.state in (State.QUEUED, State.RETRYING, State.WAITING):
+        parts.append(f"needs {fmt_resources(r.resources)}")
+    elif r.state == State.RUNNING and r.reason == "placing":
+        parts.append(f"waiting for a Dask worker with {fmt_resources(r.resources)}")
     err = error_line(r)
     return f"{r.short_id} {r.name}: " + ", ".join(parts) + (f" - {err}" if err else "")
 
@@ -210,6 +218,38 @@ def slow_text(r: JobRecord) -> str:
     when = "running" if r.state == State.RUNNING else "ran"
     return (f"{when} past {fmt_duration(r.slow_after, precise=True)} ({SLOW_FACTOR:g}x the p{SLOW_QUANTILE * 100:g} "
             f"of its last successes), flagged {fmt_time(r.slow_at)}")
+
+
+def fmt_resources(resources: dict[str, float]) -> str:
+    """``GPU=1, MEM=6.4e+10``: what a job needs, or what a Dask worker offers ("none").
+
+    >>> fmt_resources({"GPU": 1.0, "MEM": 64e9})
+    'GPU=1, MEM=6.4e+10'
+    """
+    return ", ".join(f"{k}={v:g}" for k, v in resources.items()) or "none"
+
+
+def placement_text(r: JobRecord, workers: Sequence[dict[str, Any]]) -> str | None:
+    """For a job that needs resources and is not running yet: whether a live worker offers them
+    (``workers``: rows of `nbjobs.workers`, whose ``resources`` are their executors' offers), and
+    if none does, what each offers; None otherwise.
+
+    >>> r = JobRecord(id="8f3a2c1d" + "0" * 24, name="train", kind="cell", state=State.QUEUED, resources={"GPU": 1})
+    >>> print(placement_text(r, [{"id": "w1", "executor": "local", "resources": None}]).split(";")[0])
+    no live worker offers GPU=1 (worker w1, local executor: none)
+    """
+    from .policy import fits
+
+    if not r.resources or r.state not in (State.QUEUED, State.RETRYING, State.WAITING):
+        return None
+    offers = {w["id"]: json.loads(w.get("resources") or "null") or [] for w in workers}
+    if any(fits(r.resources, o) for o in offers.values()):
+        return "a live worker offers them; the job runs when one of its places is free"
+    needs = ",".join(f"{k}={v:g}" for k, v in r.resources.items())
+    who = "; ".join(f"worker {w['id']}, {str(w.get('executor') or 'local').split('@')[0]} executor: "
+                    + (" | ".join(sorted({fmt_resources(o) for o in offers[w['id']]})) or "none") for w in workers)
+    return (f"no live worker offers {fmt_resources(r.resources)} ({who or 'no live worker'}); start a Dask worker "
+            f'with them (dask worker ADDRESS --resources "{needs}") for an `nbjobs worker --executor dask`')
 
 
 def names_and_types(values: dict[str, Any]) -> str:
@@ -243,6 +283,13 @@ def job_detail(job: Any) -> str:
         lines.append("--out:      " + ", ".join(r.options["outputs"]))
     if r.tags:
         lines.append(f"tags:       {', '.join(r.tags)}")
+    if r.resources:
+        from . import api
+
+        lines.append(f"resources:  {fmt_resources(r.resources)} (Dask resources; runs only where a worker declared them)")
+        placement = placement_text(r, api.workers(home=job.home))
+        if placement:
+            lines.append(f"placement:  {placement}")
     infra = f" ({r.infra_failures} lost to infrastructure, not charged to the job)" if r.infra_failures else ""
     lines += [f"priority:   {r.priority}", f"attempt:    {r.attempt_text}{infra}",
               f"submitted:  {fmt_time(r.submitted_at)} by {r.submitted_by}",

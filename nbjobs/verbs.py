@@ -176,6 +176,10 @@ JOB_OPTIONS = (
     arg("--secret", action="append", default=[], metavar="NAME", sides=ALL,
         help="pass the worker's environment variable NAME to the job; its value is never stored and is "
              "redacted from logs and output notebooks (repeatable)"),
+    arg("--resources", action="append", default=[], metavar="NAME=N[,NAME=N]", sides=ALL,
+        help="Dask resources the job needs, e.g. GPU=1,MEM=64e9: it runs only on a Dask worker started with "
+             "them (dask worker --resources GPU=1) and stays queued while no worker offers them (the local "
+             "executor offers none)"),
     arg("--after", action="append", default=[], metavar="ID[,ID...]", sides=ALL,
         help="wait (state waiting) until these jobs succeeded; cancelled (dependency_failed) if one fails"),
     arg("--after-any", action="store_true", sides=ALL, help="with --after: run once they all ended, however"),
@@ -221,7 +225,7 @@ def job_kwargs(a: argparse.Namespace) -> dict[str, Any]:
                 retry_on=a.retry_on, infra_retries=a.infra_retries, backoff=backoff or None,
                 after=a.after or None, after_any=a.after_any, notify=a.notify,
                 notify_on=a.notify_on, concurrency_key=a.concurrency_key, max_running=a.max_running,
-                report=a.report)
+                report=a.report, resources=a.resources or None)
 
 
 #: a sweep's parameters: the options of `PARAM_OPTIONS`, each value a list of values
@@ -313,7 +317,8 @@ VERBS: tuple[Verb, ...] = (
     Verb("run", "submit a notebook (or -c CODE) as a job and print its ID", "NOTEBOOK [-p NAME VALUE]... [options]",
          magic_help="submit a notebook job (papermill); returns the handle",
          examples=('run report.ipynb -p n 7 -p title "Q3" --wait',
-                   "run -c \"import nbjobs; nbjobs.record('answer', 6*7)\" --name quick"),
+                   "run -c \"import nbjobs; nbjobs.record('answer', 6*7)\" --name quick",
+                   "run train.ipynb --resources GPU=1,MEM=64e9"),
          magic_examples=("run report.ipynb -p n 10 --retries 1",), args=(
              arg("notebook", nargs="?", sides=(CLI,), help="the notebook to run"),
              arg("notebook", sides=(MAGIC,), help="the notebook to run"),
@@ -467,7 +472,8 @@ VERBS: tuple[Verb, ...] = (
              arg("--preload", metavar="MODULES", help="modules every job's kernel has imported before the job, e.g. "
                  "pandas,numpy (imported once in the zygote with --kernels fork); env NBJOBS_PRELOAD"),
              arg("--pool", type=int, metavar="N", help="kernels kept started ahead of need, each used by one job "
-                 "only (default: one per --concurrency slot; env NBJOBS_POOL_SIZE; local executor)"),
+                 "only (default: one per --concurrency slot, env NBJOBS_POOL_SIZE; with --executor dask: per Dask "
+                 "worker, default one per worker thread)"),
              arg("--no-warm", action="store_true", help="start every job's kernel when the job starts (the cold "
                  "path; same as --kernels cold)"),
              arg("--executor", choices=("local", "dask"),

@@ -91,6 +91,13 @@ class _Running:
         self.stop_sent: float | None = None
         self.killed = False
         self.done: dict[str, Any] | None = None
+        self.placing = False  # the executor holds it until a place with its resources is free
+
+    def began(self) -> None:
+        """The attempt started where it runs (a Dask worker may take it long after the claim): its
+        timeout counts from now."""
+        self.started = time.monotonic()
+        self.deadline = self.started + self.timeout if self.timeout else None
 
 
 class Worker:
@@ -127,6 +134,7 @@ class Worker:
         self._pause = KERNEL_LOST_PAUSE
         self._explicit_seen = 0.0        # last check for an explicit worker (auto-started workers only)
         self._standing_down = False
+        self._offered: list[dict[str, float]] | None = None  # the executor's offers, as last recorded
         self._born = time.monotonic()
         self._slow_thresholds: dict[str, tuple[float, float]] = {}  # name -> (looked up at, threshold or 0)
         self._reporter = None  # the thread that renders HTML reports (nbjobs.reports), started on first use
@@ -152,7 +160,8 @@ class Worker:
                 self.preload = list(preload if preload is not None else [m for m in config.PRELOAD.split(",") if m])
                 local = {"concurrency": max(1, int(concurrency or 1)), "pool": pool, "workdir": self.home,
                          "mode": self.kernel_mode, "preload": self.preload}
-                self.executor = get_executor(name, scheduler=scheduler, **(local if name == "local" else {}))
+                dask = {"pool": pool} if pool is not None else {}  # warm kernels per Dask worker
+                self.executor = get_executor(name, scheduler=scheduler, **(local if name == "local" else dask))
         except BaseException:
             if self.store is not None:
                 self.store.worker_stopped(self.id)
@@ -344,8 +353,16 @@ class Worker:
             self.store.prune(ids, actor)
         return len(ids)
 
+    def _offers(self) -> list[dict[str, float]]:
+        """What the executor offers jobs that need resources; recorded for `nbjobs show` when it changes."""
+        offers = self.executor.offers()
+        if offers != self._offered:
+            self._offered = offers
+            self.store.set_worker_offers(self.id, offers)
+        return offers
+
     def _claim_one(self) -> bool:
-        claimed = self.store.claim(self.id, self.lease)
+        claimed = self.store.claim(self.id, self.lease, offers=self._offers())
         if claimed is None:
             return False
         rec, number = claimed
@@ -355,6 +372,7 @@ class Worker:
             "source": rec.source, "parameters": rec.parameters, "kernel": rec.kernel, "cwd": rec.cwd,
             "run_dir": str(config.run_dir(rec.id, self.home)), "cell_timeout": rec.options.get("cell_timeout"),
             "options": rec.options,  # cell jobs: "inputs" (manifest) and "outputs" (names), see api.submit
+            "resources": rec.resources,  # placement: the Dask executor passes them to Dask
         }
         box: list[_Running] = []
         ready = threading.Event()
@@ -407,7 +425,15 @@ class Worker:
     def _handle(self, run: _Running, event: dict) -> None:
         h, store, kind = run.handle, self.store, event.get("type")
         if kind == "started":
+            run.began()
+            if run.placing:
+                run.placing = False
+                store.set_placing(h.job_id, self.id, None)
             store.set_attempt_info(h.job_id, h.number, **event)
+        elif kind == "placing":
+            run.placing = True
+            run.deadline = None  # its timeout starts when it starts (`_Running.began`), not while Dask holds it
+            store.set_placing(h.job_id, self.id, "placing")
         elif kind == "kernel":
             path = event.get("path") or ("warm" if event.get("warm") else "cold")
             store.set_attempt_info(h.job_id, h.number, kernel_pid=event.get("pid"), kernel_path=path)

@@ -116,6 +116,19 @@ def test_run_wait_json_result_logs_show_ls_wait(home, worker, tmp_path):
     r = nbj("wait", ok_id, "--json", home=home)
     assert r.returncode == 0 and json.loads(r.stdout)["id"] == ok_id
 
+    # placement: the local executor offers no resources, so a job that needs some is never claimed;
+    # a younger one that needs none runs past it
+    gpu = json.loads(nbj_here("run", "-c", "x = 1", "--resources", "GPU=1,MEM=64e9", "--json", home=home).stdout)["id"]
+    assert nbjobs.get(gpu).record.resources == {"GPU": 1.0, "MEM": 64e9}
+    plain = nbjobs.submit("y = 2", start_worker=False)
+    assert plain.wait(90).state == nbjobs.State.SUCCEEDED
+    assert (nbjobs.get(gpu).state, nbjobs.get(gpu).record.attempts) == (nbjobs.State.QUEUED, 0)
+    shown = nbj_here("show", gpu, home=home).stdout
+    assert "queued, needs GPU=1, MEM=6.4e+10" in shown.splitlines()[0]  # the receipt line
+    assert "resources:  GPU=1, MEM=6.4e+10" in shown
+    assert "placement:  no live worker offers GPU=1, MEM=6.4e+10" in shown and "local executor: none" in shown
+    nbjobs.cancel(gpu)
+
 
 def test_queued_json_cancel_retry_wait_timeout(home, tmp_path):
     r = nbj("run", "-c", "x = 1", "--name", "quick", "--json", "--no-worker", home=home)
@@ -219,6 +232,9 @@ RUN_CASES = {
     "notebook-and-code": (["run", "nb.ipynb", "-c", "x = 1"], "not both"),
     "missing-cwd": (["run", "nb.ipynb", "--cwd", "no/such/dir"], "does not exist"),
     "empty-tag": (["run", "nb.ipynb", "--tag", ""], "tag"),
+    "resources-no-amount": (["run", "nb.ipynb", "--resources", "GPU"], "write NAME=AMOUNT"),
+    "resources-not-number": (["run", "nb.ipynb", "--resources", "GPU=one"], "needs a number"),
+    "resources-zero": (["run", "-c", "x = 1", "--resources", "MEM=0"], "positive number"),
     "ls-bad-state": (["ls", "--state", "finished"], "unknown state"),
     "worker-concurrency-0": (["worker", "--concurrency", "0"], "--concurrency"),
     "worker-concurrency-negative": (["worker", "--concurrency", "-3"], "--concurrency"),

@@ -17,7 +17,7 @@ import nbjobs
 from nbjobs.errors import BadInput
 from nbjobs.store import Store
 
-from support.notebooks import write_notebook
+from support.notebooks import INSIDE, assert_warm_equals_cold, write_notebook
 from support.procs import start_worker, stop_worker, wait_for
 
 distributed = pytest.importorskip("distributed")
@@ -44,7 +44,7 @@ def local_client():
 
 @pytest.fixture(scope="module")
 def cli_cluster(tmp_path_factory):
-    """`dask scheduler` and two `dask worker` processes on 127.0.0.1; yields (address, workers)."""
+    """`dask scheduler` and two `dask worker` processes on 127.0.0.1, w0 declaring ``GPU=1``; yields the address."""
     base = tmp_path_factory.mktemp("dask-cli")
     env = _env_without_home()
     sched_file = base / "scheduler.json"
@@ -59,7 +59,8 @@ def cli_cluster(tmp_path_factory):
             wdir.mkdir()
             procs.append(subprocess.Popen(
                 ["dask", "worker", address, "--nthreads", "1", "--nworkers", "1", "--name", f"w{i}",
-                 "--local-directory", str(wdir), "--no-dashboard", "--host", "127.0.0.1"],
+                 "--local-directory", str(wdir), "--no-dashboard", "--host", "127.0.0.1",
+                 *(["--resources", "GPU=1"] if i == 0 else [])],
                 cwd=wdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         with distributed.Client(address, timeout=30) as client:
             client.wait_for_workers(2, timeout=60)
@@ -218,13 +219,45 @@ def test_cli_cluster_jobs(home, tmp_path, cli_cluster, cli_worker):
 def test_cancel_a_remote_running_job(home, cli_worker):
     job = nbjobs.submit("import time\nprint('started', flush=True)\ntime.sleep(120)", start_worker=False)
     wait_for(lambda: "started" in job.logs(), 90, "the remote job to run")
-    runner_pid = int(job.attempts()[-1]["versions"]["pid"])
+    kernel_pid = wait_for(lambda: job.attempts()[-1]["kernel_pid"], 30, "the remote kernel's pid")
     job.cancel()
     job.wait(60)  # how soon a cancel ends a job (local executor): benchmarks/bench_stop.py
     assert job.state == nbjobs.State.CANCELLED
     assert job.attempts()[-1]["outcome"] == "cancelled"
     assert "KeyboardInterrupt" in job.record.error_traceback  # interrupted in the cell, on the Dask worker
-    wait_for(lambda: _gone(runner_pid), 30, "the remote runner to exit")
+    wait_for(lambda: _gone(kernel_pid), 30, "the remote kernel to exit")  # its runner host stays, warm
+
+
+def test_placement_by_resources(home, cli_cluster, cli_worker):
+    """Jobs that need GPU=1 run only on the worker that declared it, one at a time (Dask holds the
+    other, claimed, and its receipt says so; its timeout counts from its start there); a job that
+    needs GPU=2, which no worker offers, is never claimed and says why."""
+    from nbjobs import api
+    from nbjobs.text import placement_text, receipt_text
+
+    with distributed.Client(cli_cluster, timeout=30) as c:
+        [gpu_worker] = [a for a, w in c.scheduler_info()["workers"].items() if (w.get("resources") or {}).get("GPU")]
+    never = nbjobs.submit("x = 1", resources="GPU=2", start_worker=False)
+    code = "import time\nprint('on the gpu', flush=True)\ntime.sleep(6)"
+    # 2 x 6 s in a row: a timeout of 10 s counted from the claim would end the second one
+    jobs = [nbjobs.submit(code, resources={"GPU": 1}, timeout=10, start_worker=False) for _ in range(2)]
+
+    def one_runs_one_waits():
+        runs = [j for j in jobs if "on the gpu" in j.logs()]
+        waits = [j for j in jobs if "waiting for a Dask worker with GPU=1" in receipt_text(j.record)]
+        return len(runs) == 1 and waits and waits[0] is not runs[0] and waits[0].state == nbjobs.State.RUNNING
+    wait_for(one_runs_one_waits, 90, "one GPU job running and the other held by Dask, claimed")
+    nbjobs.wait(jobs, timeout=150)
+    for j in jobs:
+        assert j.state == nbjobs.State.SUCCEEDED, (j.record.error_type, j.record.error_message)
+        assert j.attempts()[-1]["versions"]["dask_worker"] == gpu_worker
+        assert "waiting for" not in receipt_text(j.record)
+    rec = never.record
+    assert (rec.state, rec.attempts) == (nbjobs.State.QUEUED, 0)
+    assert "needs GPU=2" in receipt_text(rec)
+    why = placement_text(rec, api.workers(home=home))
+    assert why.startswith("no live worker offers GPU=2 (worker ") and "dask executor: GPU=1 | none" in why, why
+    never.cancel()
 
 
 def _parent(pid: int) -> int:
@@ -243,7 +276,7 @@ def test_kill_9_of_a_dask_worker_mid_job_retries(home, cli_cluster, cli_worker):
                         outputs=["ok"], start_worker=False)
     wait_for(lambda: "working" in job.logs(), 90, "the remote job to run")
     runner_pid = int(job.attempts()[-1]["versions"]["pid"])
-    dask_worker_pid = _parent(runner_pid)  # the task runs the runner from the Dask worker process
+    dask_worker_pid = _parent(runner_pid)  # the runner host is a child of the Dask worker process
     os.kill(dask_worker_pid, signal.SIGKILL)
     job.wait(150)
     attempts = job.attempts()
@@ -251,7 +284,7 @@ def test_kill_9_of_a_dask_worker_mid_job_retries(home, cli_cluster, cli_worker):
     assert attempts[0]["outcome"] == "worker_lost"
     assert attempts[-1]["outcome"] == "succeeded" and len(attempts) == 2
     assert job.result() == {"ok": True}
-    wait_for(lambda: _gone(runner_pid), 30, "the orphaned runner of the dead Dask worker to exit")
+    wait_for(lambda: _gone(runner_pid), 30, "the orphaned runner host of the dead Dask worker to exit")
 
 
 def test_head_node_worker_killed_mid_job(home, cli_cluster):
@@ -262,10 +295,10 @@ def test_head_node_worker_killed_mid_job(home, cli_cluster):
     job = nbjobs.submit("import time\nprint('working', flush=True)\ntime.sleep(5)\nok = 1", retries=1,
                         outputs=["ok"], start_worker=False)
     wait_for(lambda: "working" in job.logs(), 90, "the remote job to run")
-    runner_pid = int(job.attempts()[-1]["versions"]["pid"])
+    kernel_pid = wait_for(lambda: job.attempts()[-1]["kernel_pid"], 30, "the remote kernel's pid")
     head.kill()
     head.wait()
-    wait_for(lambda: _gone(runner_pid), 30, "the abandoned remote attempt to stop")
+    wait_for(lambda: _gone(kernel_pid), 30, "the abandoned remote attempt to stop")
     second = start_worker(home, "--executor", "dask", "--scheduler", cli_cluster, env=env)
     try:
         job.wait(120)
@@ -274,6 +307,101 @@ def test_head_node_worker_killed_mid_job(home, cli_cluster):
     attempts = job.attempts()
     assert [a["outcome"] for a in attempts] == ["worker_lost", "succeeded"]
     assert job.result() == {"ok": 1}
+
+
+# --- warm runner hosts on every Dask worker (the nbjobs worker plugin) --------------------------------------
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and not _gone(int(entry)):
+            try:
+                if _parent(int(entry)) == pid:
+                    out.append(int(entry))
+            except (OSError, IndexError):
+                continue
+    return out
+
+
+def _hosts_and_kernels(client) -> dict[str, dict]:
+    """Per Dask worker: the runner hosts it started and their kernels, as /proc shows them."""
+    out = {}
+    for address, pid in client.run(os.getpid).items():
+        hosts = [h for h in _children(pid) if b"nbjobs.runner\0--serve" in _cmdline(h)]
+        kernels = [k for h in hosts for k in _children(h) if b"ipykernel" in _cmdline(k)]
+        out[address] = {"hosts": hosts, "kernels": kernels}
+    return out
+
+
+def _warm_everywhere(client, hosts: int = 1):
+    """Every Dask worker has ``hosts`` runner hosts with a warm kernel each (then that map), else None."""
+    seen = _hosts_and_kernels(client)
+    return seen if all(len(v["hosts"]) == hosts and len(v["kernels"]) == hosts for v in seen.values()) else None
+
+
+def test_plugin_on_every_worker_joining_and_restarted_and_none_left_behind(local_client):
+    from nbjobs.executors.dask import DaskExecutor
+
+    ex = DaskExecutor(client=local_client)  # registers the plugin (again: the hosts already there stay)
+    try:
+        before = wait_for(lambda: _warm_everywhere(local_client), 90, "a warm runner host on each Dask worker")
+        assert len(before) == 2
+        cluster = local_client.cluster
+        cluster.scale(3)
+        local_client.wait_for_workers(3, timeout=60)
+        joined = wait_for(lambda: (now := _warm_everywhere(local_client)) and len(now) == 3 and now, 90,
+                          "the plugin's host and kernel on the worker that joined")
+        [new] = set(joined) - set(before)
+        procs = joined[new]["hosts"] + joined[new]["kernels"]
+        local_client.restart_workers([new])  # a nanny restarts the worker process
+        wait_for(lambda: all(_gone(p) for p in procs), 30, "the restarted worker's old host and kernel to exit")
+        after = wait_for(lambda: (now := _warm_everywhere(local_client)) and len(now) == 3 and now, 90,
+                         "a warm host on the restarted worker")
+        cluster.scale(2)  # a worker closes: the plugin's teardown
+        wait_for(lambda: len(local_client.scheduler_info()["workers"]) == 2, 60, "the third worker to leave")
+        [gone] = set(after) - set(local_client.scheduler_info()["workers"])
+        procs = after[gone]["hosts"] + after[gone]["kernels"]
+        wait_for(lambda: all(_gone(p) for p in procs), 30, "the closed worker's host and kernel to exit")
+    finally:
+        ex.shutdown()
+
+
+def test_warm_equals_cold_on_dask(tmp_path, monkeypatch, local_client):
+    """A job in a warm kernel of a Dask worker's runner host sees what a job in a cold one sees; a
+    removed plugin leaves none of its hosts behind."""
+    from nbjobs.executors.dask import DaskExecutor
+    from nbjobs.executors.dask_plugin import plugin_name
+    from nbjobs.worker import Worker
+
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    nb = write_notebook(workdir / "inside.ipynb", [INSIDE])
+    seen = {}
+    for label, pool in (("warm", None), ("cold", 0)):
+        home = tmp_path / f"{label}-home"
+        ex = DaskExecutor(client=local_client, pool=pool)
+        if pool is None:
+            wait_for(lambda: _warm_everywhere(local_client), 90, "a warm kernel on each Dask worker")
+        job = nbjobs.run_notebook(nb, name="inside", start_worker=False, home=home)
+        Worker(home, concurrency=1, executor=ex, idle_exit=0.5).run()
+        assert job.state == nbjobs.State.SUCCEEDED, job.record.error_message
+        seen[label] = job.result()["inside"]
+        [attempt] = job.attempts()
+        seen[label].update(warm=attempt["kernel_warm"], submitted_at=job.record.submitted_at, kernelspec=json.loads(
+            Path(job.record.output_path).read_text())["metadata"]["kernelspec"]["name"])
+    warm, cold = seen["warm"], seen["cold"]
+    assert (warm["warm"], cold["warm"]) == (1, 0)
+    assert warm["kernel_started"] < warm["submitted_at"] < cold["kernel_started"]
+    assert_warm_equals_cold(warm, cold, workdir)
+    local_client.unregister_worker_plugin(plugin_name(0))  # its teardown on every worker
+    wait_for(lambda: _warm_everywhere(local_client), 30, "only the default plugin's host on each worker")
 
 
 # --- clear errors -----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 import nbjobs
 from nbjobs.executors.local import LocalExecutor
 from nbjobs.kernels import kernel_exists
-from support.notebooks import write_notebook
+from support.notebooks import INSIDE, assert_warm_equals_cold, write_notebook
 from support.procs import start_worker, stop_worker, wait_for
 
 pytestmark = pytest.mark.slow
@@ -130,24 +130,6 @@ def test_a_job_sees_nothing_of_the_job_before_it_on_the_same_worker(home, tmp_pa
 
 
 # --- warm == cold from inside the job -------------------------------------------------------------------
-INSIDE = textwrap.dedent("""\
-    import os, sys, time, nbjobs
-    _ip = get_ipython()
-    def _kernel_started():  # epoch seconds, to 10 ms: now minus how long ago this process started
-        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
-        since_boot = float(open("/proc/uptime").read().split()[0])
-        return time.time() - (since_boot - ticks / os.sysconf("SC_CLK_TCK"))
-    nbjobs.record("inside", {
-        "cwd": os.getcwd(), "path": sys.path, "env": dict(os.environ), "name": __name__,
-        "names": sorted(k for k in globals() if not k.startswith("_")),
-        "dh": [str(d) for d in _dh], "starting_dir": _ip.starting_dir,
-        "execution_count": _ip.execution_count, "history": len(In),
-        "argv": sys.argv[1:2] + sys.argv[3:], "modules": sorted(m for m in sys.modules if not m.startswith("nbjobs")),
-        "kernel_started": _kernel_started(), "cmdline": open("/proc/self/cmdline", "rb").read().count(b"ipykernel"),
-    })
-    """)
-
-
 def _inside(home: Path, nb: Path, path: str, *worker_args: str) -> dict:
     proc = start_worker(home, *PATH_ARGS[path], *worker_args)
     try:
@@ -187,19 +169,7 @@ def test_a_warm_or_forked_kernel_is_indistinguishable_from_a_cold_one(tmp_path, 
         assert set(PRELOAD.split(",")) <= set(warm["modules"])
     assert cold["kernel_started"] > cold["submitted_at"] - 0.05, (cold["kernel_started"], cold["submitted_at"])
     assert warm["cmdline"] == cold["cmdline"] == 1  # ps shows the kernel's command
-    assert warm["cwd"] == cold["cwd"] == str(workdir)
-    assert warm["dh"] == cold["dh"] == [str(workdir)] and warm["starting_dir"] == cold["starting_dir"] == str(workdir)
-    assert warm["path"] == cold["path"]
-    assert warm["name"] == cold["name"] == "__main__"
-    assert warm["names"] == cold["names"]  # no extra variables in the namespace
-    assert warm["execution_count"] == cold["execution_count"] and warm["history"] == cold["history"]
-    assert warm["argv"] == cold["argv"] and warm["kernelspec"] == cold["kernelspec"] == "python3"
-    assert warm["modules"] == cold["modules"]
-    # the environment: the same variables, with values that differ only where two jobs differ anyway
-    per_job = {"NBJOBS_OUTPUT_DIR", "NBJOBS_JOB_ID", "NBJOBS_HOME", "JPY_PARENT_PID", "JPY_SESSION_NAME"}
-    assert set(warm["env"]) == set(cold["env"]), set(warm["env"]) ^ set(cold["env"])
-    assert {k: v for k, v in warm["env"].items() if k not in per_job} == \
-        {k: v for k, v in cold["env"].items() if k not in per_job}
+    assert_warm_equals_cold(warm, cold, workdir)
     for env, home in ((warm["env"], tmp_path / f"{path}-home"), (cold["env"], tmp_path / "cold-home")):
         assert env["NBJOBS_OUTPUT_DIR"].startswith(str(home / "runs"))
 

@@ -282,6 +282,18 @@ def test_claim_records_attempt_and_event(store):
     assert store.claim("w2") is None  # nothing else is queued
 
 
+def test_claim_passes_over_jobs_whose_resources_nobody_offers(store):
+    gpu = add(store, name="gpu", resources={"GPU": 1.0})
+    plain = add(store, name="plain")
+    assert store.get(gpu).resources == {"GPU": 1.0} and store.get(plain).resources == {}
+    rec, _ = store.claim("local")  # offers nothing (the local executor): the older GPU job is passed over
+    assert rec.id == plain
+    assert store.claim("local") is None and store.get(gpu).state is State.QUEUED and store.get(gpu).attempts == 0
+    assert store.claim("dask", offers=[{"GPU": 0.5}, {"MEM": 8.0}]) is None
+    rec, number = store.claim("dask", offers=[{}, {"GPU": 2.0, "MEM": 8.0}])
+    assert (rec.id, number, rec.resources) == (gpu, 1, {"GPU": 1.0})
+
+
 def test_retrying_job_waits_for_its_run_at(store):
     job = add(store, retries=1)
     t0 = time.time()
@@ -764,6 +776,7 @@ def test_migrates_a_v1_database(tmp_path):
     assert {t: [{k: r[k] for k in before_rows[0]} for r in after[t]] for t, before_rows in before.items()
             if before_rows} == {t: r for t, r in before.items() if r}
     assert [r["acked_at"] for r in after["jobs"]] == [None, None]
+    assert [r["resources"] for r in after["jobs"]] == [None, None]  # v9: they need no resources
     assert rows(s, "SELECT name FROM sqlite_master WHERE name = 'expired'") == [{"name": "expired"}]
     assert rows(s, "SELECT count(*) AS n FROM expired") == [{"n": 0}]
     assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

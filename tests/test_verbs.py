@@ -60,7 +60,7 @@ def test_the_cell_magic_and_run_share_their_job_options():
     cell = _options(magics.JobMagics.job_cell.parser)
     run = _options(magics.PARSERS["run"])
     assert cell - {"--in", "--out"} == run
-    assert {"--retries", "--after", "--secret", "--quiet", "--wait"} <= cell
+    assert {"--retries", "--after", "--secret", "--quiet", "--wait", "--resources"} <= cell
 
 
 def test_the_detail_view_of_a_cell_job_without_source_does_not_break(home, store):

@@ -2,7 +2,8 @@
 to run (a Dask cluster) is a new executor, not a change to the worker.
 
 An executor starts an attempt from its spec (see `nbjobs.runner.run_attempt`) and forwards the
-runner's events to ``report``; when the attempt is over it reports ``{"type": "exit",
+runner's events to ``report`` (first ``{"type": "placing"}`` when the attempt waits for a place
+with its resources); when the attempt is over it reports ``{"type": "exit",
 "returncode": int}`` last.  ``stop`` asks the attempt to stop (interrupt, then kill the kernel);
 ``kill`` ends it at once.
 """
@@ -46,6 +47,12 @@ class Executor(ABC):
         itself when its worker stops renewing (see `nbjobs.runner.serve`) lets it run until
         ``fence_at`` (epoch seconds).  Optional."""
 
+    def offers(self) -> list[dict[str, float]]:
+        """The resources of each place this executor runs attempts (a Dask worker's declared
+        ``--resources``), for placement: a job that needs resources none of them has is not
+        claimed (`nbjobs.policy.fits`).  The local executor offers none."""
+        return []
+
     def begin(self) -> None:
         """Get ready before the first attempt (e.g. start processes, warm kernels); optional."""
 
@@ -58,7 +65,8 @@ NAMES = ("local", "dask")
 
 def get_executor(name: str | None = None, *, scheduler: str | None = None, **options: Any) -> Executor:
     """The executor called ``name``: ``local`` (the default) or ``dask``, built with ``options``
-    (for ``local``: ``concurrency``, ``pool``, ``kernels``, ``workdir``, ``mode``, ``preload``).
+    (for ``local``: ``concurrency``, ``pool``, ``kernels``, ``workdir``, ``mode``, ``preload``; for ``dask``:
+    ``pool``, warm kernels per Dask worker, ``kernels``, ``n_workers``, ``ship_limit``, ``storage``).
 
     ``name`` and ``scheduler`` default to ``$NBJOBS_EXECUTOR`` and ``$NBJOBS_SCHEDULER``.  For
     ``dask``, ``scheduler`` is the Dask scheduler's address (``tcp://host:8786``); without one a

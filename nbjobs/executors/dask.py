@@ -1,18 +1,22 @@
 """Attempts on a Dask distributed cluster.  SQLite stays on the head node; the cluster only executes.
 
 The head-node worker claims from SQLite as usual and hands each attempt to `DaskExecutor.start`,
-which submits `run_remote` as one Dask task.  On a Dask worker that task runs the unchanged
-runner (``python -m nbjobs.runner``) as a subprocess in a private temporary folder (`_Remote`, in
-phases: claim the start token, prepare the folder, start the runner, follow it, collect), so a Dask
-worker needs nbjobs installed and nothing else: no access to ``NBJOBS_HOME``, the notebook or the
-submitting folder.  What the runner needs from the head node travels inside the task (the
-notebook's text, a cell job's inputs); what it produces travels back:
+which submits `run_remote` as one Dask task (with the job's Dask ``resources``, so Dask places it
+on a worker that declared them).  On a Dask worker that task runs the attempt in a warm runner
+host (``python -m nbjobs.runner --serve``) that the nbjobs worker plugin keeps there
+(`nbjobs.executors.dask_plugin.RunnerHosts`, registered through the client when the executor
+starts: one host per worker thread, with warm kernels), in a private temporary folder (`_Remote`,
+in phases: claim the start token, prepare the folder, start the attempt in a host, follow it,
+collect), so a Dask worker needs nbjobs installed and nothing else: no access to ``NBJOBS_HOME``,
+the notebook or the submitting folder.  What the runner needs from the head node travels inside
+the task (the notebook's text, a cell job's inputs); what it produces travels back:
 
 * the runner's events (``started``, ``kernel``, ``progress``) and the log's new bytes, while the
   job runs, as Dask structured events (``Worker.log_event`` -> ``Client.subscribe_topic``), so
   the panel's progress bars and ``nbjobs logs -f`` work for remote jobs;
-* at the end, with the task's result, the attempt folder's files (``output.ipynb``,
-  ``outputs/...``) up to `SHIP_LIMIT` bytes in all.  Files that do not fit go to the shared
+* at the end, the attempt folder's files (``output.ipynb``, ``outputs/...``) up to `SHIP_LIMIT`
+  bytes in all: with the events when they are small (up to `LOG_CHUNK` with the log's rest: the
+  head records the end as soon as it arrives), else as the task's result.  Files that do not fit go to the shared
   ``storage`` URL when one is given (any URL fsspec understands: ``s3://``, ``gs://``,
   ``abfs://``, a path on a shared mount...) and the head node copies them into the run folder;
   without one they are listed in the attempt's log as not shipped.
@@ -20,11 +24,11 @@ notebook's text, a cell job's inputs); what it produces travels back:
 The head writes everything into ``runs/<job id>/<attempt>/`` before it reports ``done`` and
 ``exit``, so `nbjobs.result` and the output notebook work as for local jobs.
 
-Control: `stop` sets the attempt's ``stop`` Dask Event; the task polls it every 0.2 s and
-SIGTERMs the runner (which interrupts, then kills the kernel).  `kill` sets ``kill`` too (SIGKILL
-of runner and kernel) and cancels the future.  A task whose future was released (the head-node
-worker died, or gave up on it) stops its runner too, so an abandoned attempt does not run on
-beside the retry.
+Control: `stop` sets the attempt's ``stop`` Dask Event; the task polls it every 0.2 s and tells
+the runner host to stop the attempt (it interrupts, then kills the kernel).  `kill` sets ``kill``
+too (the kernel and its host are killed; the next attempt gets a new host) and cancels the
+future.  A task whose future was released (the head-node worker died, or gave up on it) stops its
+attempt too, so an abandoned attempt does not run on beside the retry.
 
 A Dask worker that dies mid-job: the head notices its address leaving the cluster (or the
 task's error) and reports the attempt as ``worker_lost``, so the job is retried by its policy.
@@ -35,13 +39,9 @@ Dask Queue and a second run finds it taken and refuses to start, so an attempt n
 """
 from __future__ import annotations
 
-import json
 import os
 import queue
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -51,8 +51,6 @@ from typing import Any
 
 from ..config import make_private_dir
 from ..errors import BadInput
-from ..procs import Proc
-from ..runner import WORKER_PID_ENV
 from . import Executor, Handle, Report
 
 #: bytes of files shipped back with one attempt's result (``NBJOBS_DASK_SHIP_LIMIT``)
@@ -85,8 +83,10 @@ def _put(dest: str, data_path: Path) -> None:
             dst.write(chunk)
 
 
-def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, storage: str | None) -> dict[str, Any]:
-    """The Dask task: run one attempt with ``python -m nbjobs.runner`` in a temporary folder.
+def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, storage: str | None,
+               hosts: str = "nbjobs-hosts") -> dict[str, Any]:
+    """The Dask task: run one attempt in a warm runner host of this Dask worker (the ``hosts``
+    plugin, `nbjobs.executors.dask_plugin.RunnerHosts`), in a temporary folder.
 
     Streams events to ``topic`` as ``{"key", "event"}`` and returns the runner's ``done`` event
     and the attempt's files (see the module's docstring).  Needs only nbjobs importable here.
@@ -97,9 +97,15 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
     remote.send({"type": "_hello", **remote.me})
     tmp = Path(tempfile.mkdtemp(prefix="nbjobs-dask-"))
     try:
-        remote.start(remote.prepare(tmp), cwd=tmp)
+        remote.start(hosts, remote.prepare(tmp))
         remote.follow()
-        return remote.collect(ship_limit, storage)
+        result = remote.collect(ship_limit, storage)
+        if sum(map(len, result["files"].values())) + len(result["log_tail"]) <= LOG_CHUNK:
+            # small (a typical job): it travels with the events, so the head records the end without
+            # waiting for the task's end to reach it and fetching the result (two round trips less)
+            remote.send({"type": "_result", "result": result})
+            return dict(remote.me, shipped=True)
+        return result
     finally:
         import shutil
 
@@ -108,8 +114,9 @@ def run_remote(spec: dict[str, Any], topic: str, key: str, ship_limit: int, stor
 
 class _Remote:
     """One attempt inside its Dask task, in the phases of `run_remote`: `claim` the start token,
-    `prepare` the folder, `start` the runner (a thread pumps its events to the head), `follow` it
-    to its exit (stop and kill requests, the log's new bytes), `collect` the result and files."""
+    `prepare` the folder, `start` the attempt in a runner host of this Dask worker (its events go
+    to the head as they come), `follow` it to its end (stop and kill requests, the log's new bytes),
+    `collect` the result and files."""
 
     def __init__(self, spec: dict[str, Any], topic: str, key: str):
         from distributed import get_client, get_worker
@@ -122,12 +129,12 @@ class _Remote:
         self.kill_event: Any = None
         self.task_key: Any = None                  # this task, to notice the head dropping it
         self.adir = self.log_path = Path()         # the attempt's folder and its log, once prepared
-        self.proc: subprocess.Popen | None = None
-        self.runner: Proc | None = None
-        self.kernel: Proc | None = None            # from the runner's ``kernel`` event
+        self.hosts: Any = None                     # this Dask worker's `LocalExecutor` of runner hosts
+        self.handle: Any = None                    # the attempt in its host
         self.started: dict | None = None           # the runner's ``started`` event
         self.done: dict | None = None              # the runner's ``done`` event (returned, not sent)
-        self.reader: threading.Thread | None = None
+        self.returncode: int | None = None
+        self.over = threading.Event()              # the host reported the attempt's end (``exit``)
         self.sent = 0                              # bytes of the log shipped so far
 
     def send(self, event: dict) -> None:
@@ -135,11 +142,12 @@ class _Remote:
         self.worker.log_event(self.topic, {"key": self.key, "event": event})
 
     def claim(self) -> bool:
-        """Take the attempt's one start token: a re-run of this task (its first worker died) finds none."""
-        from distributed import Event, Queue
+        """Take the attempt's one start token: a re-run of this task (its first worker died) finds none.
+        One call to the scheduler's queue (the head created it): no Queue object, no second round trip."""
+        from distributed import Event
 
         try:
-            Queue(f"nbjobs-start-{self.key}", client=self.client).get(timeout=2)
+            self.client.sync(self.client.scheduler.queue_get, name=_token(self.key), timeout=2)
         except Exception:
             return False
         self.stop_event = Event(f"nbjobs-stop-{self.key}", client=self.client)
@@ -150,7 +158,9 @@ class _Remote:
     def prepare(self, tmp: Path) -> dict[str, Any]:
         """The attempt's folder in ``tmp``, with what the head shipped; the runner's spec for it."""
         spec = self.spec
-        rspec = {k: v for k, v in spec.items() if k != "_ship"}
+        rspec = {k: v for k, v in spec.items() if k not in ("_ship", "fence_at", "resources")}
+        # no fence: the head's lease clock is not this machine's; a head that goes away releases the
+        # task's future instead, and `_control` stops the attempt
         ship = spec.get("_ship") or {}
         run_dir = tmp / "run"
         rspec["run_dir"] = str(run_dir)
@@ -168,58 +178,40 @@ class _Remote:
             rspec["cwd"] = str(tmp)
         return rspec
 
-    def start(self, rspec: dict[str, Any], cwd: Path) -> None:
-        """Start the runner on ``rspec`` (its stderr into the attempt's log) and pump its events."""
-        log = open(self.log_path, "ab", opener=lambda p, f: os.open(p, f, 0o600))
-        try:
-            self.proc = proc = subprocess.Popen(
-                [sys.executable, "-m", "nbjobs.runner"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=log, start_new_session=True, cwd=str(cwd),
-                env=dict(os.environ, **{WORKER_PID_ENV: str(os.getpid())}))
-        finally:
-            log.close()
-        self.runner = Proc.of(proc.pid)  # now: our child, not reaped yet
-        proc.stdin.write(json.dumps(rspec).encode())
-        proc.stdin.close()
-        self.reader = threading.Thread(target=self._pump, daemon=True, name="nbjobs-dask-pump")
-        self.reader.start()
+    def start(self, hosts: str, rspec: dict[str, Any]) -> None:
+        """Hand ``rspec`` to an idle runner host of this Dask worker; its events reach `_on_event`."""
+        from .dask_plugin import hosts_on
 
-    def _pump(self) -> None:
-        """The runner's events to the head, as they come; ``done`` is kept for the result."""
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            kind = event.get("type")
-            if kind == "done":
-                self.done = event  # comes back with the files, in the result
-                continue
-            if kind == "started":
-                self.started = event
-            elif kind == "kernel":
-                self.kernel = Proc.load(event.get("proc"))
-            self.send(event)
+        self.hosts = hosts_on(self.worker, hosts)
+        self.handle = self.hosts.start(rspec, self._on_event)
+
+    def _on_event(self, event: dict) -> None:
+        """The host's events to the head, as they come; ``done`` is kept for the result, ``exit`` ends it."""
+        kind = event.get("type")
+        if kind == "done":
+            self.done = event  # comes back with the files, in the result
+            return
+        if kind == "exit":
+            self.returncode = event.get("returncode")
+            self.over.set()
+            return
+        if kind == "started":
+            self.started = event
+        self.send(event)
 
     def follow(self) -> None:
-        """Until the runner exits: pass on stop and kill requests, ship the log's new bytes."""
+        """Until the attempt is over: pass on stop and kill requests, ship the log's new bytes."""
         signalled: str | None = None
         last_log = 0.0
-        while True:
-            try:
-                self.proc.wait(POLL)  # returns as soon as the runner exits
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        while not self.over.wait(POLL):  # returns as soon as the attempt ends
             signalled = self._control(signalled)
             now = time.monotonic()
             if now - last_log >= LOG_EVERY:
                 last_log = now
                 self.ship_log()
-        self.reader.join(5)
 
     def _control(self, signalled: str | None) -> str | None:
-        """Signal the runner if the head asked (or dropped the attempt); what it was signalled so far."""
+        """Stop or kill the attempt if the head asked (or dropped it); what was done so far."""
         wanted = None
         if signalled != "kill":
             try:
@@ -231,12 +223,10 @@ class _Remote:
         if wanted is None and (ts is None or ts.state in ("cancelled", "released", "forgotten")):
             wanted = "stop"  # the head dropped this attempt (it died or cancelled): do not run on alone
         if wanted == "kill" and signalled != "kill":
-            for victim in (self.kernel, self.runner):
-                if victim is not None:
-                    victim.kill()
+            self.hosts.kill(self.handle)  # its kernel and its host (the next attempt gets a new one)
             return "kill"
         if wanted == "stop" and signalled is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.hosts.stop(self.handle)  # interrupt, then kill the kernel after a grace period
             return "stop"
         return signalled
 
@@ -257,7 +247,7 @@ class _Remote:
     def collect(self, ship_limit: int, storage: str | None) -> dict[str, Any]:
         """The task's result: the runner's end, the log's rest, and the attempt's files up to
         ``ship_limit`` bytes; the others written to ``storage`` if given, else listed as skipped."""
-        result = dict(self.me, returncode=self.proc.returncode, done=self.done, started=self.started,
+        result = dict(self.me, returncode=self.returncode, done=self.done, started=self.started,
                       log_offset=self.sent, log_tail=self.ship_log(final=True), files={}, stored={}, skipped={})
         budget = ship_limit
         for path in sorted(self.adir.rglob("*")):
@@ -300,7 +290,10 @@ class DaskExecutor(Executor):
     ``scheduler``: the scheduler's address (``tcp://host:8786``); None starts a `LocalCluster`
     of worker processes sized to this machine (``n_workers``, one thread each).  ``client``: an
     existing `distributed.Client` to use instead.  ``ship_limit``: bytes of result files shipped
-    back per attempt; ``storage``: a shared URL for the files over it.
+    back per attempt; ``storage``: a shared URL for the files over it.  ``pool``: warm kernels per
+    Dask worker (default: one per worker thread; 0: each job's kernel starts with the job) and
+    ``kernels``, the kernel names kept warm, for the runner hosts plugin
+    (`nbjobs.executors.dask_plugin`), registered on the cluster here.
 
     >>> ex = DaskExecutor("tcp://127.0.0.1:8786")  # doctest: +SKIP
     """
@@ -308,7 +301,8 @@ class DaskExecutor(Executor):
     name = "dask"
 
     def __init__(self, scheduler: str | None = None, *, client: Any = None, n_workers: int | None = None,
-                 ship_limit: int | None = None, storage: str | None = None):
+                 ship_limit: int | None = None, storage: str | None = None, pool: int | None = None,
+                 kernels: list[str] | None = None):
         distributed = _distributed()
         self.cluster = None
         self._own_client = client is None
@@ -330,7 +324,11 @@ class DaskExecutor(Executor):
         self.handles: dict[str, DaskHandle] = {}
         self._lock = threading.Lock()
         self._alive: tuple[float, set[str]] = (0.0, set())
+        self._offers: tuple[float, list[dict[str, float]]] = (-1e9, [])
         client.subscribe_topic(self.topic, self._on_event)
+        from .dask_plugin import register
+
+        self.hosts = register(client, pool, kernels)  # on every Dask worker, now and when one joins
         try:
             self.dashboard_link: str | None = client.dashboard_link
         except Exception:
@@ -347,6 +345,19 @@ class DaskExecutor(Executor):
         workers = self.client.scheduler_info().get("workers", {})
         return max(1, sum(w.get("nthreads", 1) for w in workers.values()))
 
+    def offers(self) -> list[dict[str, float]]:
+        """Each Dask worker's declared resources (``dask worker --resources GPU=1``), asked of the
+        scheduler at most every 2 s; when it cannot be asked, the last answer."""
+        at, offers = self._offers
+        if time.monotonic() - at > 2.0:
+            try:
+                workers = self.client.scheduler_info().get("workers", {})
+                offers = [{k: float(v) for k, v in (w.get("resources") or {}).items()} for w in workers.values()]
+            except Exception:  # noqa: BLE001 - the scheduler is busy or gone: keep the last answer
+                pass
+            self._offers = (time.monotonic(), offers)
+        return offers
+
     # --- events from the tasks (on the client's event loop: hand them over, never block) ---
     def _on_event(self, event: Any) -> None:
         msg = event[1] if isinstance(event, tuple) else event
@@ -356,7 +367,6 @@ class DaskExecutor(Executor):
 
     # --- the executor interface ---
     def start(self, spec: dict[str, Any], report: Report) -> DaskHandle:
-        distributed = _distributed()
         key = f"{spec['job_id']}-{spec['attempt']}-{uuid.uuid4().hex[:6]}"
         handle = DaskHandle(spec, key)
         ship: dict[str, Any] = {}
@@ -368,11 +378,14 @@ class DaskExecutor(Executor):
         inputs = Path(spec["run_dir"]) / "inputs"
         if (spec.get("options") or {}).get("inputs") and inputs.is_dir():
             ship["inputs"] = {p.relative_to(inputs).as_posix(): p.read_bytes() for p in inputs.rglob("*") if p.is_file()}
+        if spec.get("resources"):  # until a Dask worker with them starts it (first: before its events)
+            handle.events.put({"type": "placing"})
         with self._lock:
             self.handles[key] = handle
-        distributed.Queue(f"nbjobs-start-{key}", client=self.client).put(1)
+        self.client.sync(_put_token, self.client, key)  # the task takes it before it starts the attempt
         handle.future = self.client.submit(run_remote, dict(spec, _ship=ship), self.topic, key, self.ship_limit,
-                                           self.storage, key=f"nbjobs-{key}", pure=False, retries=0)
+                                           self.storage, self.hosts, key=f"nbjobs-{key}", pure=False, retries=0,
+                                           resources=spec.get("resources") or None)
         handle.future.add_done_callback(lambda _f: handle.events.put({"type": "_finished"}))  # wake _follow
         threading.Thread(target=self._follow, args=(handle, report), daemon=True,
                          name=f"nbjobs-dask-{handle.job_id[:8]}").start()
@@ -417,6 +430,9 @@ class DaskExecutor(Executor):
                     event = handle.events.get(timeout=0.5)
                 except queue.Empty:
                     event = None
+                if event is not None and event.get("type") == "_result":  # the end, with the events
+                    self._complete(handle, report, event["result"], seen_started)
+                    return
                 if event is not None and event.get("type") != "_finished":
                     seen_started |= self._event(handle, event, report)
                     continue
@@ -428,7 +444,11 @@ class DaskExecutor(Executor):
                         lost = handle.worker
                         break
             while not handle.events.empty():
-                seen_started |= self._event(handle, handle.events.get(), report)
+                event = handle.events.get()
+                if event.get("type") == "_result":
+                    self._complete(handle, report, event["result"], seen_started)
+                    return
+                seen_started |= self._event(handle, event, report)
             self._end(handle, report, lost, seen_started)
         except Exception as exc:  # never leave the worker waiting for an exit that will not come
             report({"type": "done", "outcome": "runner_died",
@@ -457,7 +477,7 @@ class DaskExecutor(Executor):
         try:
             for what in ("stop", "kill"):
                 distributed.Event(f"nbjobs-{what}-{handle.key}", client=self.client).clear()
-            distributed.Queue(f"nbjobs-start-{handle.key}", client=self.client).close()
+            self.client._send_to_scheduler({"op": "queue_release", "name": _token(handle.key)})  # frees it
         except Exception:
             pass  # the scheduler is gone, and with it these
 
@@ -485,7 +505,7 @@ class DaskExecutor(Executor):
         elif kind == "kernel":
             handle.kernel_pid = event.get("pid")  # a pid on the Dask worker's machine, for information
             report(event)
-        elif kind in ("began", "progress"):
+        elif kind in ("began", "progress", "placing"):
             report(event)
         return False
 
@@ -529,9 +549,25 @@ class DaskExecutor(Executor):
             report({"type": "done", "outcome": "worker_lost", "error": {"type": "WorkerLost", "message": message}})
             report({"type": "exit", "returncode": None})
             return
+        if result is not None and result.get("shipped"):  # its ``_result`` event is on the way
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    event = handle.events.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if event.get("type") == "_result":
+                    self._complete(handle, report, event["result"], seen_started)
+                    return
+                seen_started |= self._event(handle, event, report)
+            result = None  # lost on the way: no outcome to report (the worker records runner_died)
         if result is None:  # cancelled after a kill
             report({"type": "exit", "returncode": None})
             return
+        self._complete(handle, report, result, seen_started)
+
+    def _complete(self, handle: DaskHandle, report: Report, result: dict, seen_started: bool) -> None:
+        """Record an attempt's result from its Dask worker: the log's rest, the files, ``done``, ``exit``."""
         handle.worker = handle.worker or result.get("worker")
         self._write_log(handle, result.get("log_offset", 0), result.get("log_tail") or b"")
         for rel, data in result["files"].items():
@@ -564,6 +600,17 @@ class DaskExecutor(Executor):
             done["output_path"] = str(out) if out.exists() else None
             report(done)
         report({"type": "exit", "returncode": result.get("returncode")})
+
+
+def _token(key: str) -> str:
+    """The name of an attempt's start token queue on the scheduler."""
+    return f"nbjobs-start-{key}"
+
+
+async def _put_token(client: Any, key: str) -> None:
+    """Create the attempt's start token queue and put its one token in, in one hop from the caller's thread."""
+    await client.scheduler.queue_create(name=_token(key), maxsize=0)
+    await client.scheduler.queue_put(name=_token(key), data=1, timeout=None)
 
 
 def _connect(distributed, address: str):

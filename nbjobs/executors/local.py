@@ -186,13 +186,16 @@ class LocalExecutor(Executor):
         with self._lock:
             return [kernel.pid for host in self._hosts for kernel in host.pool]
 
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """End every host: each kills its pool and exits; what is left after ``timeout`` is killed."""
+    def shutdown(self, timeout: float = 5.0, kill_running: bool = False) -> None:
+        """End every host: each kills its pool and exits; what is left after ``timeout`` is killed.
+        ``kill_running``: kill the hosts that run an attempt at once (a Dask worker going away)."""
         import time
 
         with self._lock:
             hosts = list(self._hosts)
         for host in hosts:
+            if kill_running and host.handle is not None:
+                host.kill()
             host.close()
         deadline = time.monotonic() + timeout
         for host in hosts:

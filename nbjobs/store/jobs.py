@@ -61,6 +61,7 @@ class JobsMixin:
             "group_id": spec.get("group_id"),
             "concurrency_key": spec.get("concurrency_key"),
             "max_running": spec.get("max_running"),
+            "resources": json.dumps(spec["resources"]) if spec.get("resources") else None,
         }
 
     def _insert(self, conn: sqlite3.Connection, row: dict[str, Any], after: list[str], actor: str,

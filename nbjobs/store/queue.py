@@ -24,17 +24,29 @@ class QueueMixin:
     """What workers do to jobs: claim one, keep its lease, report progress, end its attempt."""
 
     def claim(self, worker_id: str, lease: float = config.LEASE_SECONDS, *, pid: int | None = None,
-              now: float | None = None) -> tuple[JobRecord, int] | None:
+              now: float | None = None, offers: Iterable[dict[str, float]] | None = ()) -> tuple[JobRecord, int] | None:
         """Claim the next runnable job (highest priority, then oldest) for ``worker_id``.
+
+        ``offers``: the resources of each place the worker's executor runs attempts (a Dask worker's
+        declared resources; none for the local executor); a job that needs resources none of them
+        has (`policy.fits`) is passed over and stays queued.  None: any job.
 
         Returns ``(record, attempt_number)`` or None.  The read and the guarded update happen
         under one write lock, so no two workers (threads or processes) can claim the same job.
         """
         now = time.time() if now is None else now
+        fit = ""
+        if offers is not None:
+            self._offers = [dict(o) for o in offers]
+            if not getattr(self, "_fits_registered", False):
+                self.conn.create_function("nbjobs_fits", 1, lambda text: policy.fits(json.loads(text), self._offers),
+                                          deterministic=False)
+                self._fits_registered = True
+            fit = "AND (resources IS NULL OR nbjobs_fits(resources)) "
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT id, state, attempts FROM jobs INDEXED BY jobs_ready WHERE state IN ('queued', 'retrying') "
-                f"AND run_at <= ? AND {_UNDER_LIMIT} ORDER BY priority DESC, submitted_at, id LIMIT 1",
+                f"AND run_at <= ? AND {_UNDER_LIMIT} {fit}ORDER BY priority DESC, submitted_at, id LIMIT 1",
                 (now,)).fetchone()
             if row is None:
                 return None
@@ -61,6 +73,13 @@ class QueueMixin:
         out = dict.fromkeys(keys, 0)
         out.update({r["k"]: r["n"] for r in rows})
         return out
+
+    def set_placing(self, job_id: str, worker_id: str, why: str | None) -> None:
+        """Say why a claimed job has not started yet (Dask holds it until a worker with its resources
+        is free); None once it started.  Shown on the job's receipt."""
+        with self._tx() as conn:
+            conn.execute("UPDATE jobs SET reason = ?, updated_at = ? WHERE id = ? AND worker_id = ? AND state = 'running'",
+                         (why, time.time(), job_id, worker_id))
 
     def heartbeat(self, worker_id: str, lease: float = config.LEASE_SECONDS) -> int:
         """Extend the leases of every job ``worker_id`` runs and mark the worker alive."""

@@ -10,7 +10,7 @@ from ..errors import ExpiredJob, UnknownJob
 from ..job import JobRecord, State, check_transition, short_id
 
 #: the jobs columns stored as JSON text
-JSON_FIELDS = ("tags", "parameters", "options")
+JSON_FIELDS = ("tags", "parameters", "options", "resources")
 _JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)
 
 

@@ -372,8 +372,18 @@ def migrate_v12_kernel_path(conn: sqlite3.Connection) -> None:
   INSERT INTO "jobs_fts" (rowid, {cols}) VALUES (new.rowid, {new});
 END""")
 
+
+# v13: placement by resources.  A job may need Dask resources (``{"GPU": 1}``, JSON; NULL: none), and
+# only a worker whose executor offers them claims it; a worker records what its executor offers
+# (JSON: one ``{name: amount}`` per place it runs attempts, e.g. per Dask worker; NULL: none).
+SCHEMA_V13_RESOURCES = """
+ALTER TABLE jobs ADD COLUMN resources TEXT;
+ALTER TABLE workers ADD COLUMN resources TEXT;
+"""
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
 MIGRATIONS: list[Union[str, Callable[[sqlite3.Connection], None]]] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW, SCHEMA_V7_TRUST,
-    migrate_v8_search, SCHEMA_V9_BEGAN, SCHEMA_V10_GROUPS, SCHEMA_V11_SLOW_REPORTS, migrate_v12_kernel_path]
+    migrate_v8_search, SCHEMA_V9_BEGAN, SCHEMA_V10_GROUPS, SCHEMA_V11_SLOW_REPORTS, migrate_v12_kernel_path,
+    SCHEMA_V13_RESOURCES]
 SCHEMA_VERSION = len(MIGRATIONS)

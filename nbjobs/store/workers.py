@@ -24,6 +24,15 @@ class WorkersMixin:
                 "concurrency = excluded.concurrency, state = excluded.state, heartbeat_at = excluded.heartbeat_at",
                 (worker_id, host(), os.getpid(), executor, concurrency, int(autostarted), state, now, now))
 
+    def set_worker_offers(self, worker_id: str, offers: list[dict[str, float]] | None) -> None:
+        """What this worker's executor offers jobs that need resources (one dict per place it runs
+        attempts: a Dask worker's declared resources); None or [] for none."""
+        import json
+
+        with self._tx() as conn:
+            conn.execute("UPDATE workers SET resources = ? WHERE id = ?",
+                         (json.dumps(offers) if offers else None, worker_id))
+
     def set_worker_note(self, worker_id: str, note: str | None) -> None:
         """Why this worker does not claim right now (None: it does)."""
         with self._tx() as conn:

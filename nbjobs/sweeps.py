@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import config, params
+from . import config, params, policy
 from .api import Job, _common, _flow, _limits, _notebook_spec, _options, _report_option, _store, _submit_group, ensure_worker
 from .errors import BadInput, IllegalTransition, NbjobsError
 from .job import RETRYABLE, JobRecord, State, code_hash, group_state, new_id, short_id
@@ -192,7 +192,7 @@ def _hashable(value: Any) -> Any:
 #: the job options `sweep` passes on to each job (as `run_notebook` takes them)
 _JOB_OPTIONS = ("kernel", "cwd", "retries", "timeout", "priority", "tags", "cell_timeout", "secrets", "retry_on",
                 "backoff", "infra_retries", "after", "after_any", "notify", "notify_on", "concurrency_key",
-                "max_running", "report")
+                "max_running", "report", "resources")
 
 
 def sweep(notebook: str | os.PathLike | None = None, grid: dict[str, Sequence[Any]] | None = None, *,
@@ -240,6 +240,7 @@ def sweep(notebook: str | os.PathLike | None = None, grid: dict[str, Sequence[An
         spec["kernel"] = spec["kernel"] or "python3"
     _flow(spec, home, o["after"], bool(o["after_any"]), o["notify"], o["notify_on"])
     _report_option(spec, o["report"])
+    spec["resources"] = policy.check_resources(o["resources"])
     gid = new_id()
     if max_parallel is not None:
         if o["concurrency_key"] is not None:

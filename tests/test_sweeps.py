@@ -255,7 +255,7 @@ def test_a_worker_runs_a_sweep_a_keyed_series_without_overlap_and_cancels_a_grou
         assert len(queued) == 2
         why = nbjobs.waiting_reasons(queued)
         assert set(why.values()) == {f"queued: 1 of max 1 running in group {sleepy.short_id} (--max-parallel)"}
-        assert f"waiting:    {why[queued[0].id]}" in job_detail(nbjobs.get(queued[0].id))   # nbjobs show
+        assert f"state:      queued - {why[queued[0].id]}" in job_detail(nbjobs.get(queued[0].id))   # nbjobs show
         nbjobs.cancel(sleepy.id)
         wait_for(lambda: sleepy.state.terminal, 60, "the group's jobs to end")
         assert [r.state for r in sleepy.records()] == [State.CANCELLED] * 3

@@ -394,10 +394,10 @@ def test_warm_equals_cold_on_dask(tmp_path, monkeypatch, local_client):
         assert job.state == nbjobs.State.SUCCEEDED, job.record.error_message
         seen[label] = job.result()["inside"]
         [attempt] = job.attempts()
-        seen[label].update(warm=attempt["kernel_warm"], submitted_at=job.record.submitted_at, kernelspec=json.loads(
+        seen[label].update(kernel_path=attempt["kernel_path"], submitted_at=job.record.submitted_at, kernelspec=json.loads(
             Path(job.record.output_path).read_text())["metadata"]["kernelspec"]["name"])
     warm, cold = seen["warm"], seen["cold"]
-    assert (warm["warm"], cold["warm"]) == (1, 0)
+    assert (warm["kernel_path"], cold["kernel_path"]) == ("warm", "cold")
     assert warm["kernel_started"] < warm["submitted_at"] < cold["kernel_started"]
     assert_warm_equals_cold(warm, cold, workdir)
     local_client.unregister_worker_plugin(plugin_name(0))  # its teardown on every worker

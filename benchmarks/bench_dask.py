@@ -223,7 +223,7 @@ def sleep_bound(a: argparse.Namespace, tmp: Path) -> dict:
         out["wall"] = time.perf_counter() - t0
         check("sleep", jobs)
         out["span"] = max(j.record.finished_at for j in jobs) - min(j.record.submitted_at for j in jobs)
-        out["warm"] = sum(bool(j.attempts()[-1]["kernel_warm"]) for j in jobs)
+        out["warm"] = sum(j.attempts()[-1]["kernel_path"] == "warm" for j in jobs)
         out["per_worker"] = {}
         for j in jobs:
             addr = j.attempts()[-1]["versions"]["dask_worker"]

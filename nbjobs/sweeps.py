@@ -266,6 +266,12 @@ def sweep(notebook: str | os.PathLike | None = None, grid: dict[str, Sequence[An
     return Group(full, home)
 
 
+def group_counts(group_ids: Sequence[str] | set[str], home: Path | str | None = None) -> dict[str, dict[str, Any]]:
+    """Each group's jobs per state and its time span (`Store.group_counts`): what the panel's group
+    rows show."""
+    return _store(home).group_counts(group_ids)
+
+
 def group(id_or_prefix: str, home: Path | str | None = None) -> Group:
     """The group with this ID or unique prefix (a job's ID is refused).
 

@@ -130,11 +130,11 @@ class Panel:
 
     def items(self) -> list[Any]:
         """The rows, read afresh: jobs, with a group's jobs folded into one `GroupRow`."""
-        from .. import api
+        from ..sweeps import group_counts
 
         records = self.records()
         ids = {r.group_id for r in records if r.group_id}
-        return group_items(records, api._store(self.home).group_counts(ids) if ids else {})
+        return group_items(records, group_counts(ids, home=self.home) if ids else {})
 
     def summary(self) -> dict[str, Any]:
         from .. import api

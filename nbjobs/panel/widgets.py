@@ -554,13 +554,21 @@ class PanelView(_RowsView):
                    for g, d in self.members.items()}
         return group_items(self.model.records, self.groups, self.expanded, members)
 
-    def _read_groups(self, store: Any, changed: set[str] | None = None) -> None:
+    def _read_groups(self, store: Any = None, changed: set[str] | None = None) -> None:
         """Re-read the counts of the groups among the rows (all, or only when one of ``changed``
-        is shown or a shown group is not known yet)."""
+        is shown or a shown group is not known yet), from ``store`` (the updater's) or through
+        `nbjobs.sweeps.group_counts`."""
         shown = {r.group_id for r in self.model.records if r.group_id}
         if changed is not None and not (changed & shown) and shown <= set(self.groups):
             return
-        self.groups = store.group_counts(shown) if shown else {}
+        if not shown:
+            self.groups = {}
+        elif store is not None:
+            self.groups = store.group_counts(shown)
+        else:
+            from ..sweeps import group_counts
+
+            self.groups = group_counts(shown, home=self.home)
         for gid in list(self.expanded):
             if gid not in self.groups:
                 self.expanded.discard(gid)
@@ -577,7 +585,9 @@ class PanelView(_RowsView):
                 self.members.pop(group_id, None)
             else:
                 self.expanded.add(group_id)
-                self.members[group_id] = {r.id: r for r in api._store(self.home).group_jobs(group_id)}
+                from ..sweeps import Group
+
+                self.members[group_id] = {r.id: r for r in Group(group_id, self.home).records()}
             self.render()
         return True
 
@@ -627,9 +637,7 @@ class PanelView(_RowsView):
             self.root = w.VBox([self.header, bar, self.table], layout=w.Layout(width="100%"),
                                _dom_classes=("nbjobs-panel",))
             m.reset(records)
-            from .. import api
-
-            self._read_groups(api._store(self.home))
+            self._read_groups()
             self.render()
             self.needs_resync = False
             self._watch_views()
@@ -661,7 +669,7 @@ class PanelView(_RowsView):
                 self.model.set_filters(self.f_state.value, self.f_name.value, self.f_tag.value,
                                        int(self.f_limit.value))
                 self.model.reset(self.model.query(lambda **kw: api.records(home=self.home, **kw)))
-                self._read_groups(api._store(self.home))
+                self._read_groups()
             except NbjobsError as exc:
                 self.note.value = f'<span style="color:#cf222e">{html.escape(str(exc))}</span>'
                 return

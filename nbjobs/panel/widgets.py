@@ -575,7 +575,7 @@ class PanelView(_RowsView):
                 self.members.pop(gid, None)
 
     def toggle_group(self, group_id: str) -> bool:
-        from .. import api
+        from ..sweeps import Group
 
         with self.lock:
             if group_id not in self.groups or self.closed:
@@ -585,8 +585,6 @@ class PanelView(_RowsView):
                 self.members.pop(group_id, None)
             else:
                 self.expanded.add(group_id)
-                from ..sweeps import Group
-
                 self.members[group_id] = {r.id: r for r in Group(group_id, self.home).records()}
             self.render()
         return True

@@ -79,7 +79,7 @@ def wait_reason(r: JobRecord, summary: dict[str, Any] | None = None, now: float 
 
     >>> q = JobRecord(id="a" * 32, name="x", kind="cell", state=State.QUEUED, run_at=0.0)
     >>> wait_reason(q, {"workers": 0, "starting": 0, "slots": 0, "running": 0})
-    'no worker alive: start one with `nbjobs worker` (or submit from Python, which starts one)'
+    'no worker alive yet: a submit from Python starts one in a second or two; else run `nbjobs worker`'
     >>> wait_reason(q, {"workers": 1, "starting": 0, "slots": 1, "running": 1})
     'queued behind 1 running (concurrency 1)'
     >>> wait_reason(JobRecord(id="a" * 32, name="x", kind="cell", state=State.RUNNING))
@@ -106,7 +106,7 @@ def wait_reason(r: JobRecord, summary: dict[str, Any] | None = None, now: float 
     if summary is None:
         return ""
     if not summary.get("workers"):
-        return "no worker alive: start one with `nbjobs worker` (or submit from Python, which starts one)"
+        return "no worker alive yet: a submit from Python starts one in a second or two; else run `nbjobs worker`"
     slots = summary.get("slots", 0)
     if not slots:
         if summary.get("starting"):

@@ -385,9 +385,9 @@ def worker_banner(w: Any) -> str:
     how = []
     if preload:
         how.append("preload " + ",".join(preload))
-    if mode == "fork":
+    if mode == "fork" and warm is not None:
         how.append(f"{warm} warm for other kernelspecs")
-    elif mode == "pool":
+    elif mode == "pool" and warm is not None:
         how.append(f"{warm} warm kernel(s)")
     kernels = f", kernels {mode}" + (f" ({'; '.join(how)})" if how else "") if mode else ""
     return f"nbjobs worker {w.id}: home {w.home}, executor {where}, concurrency {w.concurrency}{kernels}; Ctrl-C stops it"

@@ -373,8 +373,8 @@ def test_plugin_on_every_worker_joining_and_restarted_and_none_left_behind(local
 
 
 def test_warm_equals_cold_on_dask(tmp_path, monkeypatch, local_client):
-    """A job in a warm kernel of a Dask worker's runner host sees what a job in a cold one sees; a
-    removed plugin leaves none of its hosts behind."""
+    """A job in a warm kernel of a Dask worker's runner host, or in one its zygote forked, sees what a
+    job in a cold one sees; a removed plugin leaves none of its hosts behind."""
     from nbjobs.executors.dask import DaskExecutor
     from nbjobs.executors.dask_plugin import plugin_name
     from nbjobs.worker import Worker
@@ -384,9 +384,9 @@ def test_warm_equals_cold_on_dask(tmp_path, monkeypatch, local_client):
     monkeypatch.chdir(workdir)
     nb = write_notebook(workdir / "inside.ipynb", [INSIDE])
     seen = {}
-    for label, pool in (("warm", None), ("cold", 0)):
+    for label, pool, mode in (("warm", None, "pool"), ("cold", 0, "pool"), ("forked", 0, "fork")):
         home = tmp_path / f"{label}-home"
-        ex = DaskExecutor(client=local_client, pool=pool)
+        ex = DaskExecutor(client=local_client, pool=pool, mode=mode)
         if pool is None:
             wait_for(lambda: _warm_everywhere(local_client), 90, "a warm kernel on each Dask worker")
         job = nbjobs.run_notebook(nb, name="inside", start_worker=False, home=home)
@@ -396,11 +396,14 @@ def test_warm_equals_cold_on_dask(tmp_path, monkeypatch, local_client):
         [attempt] = job.attempts()
         seen[label].update(kernel_path=attempt["kernel_path"], submitted_at=job.record.submitted_at, kernelspec=json.loads(
             Path(job.record.output_path).read_text())["metadata"]["kernelspec"]["name"])
-    warm, cold = seen["warm"], seen["cold"]
-    assert (warm["kernel_path"], cold["kernel_path"]) == ("warm", "cold")
+    warm, cold, forked = seen["warm"], seen["cold"], seen["forked"]
+    assert (warm["kernel_path"], cold["kernel_path"], forked["kernel_path"]) == ("warm", "cold", "forked")
     assert warm["kernel_started"] < warm["submitted_at"] < cold["kernel_started"]
+    assert forked["kernel_started"] > forked["submitted_at"]  # forked for the job, after it was submitted
     assert_warm_equals_cold(warm, cold, workdir)
-    local_client.unregister_worker_plugin(plugin_name(0))  # its teardown on every worker
+    assert_warm_equals_cold(forked, cold, workdir)
+    for name in (plugin_name(0), plugin_name(0, mode="fork")):
+        local_client.unregister_worker_plugin(name)  # its teardown on every worker
     wait_for(lambda: _warm_everywhere(local_client), 30, "only the default plugin's host on each worker")
 
 

@@ -292,8 +292,9 @@ class DaskExecutor(Executor):
     existing `distributed.Client` to use instead.  ``ship_limit``: bytes of result files shipped
     back per attempt; ``storage``: a shared URL for the files over it.  ``pool``: warm kernels per
     Dask worker (default: one per worker thread; 0: each job's kernel starts with the job) and
-    ``kernels``, the kernel names kept warm, for the runner hosts plugin
-    (`nbjobs.executors.dask_plugin`), registered on the cluster here.
+    ``kernels``, the kernel names kept warm, ``mode`` (the kernel path: ``fork``, ``pool``,
+    ``cold``) and ``preload``, for the runner hosts plugin (`nbjobs.executors.dask_plugin`),
+    registered on the cluster here.
 
     >>> ex = DaskExecutor("tcp://127.0.0.1:8786")  # doctest: +SKIP
     """
@@ -302,7 +303,7 @@ class DaskExecutor(Executor):
 
     def __init__(self, scheduler: str | None = None, *, client: Any = None, n_workers: int | None = None,
                  ship_limit: int | None = None, storage: str | None = None, pool: int | None = None,
-                 kernels: list[str] | None = None):
+                 kernels: list[str] | None = None, mode: str = "pool", preload: list[str] | None = None):
         distributed = _distributed()
         self.cluster = None
         self._own_client = client is None
@@ -328,7 +329,8 @@ class DaskExecutor(Executor):
         client.subscribe_topic(self.topic, self._on_event)
         from .dask_plugin import register
 
-        self.hosts = register(client, pool, kernels)  # on every Dask worker, now and when one joins
+        self.mode, self.preload = mode, list(preload or [])
+        self.hosts = register(client, pool, kernels, mode, self.preload)  # on every Dask worker, now and when one joins
         try:
             self.dashboard_link: str | None = client.dashboard_link
         except Exception:

@@ -32,31 +32,39 @@ from .local import LocalExecutor
 NAME = "nbjobs-hosts"
 
 
-def plugin_name(pool: int | None = None, kernels: list[str] | None = None) -> str:
+def plugin_name(pool: int | None = None, kernels: list[str] | None = None, mode: str = "pool",
+                preload: list[str] | None = None) -> str:
     """The plugin's name for these settings: executors that agree share one set of hosts per worker.
 
-    >>> plugin_name(), plugin_name(0)
-    ('nbjobs-hosts', 'nbjobs-hosts-pool0')
+    >>> plugin_name(), plugin_name(0), plugin_name(mode="fork", preload=["pandas"])
+    ('nbjobs-hosts', 'nbjobs-hosts-pool0', 'nbjobs-hosts-fork-pandas')
     """
     name = NAME if pool is None else f"{NAME}-pool{int(pool)}"
     extra = [k for k in (kernels or []) if k != "python3"]
-    return name + "".join(f"-{k}" for k in extra)
+    name += "".join(f"-{k}" for k in extra)
+    if mode != "pool":
+        name += f"-{mode}"
+    return name + "".join(f"-{m}" for m in preload or [])
 
 
 class RunnerHosts(WorkerPlugin):
     """Runner hosts with warm kernels on one Dask worker (see the module's docstring).
 
     ``pool``: warm kernels per Dask worker, shared among its hosts (default: one per worker
-    thread; 0 starts each job's kernel when the job starts); ``kernels``: the kernel names kept warm.
+    thread; 0 starts each job's kernel when the job starts); ``kernels``: the kernel names kept warm;
+    ``mode``: the kernel path (`nbjobs.kernels`: ``fork``, ``pool`` or ``cold``; ``fork`` becomes
+    ``pool`` on a Dask worker where forking does not apply) and ``preload``, as on a local worker.
     """
 
     #: a second registration (another nbjobs worker on the same cluster) keeps the hosts already running
     idempotent = True
 
-    def __init__(self, pool: int | None = None, kernels: list[str] | None = None):
+    def __init__(self, pool: int | None = None, kernels: list[str] | None = None, mode: str = "pool",
+                 preload: list[str] | None = None):
         self.pool = pool
         self.kernels = list(kernels or ["python3"])
-        self.name = plugin_name(pool, kernels)
+        self.mode, self.preload = mode, list(preload or [])
+        self.name = plugin_name(pool, kernels, mode, self.preload)
         self.executor: LocalExecutor | None = None  # on the Dask worker, once set up
         self.workdir: str | None = None
 
@@ -64,7 +72,11 @@ class RunnerHosts(WorkerPlugin):
         """Start one host per worker thread (and so their warm kernels); returns at once."""
         self.workdir = tempfile.mkdtemp(prefix="nbjobs-hosts-")
         threads = max(1, int(worker.state.nthreads))
-        self.executor = LocalExecutor(concurrency=threads, pool=self.pool, kernels=self.kernels, workdir=self.workdir)
+        from ..kernels import default_mode
+
+        mode = "pool" if self.mode == "fork" and default_mode() != "fork" else self.mode
+        self.executor = LocalExecutor(concurrency=threads, pool=self.pool, kernels=self.kernels, workdir=self.workdir,
+                                      mode=mode, preload=self.preload)
         self.executor.begin()
 
     async def teardown(self, worker: Any) -> None:
@@ -76,10 +88,11 @@ class RunnerHosts(WorkerPlugin):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def register(client: Any, pool: int | None = None, kernels: list[str] | None = None) -> str:
+def register(client: Any, pool: int | None = None, kernels: list[str] | None = None, mode: str = "pool",
+             preload: list[str] | None = None) -> str:
     """Register the plugin on ``client``'s cluster (every worker now and later); returns its name.
     Registering again with the same settings keeps the hosts already running (``idempotent``)."""
-    plugin = RunnerHosts(pool, kernels)
+    plugin = RunnerHosts(pool, kernels, mode, preload)
     client.register_plugin(plugin, name=plugin.name)
     return plugin.name
 

@@ -3,10 +3,11 @@
 1. **Trivial notebooks, same slots.**  A small 3-cell notebook (parameters, a computation, a recorded
    output) on two homes, each served by one real ``nbjobs worker`` process with 2 slots:
 
-   - ``local``: ``nbjobs worker --concurrency 2`` (runner hosts with warm kernels, the baseline);
+   - ``local``: ``nbjobs worker --concurrency 2`` (runner hosts on the default kernel path: forked
+     where it applies, the baseline);
    - ``dask``: ``nbjobs worker --executor dask --scheduler ADDRESS`` against a `LocalCluster` of 2
-     worker processes with one thread each, started here (each Dask worker keeps a warm runner host,
-     `nbjobs.executors.dask_plugin`).
+     worker processes with one thread each, started here (each Dask worker keeps a runner host on
+     the same kernel path, `nbjobs.executors.dask_plugin`).
 
    After one untimed warm-up round each: **throughput**, ``--jobs`` submitted in rounds of
    ``--batch`` that alternate between the homes (a change in the machine's load hits both alike),
@@ -52,10 +53,15 @@ def env_with_path(**extra: str) -> dict[str, str]:
                 **extra)
 
 
+#: ``--kernels``: the kernel path every nbjobs worker of the run is started with (None: their defaults)
+KERNELS: str | None = None
+
+
 def start(label: str, home: Path, worker_args: list[str]) -> subprocess.Popen:
     from nbjobs.store import Store
 
-    worker = subprocess.Popen([sys.executable, "-m", "nbjobs", "worker", *worker_args],
+    kernels = ["--kernels", KERNELS] if KERNELS else []
+    worker = subprocess.Popen([sys.executable, "-m", "nbjobs", "worker", *worker_args, *kernels],
                               env=env_with_path(NBJOBS_HOME=str(home)), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     store = Store(home / "nbjobs.db")
@@ -125,10 +131,11 @@ def rss(pid: int) -> int:
 
 
 def holdings(worker_pid: int) -> dict[str, list[int]]:
-    """A Dask worker process's runner hosts and their kernels."""
+    """A Dask worker process's runner hosts, their warm kernels and their zygotes (fork path)."""
     hosts = [h for h in children(worker_pid) if b"nbjobs.runner\0--serve" in cmdline(h)]
     kernels = [k for h in hosts for k in children(h) if b"ipykernel" in cmdline(k)]
-    return {"hosts": hosts, "kernels": kernels}
+    zygotes = [z for h in hosts for z in children(h) if b"zygote.py" in cmdline(z)]
+    return {"hosts": hosts, "kernels": kernels, "zygotes": zygotes}
 
 
 # --- 1. trivial notebooks, same slots ------------------------------------------------------------------------
@@ -209,11 +216,20 @@ def sleep_bound(a: argparse.Namespace, tmp: Path) -> dict:
         head = start("dask (CLI cluster)", home, ["--executor", "dask", "--scheduler", address])
 
         def warm() -> bool:
-            return all(len(h["kernels"]) == 2 for h in map(holdings, pids.values()))
+            return all(len(h["kernels"]) + len(h["zygotes"]) >= 2 for h in map(holdings, pids.values()))
         deadline = time.monotonic() + 180
-        while not warm():  # each Dask worker: 2 hosts, a warm kernel each
+        while not warm():  # each Dask worker: 2 hosts, each with its zygote (fork) or a warm kernel (pool)
             if time.monotonic() > deadline:
                 raise SystemExit(f"the Dask workers' hosts did not warm up: {[holdings(p) for p in pids.values()]}")
+            time.sleep(0.2)
+        # untimed warm-up, as in part 1: a zygote's process exists before its imports are done, and
+        # one trivial job per slot waits for them (and for a warm kernel's readiness on the pool path)
+        warmup = [nbjobs.submit("x = 1", name=f"warm-up-{i}", home=home, start_worker=False) for i in range(8)]
+        nbjobs.wait(warmup, timeout=300, poll=0.05)
+        check("warm-up", warmup)
+        while not warm():  # the pool refilled
+            if time.monotonic() > deadline + 120:
+                raise SystemExit(f"the Dask workers' hosts did not warm up again: {[holdings(p) for p in pids.values()]}")
             time.sleep(0.2)
         out["memory"] = {addr: memory(pid) for addr, pid in pids.items()}
         t0 = time.perf_counter()
@@ -223,7 +239,7 @@ def sleep_bound(a: argparse.Namespace, tmp: Path) -> dict:
         out["wall"] = time.perf_counter() - t0
         check("sleep", jobs)
         out["span"] = max(j.record.finished_at for j in jobs) - min(j.record.submitted_at for j in jobs)
-        out["warm"] = sum(j.attempts()[-1]["kernel_path"] == "warm" for j in jobs)
+        out["warm"] = sum(j.attempts()[-1]["kernel_path"] in ("warm", "forked") for j in jobs)
         out["per_worker"] = {}
         for j in jobs:
             addr = j.attempts()[-1]["versions"]["dask_worker"]
@@ -247,8 +263,8 @@ def sleep_bound(a: argparse.Namespace, tmp: Path) -> dict:
 def memory(worker_pid: int) -> dict[str, float]:
     held = holdings(worker_pid)
     return {"worker": rss(worker_pid) / 2**20, "hosts": len(held["hosts"]),
-            "hosts_mb": sum(map(rss, held["hosts"])) / 2**20, "kernels": len(held["kernels"]),
-            "kernels_mb": sum(map(rss, held["kernels"])) / 2**20}
+            "hosts_mb": sum(map(rss, held["hosts"])) / 2**20, "kernels": len(held["kernels"] + held["zygotes"]),
+            "kernels_mb": sum(map(rss, held["kernels"] + held["zygotes"])) / 2**20}
 
 
 def main() -> None:
@@ -257,7 +273,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10, help="jobs per round; rounds alternate local and dask")
     ap.add_argument("--latency", type=int, default=10, help="jobs run one at a time per executor, for the p50")
     ap.add_argument("--sleep-jobs", type=int, default=16, help="time.sleep(10) jobs on 4 Dask workers x 2 threads")
+    ap.add_argument("--kernels", choices=("fork", "pool", "cold"), help="the kernel path of every nbjobs worker here "
+                    "(default: theirs, fork where it applies)")
     a = ap.parse_args()
+    global KERNELS
+    KERNELS = a.kernels
     tmp = Path(tempfile.mkdtemp(prefix="nbjobs-bench-dask-"))
     load = os.getloadavg()[0]
     rows = same_slots(a, tmp)
@@ -275,10 +295,10 @@ def main() -> None:
         s = sleep_bound(a, tmp)
         ideal = 10.0 * -(-a.sleep_jobs // 8)
         print(f"\n2. {a.sleep_jobs} x time.sleep(10) on 4 Dask workers x 2 threads (dask CLI), one nbjobs worker")
-        print(f"{'wall s':>8}{'span s':>8}{'ideal s':>9}{'ratio':>7}{'warm kernels':>14}  jobs per Dask worker")
+        print(f"{'wall s':>8}{'span s':>8}{'ideal s':>9}{'ratio':>7}{'ready kernels':>14}  jobs per Dask worker")
         print(f"{s['wall']:8.1f}{s['span']:8.1f}{ideal:9.1f}{s['wall'] / ideal:7.2f}{s['warm']:>10}/{a.sleep_jobs:<3}  "
               f"{sorted(s['per_worker'].values())}")
-        print("\nwhat each Dask worker holds, idle and warm (RSS, MiB):")
+        print("\nwhat each Dask worker holds, idle and ready (RSS, MiB; zygotes on the fork path, else warm kernels):")
         print(f"{'Dask worker':28}{'worker':>8}{'hosts':>7}{'hosts MiB':>11}{'kernels':>9}{'kernels MiB':>13}")
         for addr, m in sorted(s["memory"].items()):
             print(f"{addr:28}{m['worker']:8.0f}{m['hosts']:7d}{m['hosts_mb']:11.0f}{m['kernels']:9d}"

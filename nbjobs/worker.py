@@ -160,7 +160,7 @@ class Worker:
                 self.preload = list(preload if preload is not None else [m for m in config.PRELOAD.split(",") if m])
                 local = {"concurrency": max(1, int(concurrency or 1)), "pool": pool, "workdir": self.home,
                          "mode": self.kernel_mode, "preload": self.preload}
-                # the Dask workers' runner hosts take the same kernel path (fork, where it applies there)
+                # the Dask workers' runner hosts take the same kernel path (fork where it applies there)
                 dask = {"mode": self.kernel_mode, "preload": self.preload, **({"pool": pool} if pool is not None else {})}
                 self.executor = get_executor(name, scheduler=scheduler, **(local if name == "local" else dask))
         except BaseException:

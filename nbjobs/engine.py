@@ -12,8 +12,9 @@ What the engine adds to papermill's ``nbclient`` engine:
 
 * the kernel is ours (forked from the zygote, warm from a pool, or started for the attempt): its
   process is reported (``{"type": "kernel", ...}``) before anything else, so that a stop can reach
-  it, and a warm kernel runs the silent ``prepare`` cell that moves it into the job (a cold one,
-  the preloads' imports);
+  it; its client may be connected already (`connect`, run by the runner host between jobs); a
+  kernel started ahead of the job runs the silent ``prepare`` cell that moves it into the job (a
+  cold one, the preloads' imports);
 * progress is reported per cell of the user's code (the wrapper cells nbjobs and papermill add
   are not counted), and when the first of them starts, ``stop.began`` is set (before that, a
   kernel death is the system's failure, not the job's) and a ``began`` event marks the end of the
@@ -57,8 +58,8 @@ class Attempt:
     ``report``: the runner's event callback; ``kernel``: a started `nbjobs.kernels.Kernel`;
     ``stop``: the attempt's stop state (`nbjobs.runner`'s: ``kernel``, ``began``,
     ``requested``, ``kill_kernel()``), shared with whoever may stop it; ``redact``: the job's
-    `nbjobs.runner.Redactor`, if it has secrets; ``prepare``: the silent cell that moves a warm
-    kernel into the job (see `nbjobs.kernels.prepare_code`) or imports the preloads in a cold one,
+    `nbjobs.runner.Redactor`, if it has secrets; ``prepare``: the silent cell that moves a
+    kernel started ahead into the job (see `nbjobs.kernels.prepare_code`) or imports the preloads in a cold one,
     or None.
     """
 
@@ -91,8 +92,8 @@ def user_cells(nb: Any) -> list[int]:
     return [i for i, c in enumerate(nb.cells) if c.get("cell_type") == "code" and not HIDDEN_TAGS & _tags(c)]
 
 
-async def _ready(kc: Any, km: Any, timeout: float) -> None:
-    """Wait until the kernel answers and our iopub subscription is live.  jupyter_client's
+async def _ready(kc: Any, km: Any, timeout: float) -> dict[str, Any]:
+    """Wait until the kernel answers and our iopub subscription is live; its kernel_info reply's content.  jupyter_client's
     ``wait_for_ready`` checks the same but waits 0.2 s for iopub after the first reply, which a
     fresh subscription misses (ZeroMQ's slow joiner): a warm kernel would spend 200 ms there."""
     deadline = time.monotonic() + timeout
@@ -106,13 +107,53 @@ async def _ready(kc: Any, km: Any, timeout: float) -> None:
             if reply.get("parent_header", {}).get("msg_id") == msg_id:
                 try:
                     await ensure_async(kc.iopub_channel.get_msg(timeout=0.02))
-                    return
+                    return reply.get("content") or {}
                 except Empty:
                     break
         if not km.is_alive():
             raise RuntimeError("Kernel died before replying to kernel_info")
         if time.monotonic() > deadline:
             raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+
+#: what a kernel connected ahead of its job runs once, silently: a kernel's first cell pays for what
+#: IPython sets up lazily, which a job's prepare cell then does not (it leaves no trace: no history,
+#: no execution count, nothing imported that the prepare cell would not import)
+WARM_UP = "pass"
+
+
+async def connect(kernel: Any, timeout: float = 60.0, warm_up: bool = False) -> None:
+    """Connect a client to ``kernel`` (a `nbjobs.kernels.Kernel`) once it listens, and wait until it
+    answers: ``kernel.kc``.  The runner host does it ahead of the job for a kernel kept ahead
+    (``warm_up``: and runs `WARM_UP` in it), else the job does it.  Raises RuntimeError if the
+    kernel dies or stays silent for ``timeout`` seconds."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not kernel.listening():  # a client that connects first waits ZeroMQ's 100 ms to connect again
+        if not kernel.km.is_alive():
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+        await asyncio.sleep(0.002)
+    kc = kernel.km.client()
+    await ensure_async(kc.start_channels())
+    try:
+        kernel.info = await _ready(kc, kernel.km, max(0.0, deadline - time.monotonic()))
+        if warm_up:
+            msg_id = kc.execute(WARM_UP, silent=True, store_history=False, allow_stdin=False)
+            while True:
+                reply = await ensure_async(kc.shell_channel.get_msg(timeout=max(0.0, deadline - time.monotonic())))
+                if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    break
+    except Empty:
+        kc.stop_channels()
+        raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds") from None
+    except BaseException:
+        kc.stop_channels()
+        raise
+    kc.allow_stdin = False
+    kernel.kc = kc
 
 
 class Manager(NotebookExecutionManager):
@@ -133,11 +174,15 @@ class Manager(NotebookExecutionManager):
         if self.last_save is not None and now - self.last_save < SAVE_EVERY:
             return
         self.last_save = now
+        self.redact()
+        super().save(**kwargs)
+
+    def redact(self) -> None:
+        """Take the job's secrets out of the notebook's outputs (before any write of it)."""
         redact = self.attempt.redact
         if redact:  # a secret the job printed never reaches the output notebook
             for cell in self.nb.cells:
                 redact.deep(cell.get("outputs", []))
-        super().save(**kwargs)
 
     def cell_start(self, cell, cell_index=None, **kwargs):
         if _is_job_code(cell) and not self.attempt.stop.began:
@@ -147,8 +192,12 @@ class Manager(NotebookExecutionManager):
             self.attempt.report({"type": "progress", "done": 0, "total": len(self.user)})
         super().cell_start(cell, cell_index=cell_index, **kwargs)
 
-    def notebook_complete(self, **kwargs):
-        self.last_save = None  # papermill's own final save goes through
+    def notebook_complete(self, saved_after: bool = False, **kwargs):
+        # the final save goes through, unless papermill writes the notebook right after (``saved_after``:
+        # `papermill.execute_notebook` does once the engine returns)
+        self.last_save = time.monotonic() if saved_after else None
+        if saved_after:
+            self.redact()
         super().notebook_complete(**kwargs)
 
     def cell_complete(self, cell, cell_index=None, **kwargs):
@@ -161,6 +210,16 @@ class Manager(NotebookExecutionManager):
 class Client(PapermillNotebookClient):
     """nbclient's client on the attempt's kernel (``self.nb_man.attempt``), which it did not start."""
 
+    def execute(self, **kwargs):
+        """papermill's, but the notebook's ``language_info`` is the kernel_info reply `connect`
+        received: not asked again once the cells have run."""
+        self.reset_execution_trackers()
+        with self.setup_kernel(**kwargs):
+            self.papermill_execute_cells()
+            self.nb.metadata["language_info"] = self.nb_man.attempt.kernel.info.get("language_info", {})
+            self.set_widgets_metadata()
+        return self.nb
+
     async def async_start_new_kernel_client(self):
         # ours, already started (nbclient skipped async_start_new_kernel)
         attempt = self.nb_man.attempt
@@ -170,16 +229,15 @@ class Client(PapermillNotebookClient):
                         "path": kernel.path})
         if stop.requested:  # asked to stop while the kernel was starting
             stop.kill_kernel()
-        self.kc = kc = self.km.client()
-        await ensure_async(kc.start_channels())
-        await _ready(kc, self.km, self.startup_timeout)
-        kc.allow_stdin = False
+        if kernel.kc is None:
+            await connect(kernel, self.startup_timeout)
+        self.kc = kc = kernel.kc
         await run_hook(self.on_notebook_start, notebook=self.nb)
         if attempt.prepare:
             reply = await self.async_wait_for_reply(await ensure_async(
                 kc.execute(attempt.prepare, silent=True, store_history=False, allow_stdin=False)))
             if (reply or {}).get("content", {}).get("status") != "ok":
-                raise RuntimeError("the warm kernel could not be prepared for the job "
+                raise RuntimeError("the kernel started ahead could not be prepared for the job "
                                    f"({(reply or {}).get('content', {}).get('evalue', 'no reply')})")
         return kc
 
@@ -211,9 +269,12 @@ class NbjobsEngine(NBClientEngine):
         nb_man.notebook_start()
         try:
             cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
-        finally:
+        except BaseException:
             nb_man.cleanup_pbar()
             nb_man.notebook_complete()
+            raise
+        nb_man.cleanup_pbar()
+        nb_man.notebook_complete(saved_after=True)  # papermill writes it when we return
         return nb_man.nb
 
     @classmethod
@@ -222,11 +283,7 @@ class NbjobsEngine(NBClientEngine):
         client = Client(nb_man, km=nb_man.attempt.kernel.km, timeout=execution_timeout,
                         startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
                         log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
-        try:
-            return client.execute()
-        finally:
-            if client.kc is not None:  # nbclient leaves a kernel it does not own
-                client.kc.stop_channels()
+        return client.execute()  # the client's channels close with the kernel (`Kernel.kill`), after the outcome
 
 
 papermill_engines.register(ENGINE, NbjobsEngine)

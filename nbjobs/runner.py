@@ -216,7 +216,7 @@ def _versions() -> dict[str, str]:
 
 #: how jupyter_client, nbclient, `nbjobs.engine` and `run_attempt` say that a kernel did not come up
 _KERNEL_NOT_STARTED = "the kernel could not be started"
-_START_FAILURES = ("Kernel died before replying", "Kernel didn't respond", "the warm kernel could not be prepared",
+_START_FAILURES = ("Kernel died before replying", "Kernel didn't respond", "the kernel started ahead could not be prepared",
                    _KERNEL_NOT_STARTED)
 
 
@@ -257,8 +257,8 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
 
     ``spec`` keys: ``job_id``, ``attempt``, ``kind`` ('notebook'|'cell'), ``notebook`` or
     ``source``, ``parameters``, ``kernel``, ``cwd``, ``run_dir``, optional ``cell_timeout``.
-    With ``pool`` (a `nbjobs.kernels.KernelPool`), the kernel comes from the pool (warm, or
-    started on demand); without it, one is started for the attempt.  Either way the job runs in a
+    With ``pool`` (a `nbjobs.kernelpool.KernelPool`), the kernel comes from the pool (kept ahead,
+    or forked or started on demand); without it, one is started for the attempt.  Either way the job runs in a
     kernel no other job has used, killed once the outcome is reported.  A stop (`request_stop`)
     acts on the current `_Stop`: a runner host makes a new one before each attempt.
     """
@@ -314,9 +314,9 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
                 raise
             raise RuntimeError(f"{_KERNEL_NOT_STARTED} ({type(exc).__name__}: {exc})") from exc
         kernel.sink = log.write
-        preload = pool.preload if pool is not None else []
-        prepare = prepare_code(cwd or os.getcwd(), job_env, preload) if kernel.warm else \
-            preload_code(preload) if kernel.path == "cold" else None
+        preload = pool.preload if pool is not None else []  # a forked kernel has them from its zygote
+        prepare = prepare_code(cwd or os.getcwd(), job_env, [] if kernel.path == "forked" else preload) \
+            if kernel.ahead else preload_code(preload) if kernel.path == "cold" else None
         papermill.execute_notebook(
             source, str(output_path), parameters=spec.get("parameters") or {}, engine_name=ENGINE,
             kernel_name=kernel_name, cwd=cwd, progress_bar=False, stdout_file=log, stderr_file=log,
@@ -469,9 +469,10 @@ def main() -> int:
 
 class RunnerHost:
     """``python -m nbjobs.runner --serve``: a runner host that runs attempts one after another,
-    with papermill imported once and a `nbjobs.kernels.KernelPool` of its own: ``mode`` ``fork``
-    gives it a `nbjobs.kernels.Zygote` (kernels forked per job), ``pool`` warm kernels only,
-    ``cold`` neither (``pool_size`` 0); ``preload``: modules every job's kernel has imported.
+    with papermill imported once and a `nbjobs.kernelpool.KernelPool` of its own: ``mode`` ``fork``
+    gives it a `nbjobs.forking.Zygote` (its kernels are forked: ``pool_size`` of them ahead), ``pool``
+    warm kernels only, ``cold`` neither (``pool_size`` 0); ``preload``: modules every job's kernel
+    has imported.  Between jobs, the main thread connects a client to the next job's kernel.
 
     Messages arrive as JSON lines on stdin: ``{"op": "run", "spec": {...}}``, ``{"op": "stop",
     "job_id", "attempt", "reason"}`` (stop that attempt: interrupt it if it runs, end it at once if
@@ -570,8 +571,14 @@ class RunnerHost:
 
     # --- the main thread ---
     def run(self) -> int:
-        """Serve until stdin ends; the exit code of the host."""
-        from .kernels import KernelPool, zygote_for
+        """Serve until stdin ends; the exit code of the host.  Between jobs, the pool's next kernel
+        is connected ahead (`KernelPool.prime`)."""
+        import queue
+
+        from jupyter_core.utils import run_sync
+
+        from .forking import zygote_for
+        from .kernelpool import KernelPool
 
         _watch_parent(_worker_pid(), on_exit=self._kill_pool)  # first: papermill takes a while
         os.umask(0o077)
@@ -582,6 +589,8 @@ class RunnerHost:
         zygote = zygote_for(self.kernels[0], self.preload, self.workdir) if self.mode == "fork" else None
         import papermill  # noqa: F401 - once per host, not once per job
 
+        from .engine import connect
+
         with self.lock:
             self.pool = KernelPool(self.kernels, size=self.size, workdir=self.workdir, zygote=zygote,
                                    preload=self.preload,
@@ -589,9 +598,14 @@ class RunnerHost:
                                    on_change=lambda procs: self.report({"type": "pool",
                                                                         "procs": [p.dump() for p in procs]}))
         stderr = os.dup(2)
+        prime = run_sync(connect)
         while True:
             try:
-                spec = self.runs.get()
+                self.pool.prime(lambda kernel: prime(kernel, 30.0, warm_up=True))
+                try:
+                    spec = self.runs.get(timeout=1.0)
+                except queue.Empty:
+                    continue
                 if spec is None:
                     break
                 if self._begin(spec):

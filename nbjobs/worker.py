@@ -151,7 +151,7 @@ class Worker:
                 name = executor or os.environ.get("NBJOBS_EXECUTOR") or "local"
                 if pool is None and config.POOL_SIZE is not None:
                     pool = int(config.POOL_SIZE)
-                from .kernels import default_mode
+                from .forking import default_mode
 
                 # decided now, once: fork where it applies (Linux, ipykernel), else the warm pool
                 self.kernel_mode = kernels or config.KERNELS or default_mode()

@@ -1,5 +1,5 @@
 """The kernel zygote: a Python process that has imported ipykernel (and the ``--preload`` modules)
-and forks one fresh kernel per job.  `nbjobs.kernels.Zygote` starts and talks to it; this file is
+and forks one fresh kernel per job.  `nbjobs.forking.Zygote` starts and talks to it; this file is
 run as a script (``python .../nbjobs/zygote.py FD CONFIG``), never imported, so that nothing of
 nbjobs is in the zygote's ``sys.modules`` (a forked kernel's modules are a cold kernel's, plus the
 preloads).

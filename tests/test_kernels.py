@@ -62,14 +62,22 @@ def _kernels(pid: int) -> set[int]:
     return {p for p, cmd in _tree(pid).items() if b"ipykernel" in cmd}
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
 def _zygotes(pid: int) -> set[int]:
     return {p for p, cmd in _tree(pid).items() if b"nbjobs/zygote.py" in cmd}
 
 
 #: modules no fresh kernel imports, preloaded where a test compares forked kernels with cold ones
 PRELOAD = "colorsys,tabnanny"
-#: worker arguments per kernel path
-PATH_ARGS = {"forked": ("--kernels", "fork"), "warm": ("--kernels", "pool"), "cold": ("--kernels", "cold")}
+#: worker arguments per kernel path ("forked": forked ahead of the job; "forked now": forked for it)
+PATH_ARGS = {"forked": ("--kernels", "fork"), "forked now": ("--kernels", "fork", "--pool", "0"),
+             "warm": ("--kernels", "pool"), "cold": ("--kernels", "cold")}
 
 
 # --- isolation ------------------------------------------------------------------------------------------
@@ -133,8 +141,8 @@ def test_a_job_sees_nothing_of_the_job_before_it_on_the_same_worker(home, tmp_pa
 def _inside(home: Path, nb: Path, path: str, *worker_args: str) -> dict:
     proc = start_worker(home, *PATH_ARGS[path], *worker_args)
     try:
-        if path == "warm":  # the pool's kernel is up and waiting before the job is submitted
-            wait_for(lambda: _kernels(proc.pid), 60, "a warm kernel")
+        if path in ("warm", "forked"):  # the pool's kernel is up and waiting before the job is submitted
+            wait_for(lambda: _kernels(proc.pid), 60, f"a {path} kernel")
             time.sleep(2)
         job = nbjobs.run_notebook(nb, name="inside", start_worker=False, home=home)
         job.wait(JOB_WAIT)
@@ -149,23 +157,26 @@ def _inside(home: Path, nb: Path, path: str, *worker_args: str) -> dict:
     return seen
 
 
-@pytest.mark.parametrize("path", ["warm", "forked"])
+@pytest.mark.parametrize("path", ["warm", "forked", "forked now"])
 def test_a_warm_or_forked_kernel_is_indistinguishable_from_a_cold_one(tmp_path, monkeypatch, path):
-    """From inside the job, a warm kernel is a cold one; a forked kernel is a cold one with the same
-    preloads (``sys.modules`` included: the zygote imports nothing a cold kernel would not)."""
+    """From inside the job, a warm kernel is a cold one; a forked kernel (forked ahead of the job
+    and connected, or forked for it) is a cold one with the same preloads (``sys.modules``
+    included: the zygote imports nothing a cold kernel would not)."""
     workdir = tmp_path / "project"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     nb = write_notebook(workdir / "inside.ipynb", [INSIDE])
-    preload = ("--preload", PRELOAD) if path == "forked" else ()
+    preload = ("--preload", PRELOAD) if path.startswith("forked") else ()
     warm = _inside(tmp_path / f"{path}-home", nb, path, *preload)
     cold = _inside(tmp_path / "cold-home", nb, "cold", *preload)
-    assert (warm["kernel_path"], cold["kernel_path"]) == (path, "cold")
-    # the warm kernel really was started before the job was submitted, the cold and forked ones after
-    if path == "warm":
+    assert (warm["kernel_path"], cold["kernel_path"]) == (path.split()[0], "cold")
+    # the warm kernel and the first forked one really were started before the job was submitted,
+    # the cold one and the one forked now after
+    if path in ("warm", "forked"):
         assert warm["kernel_started"] < warm["submitted_at"] - 1, (warm["kernel_started"], warm["submitted_at"])
     else:
         assert warm["kernel_started"] > warm["submitted_at"] - 0.05, (warm["kernel_started"], warm["submitted_at"])
+    if path.startswith("forked"):
         assert set(PRELOAD.split(",")) <= set(warm["modules"])
     assert cold["kernel_started"] > cold["submitted_at"] - 0.05, (cold["kernel_started"], cold["submitted_at"])
     assert warm["cmdline"] == cold["cmdline"] == 1  # ps shows the kernel's command
@@ -245,14 +256,17 @@ def test_papermill_kinds_of_notebooks_end_the_same_cold_warm_and_forked(tmp_path
 # --- no kernel left behind ------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_no_pool_kernel_or_zygote_survives_its_worker(home, how):
-    """Pool mode: 4 warm kernels; fork mode: 2 zygotes (the warm kernels would be for other kernelspecs)."""
+    """Pool mode: 4 warm kernels; fork mode: 2 zygotes, each with a kernel forked ahead."""
     proc = start_worker(home, "--concurrency", "2", "--pool", "4", "--kernels", "pool")
     (home.parent / "fork-home").mkdir()
     fork = start_worker(home.parent / "fork-home", "--concurrency", "2", "--kernels", "fork")
     try:
         kernels = wait_for(lambda: len(_kernels(proc.pid)) >= 4 and _kernels(proc.pid), 60, "4 warm kernels")
         zygotes = wait_for(lambda: len(_zygotes(fork.pid)) >= 2 and _zygotes(fork.pid), 60, "2 zygotes")
-        assert not _kernels(fork.pid)  # python3 is forked: nothing kept warm for it
+        forked = wait_for(lambda: len({_parent(k) for k in _kernels(fork.pid)} & zygotes) == 2 and _kernels(fork.pid),
+                          60, "a kernel forked ahead by each zygote")
+        assert {_parent(k) for k in forked} == zygotes  # python3 is forked: no warm kernel process for it
+        kernels |= forked
         hosts = [p for w in (proc, fork) for p, cmd in _tree(w.pid).items() if b"nbjobs.runner" in cmd]
         assert len(hosts) == 4, hosts
         proc.send_signal(how)

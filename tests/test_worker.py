@@ -149,20 +149,25 @@ def test_kernel_death_fails_job_not_hangs(home, worker):
     assert a["outcome"] == "kernel_died"
 
 
-def test_concurrency_two_runs_two_jobs_at_once(home, worker):
+def test_concurrency_two_runs_two_jobs_at_once(home, worker, tmp_path):
+    """Each job announces itself, then waits for the other: only two jobs running at the same time
+    both see the other (one after the other, the first would give up after 60 s)."""
     assert _worker_row(home, worker.pid)["concurrency"] == 2
-    code = "import time, nbjobs\nt0 = time.time()\ntime.sleep(3)\nnbjobs.record('window', [t0, time.time()])"
-    jobs = [nbjobs.submit(code, name=f"sleep-{i}") for i in range(2)]
-    nbjobs.wait(jobs, timeout=JOB_WAIT)
-    assert all(j.state == nbjobs.State.SUCCEEDED for j in jobs)
-    (s1, e1), (s2, e2) = (j.result()["window"] for j in jobs)
-    overlap = min(e1, e2) - max(s1, s2)
-    assert overlap > 2.0, f"the sleeps overlapped only {overlap:.2f} s"
-    recs = [j.record for j in jobs]
-    span = max(r.finished_at for r in recs) - min(r.started_at for r in recs)
-    one_by_one = sum(r.finished_at - r.started_at for r in recs)
-    # one after the other would take 2 x (3 s sleep + kernel start), about 8-9 s; together about 4-5 s
-    assert span < one_by_one - 2.0, f"two 3 s jobs took {span:.1f} s (their durations add up to {one_by_one:.1f} s)"
+    code = textwrap.dedent("""\
+        import pathlib, time, nbjobs
+        me, other = pathlib.Path(ME), pathlib.Path(OTHER)
+        me.write_text("here")
+        deadline = time.time() + 60
+        while not other.exists() and time.time() < deadline:
+            time.sleep(0.01)
+        nbjobs.record("saw_the_other", other.exists())
+        """)
+    marks = [str(tmp_path / f"job-{i}") for i in range(2)]
+    jobs = [nbjobs.submit(code.replace("ME", repr(marks[i])).replace("OTHER", repr(marks[1 - i])), name=f"pair-{i}")
+            for i in range(2)]
+    nbjobs.wait(jobs, timeout=JOB_WAIT + 60)
+    assert all(j.state == nbjobs.State.SUCCEEDED for j in jobs), [j.record.error_message for j in jobs]
+    assert [j.result()["saw_the_other"] for j in jobs] == [True, True]
 
 
 def test_job_timeout_stops_it(home, worker):

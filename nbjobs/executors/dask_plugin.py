@@ -72,7 +72,7 @@ class RunnerHosts(WorkerPlugin):
         """Start one host per worker thread (and so their warm kernels); returns at once."""
         self.workdir = tempfile.mkdtemp(prefix="nbjobs-hosts-")
         threads = max(1, int(worker.state.nthreads))
-        from ..kernels import default_mode
+        from ..forking import default_mode
 
         mode = "pool" if self.mode == "fork" and default_mode() != "fork" else self.mode
         self.executor = LocalExecutor(concurrency=threads, pool=self.pool, kernels=self.kernels, workdir=self.workdir,

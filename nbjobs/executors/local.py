@@ -1,6 +1,6 @@
 """Attempts on this machine, in runner hosts: ``python -m nbjobs.runner --serve`` processes that
 run one attempt at a time, one per concurrency slot, each with papermill imported once, a kernel
-zygote (``mode="fork"``) and a warm pool of kernels of its own (see `nbjobs.kernels.KernelPool`).
+zygote (``mode="fork"``) and a warm pool of kernels of its own (see `nbjobs.kernelpool.KernelPool`).
 Every attempt still runs in a kernel of its own, forked or started for it, never reused.
 
 A host that dies (or is killed to end an attempt) is replaced by a new one at the next start.

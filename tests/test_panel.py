@@ -417,6 +417,9 @@ def test_row_actions_cancel_retry_logs_pull_and_copy(home, store, manual, tmp_pa
     from nbjobs.runner import build_cell_notebook
     nbformat.write(build_cell_notebook("x = y + 1", inputs_dir=str(tmp_path), outputs=["x"]),
                    tmp_path / "elsewhere" / "output.ipynb")
+    report = tmp_path / "elsewhere" / "report.html"
+    report.write_text("<html>the report</html>")
+    store.set_report(queued.id, n2, str(report))  # its HTML report goes along with the copy
     monkeypatch.chdir(root)
     files._server_info = {"root_dir": str(root), "base_url": "/"}
     view._cache.clear()
@@ -426,6 +429,7 @@ def test_row_actions_cancel_retry_logs_pull_and_copy(home, store, manual, tmp_pa
     copies = list((root / "nbjobs-outputs").glob("*.ipynb"))
     assert len(copies) == 1
     assert [c.source for c in nbformat.read(copies[0], 4).cells] == ["x = y + 1"]  # the user's cell, no wrappers
+    assert copies[0].with_suffix(".html").read_text() == "<html>the report</html>"
     assert f'href="/lab/tree/nbjobs-outputs/{copies[0].name}"' in row.open.value and ">notebook<" in row.open.value
     assert row.copy is None and row.actions.children[-1] is row.open  # the link took the button's place
     p.close()

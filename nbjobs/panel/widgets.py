@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import shutil
 import sys
 import threading
 import time

@@ -17,7 +17,7 @@ import pytest
 import nbjobs
 from nbjobs import config, panel, watch
 from nbjobs.job import JobRecord, State
-from nbjobs.panel import PanelModel, diff_rows, files, row_render, row_view, widgets
+from nbjobs.panel import PanelModel, diff_rows, files, row_render, row_view, rows_view
 
 from support import updater
 from support.loaders import insert_rows
@@ -493,7 +493,7 @@ def test_a_view_whose_front_end_views_are_gone_goes_dormant_and_catches_up_when_
 
 def test_a_view_never_rendered_stays_live_until_its_jobs_end_plus_grace(home, store, monkeypatch):
     (j,) = _jobs(store, 1)
-    monkeypatch.setattr(widgets, "DISPLAY_GRACE", 0.3)
+    monkeypatch.setattr(rows_view, "DISPLAY_GRACE", 0.3)
     receipt = panel.Receipt(nbjobs.get(j.id, home=home))
     receipt.widget()
     time.sleep(1.0)

@@ -125,14 +125,15 @@ def main(argv=None) -> int:
     home = Path(tempfile.mkdtemp(prefix="nbjobs-bench-panel-")) / "home"
     os.environ["NBJOBS_HOME"] = str(home)
     import nbjobs
-    from nbjobs import api, panel, watch
+    from nbjobs import panel, watch
+    from nbjobs.api.handle import _store
     from nbjobs.store import Store
 
     writer = Store(home / "nbjobs.db")
     load_s = seed(writer, args.jobs)
     writer.register_worker("bench-claimer", concurrency=5)
     running = [writer.claim("bench-claimer")[0] for _ in range(5)]
-    reader = api._store(home)
+    reader = _store(home)
     print(f"nbjobs panel benchmark: {args.jobs:,} jobs loaded in {load_s:.1f} s "
           f"(+20 queued, 5 running); schema v{reader.version}; python {sys.version.split()[0]}")
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import config, params, policy
-from .api import Job, _common, _flow, _limits, _notebook_spec, _options, _report_option, _store, _submit_group, ensure_worker
+from .api.handle import Job, _store
+from .api.specs import _common, _flow, _limits, _notebook_spec, _options, _report_option
+from .api.submitting import _submit_group, ensure_worker
 from .errors import BadInput, IllegalTransition, NbjobsError
 from .job import RETRYABLE, JobRecord, State, code_hash, group_state, new_id, short_id
 from .store import actor_name
@@ -245,14 +247,14 @@ def sweep(notebook: str | os.PathLike | None = None, grid: dict[str, Sequence[An
     if max_parallel is not None:
         if o["concurrency_key"] is not None:
             raise BadInput("give --max-parallel or --concurrency-key for a sweep, not both (a job has one key)")
-        from .api import MAX_RUNNING, _check_int
+        from .api.checks import MAX_RUNNING, _check_int
 
         spec["concurrency_key"] = f"group:{gid}"
         spec["max_running"] = _check_int("max_parallel", max_parallel, 1, MAX_RUNNING)
     else:
         _limits(spec, o["concurrency_key"], o["max_running"])
     if key is not None:
-        from .api import _check_text
+        from .api.checks import _check_text
 
         key = _check_text("key", key)
     specs = []

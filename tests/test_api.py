@@ -1,4 +1,4 @@
-"""The Python API (nbjobs/api.py) end to end: real SQLite, real workers, real papermill kernels."""
+"""The Python API (the nbjobs/api/ package) end to end: real SQLite, real workers, real papermill kernels."""
 from __future__ import annotations
 
 import os

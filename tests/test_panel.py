@@ -17,7 +17,7 @@ import pytest
 import nbjobs
 from nbjobs import config, panel, watch
 from nbjobs.job import JobRecord, State
-from nbjobs.panel import PanelModel, diff_rows, files, row_render, row_view, widgets
+from nbjobs.panel import PanelModel, diff_rows, files, row_render, row_view, rows_view
 
 from support import updater
 from support.loaders import insert_rows
@@ -417,6 +417,9 @@ def test_row_actions_cancel_retry_logs_pull_and_copy(home, store, manual, tmp_pa
     from nbjobs.runner import build_cell_notebook
     nbformat.write(build_cell_notebook("x = y + 1", inputs_dir=str(tmp_path), outputs=["x"]),
                    tmp_path / "elsewhere" / "output.ipynb")
+    report = tmp_path / "elsewhere" / "report.html"
+    report.write_text("<html>the report</html>")
+    store.set_report(queued.id, n2, str(report))  # its HTML report goes along with the copy
     monkeypatch.chdir(root)
     files._server_info = {"root_dir": str(root), "base_url": "/"}
     view._cache.clear()
@@ -426,6 +429,7 @@ def test_row_actions_cancel_retry_logs_pull_and_copy(home, store, manual, tmp_pa
     copies = list((root / "nbjobs-outputs").glob("*.ipynb"))
     assert len(copies) == 1
     assert [c.source for c in nbformat.read(copies[0], 4).cells] == ["x = y + 1"]  # the user's cell, no wrappers
+    assert copies[0].with_suffix(".html").read_text() == "<html>the report</html>"
     assert f'href="/lab/tree/nbjobs-outputs/{copies[0].name}"' in row.open.value and ">notebook<" in row.open.value
     assert row.copy is None and row.actions.children[-1] is row.open  # the link took the button's place
     p.close()
@@ -489,7 +493,7 @@ def test_a_view_whose_front_end_views_are_gone_goes_dormant_and_catches_up_when_
 
 def test_a_view_never_rendered_stays_live_until_its_jobs_end_plus_grace(home, store, monkeypatch):
     (j,) = _jobs(store, 1)
-    monkeypatch.setattr(widgets, "DISPLAY_GRACE", 0.3)
+    monkeypatch.setattr(rows_view, "DISPLAY_GRACE", 0.3)
     receipt = panel.Receipt(nbjobs.get(j.id, home=home))
     receipt.widget()
     time.sleep(1.0)

@@ -19,8 +19,9 @@ The package, layered so most of it is testable without a browser:
 - `nbjobs.panel.static`: HTML and text forms (badge, cells, header, receipt, tables), for
   terminals, nbconvert and GitHub, and the cells of the live widgets (`row_render`).
 - `nbjobs.panel.files`: links that open output notebooks in JupyterLab, log tails.
-- `nbjobs.panel.widgets`: the ipywidgets layer (`PanelView`, `ReceiptView`, `RowWidgets`), kept
-  current by the one updater thread of `nbjobs.watch`.
+- `nbjobs.panel.widgets`: the ipywidgets layer (`PanelView`, `ReceiptView`), kept current by the one
+  updater thread of `nbjobs.watch`; what both share is `nbjobs.panel.rows_view` (`RowsView`: rows,
+  their actions, when a view goes dormant), one row's widgets `nbjobs.panel.row_widgets` (`RowWidgets`).
 - `nbjobs.panel.public`: `panel`, `Panel`, `Receipt`, `job_bundle`, `JobList`.
 
 ``nbjobs.panel`` is this package and, called, the `panel` function: ``nbjobs.panel(state="failed")``.
@@ -37,9 +38,10 @@ from .files import LogTail, lab_href, lab_server, log_file, read_tail
 from .model import (ACTIONS, COLUMNS, DEFAULT_LIMIT, MAX_LIMIT, RECEIPT_COLUMNS, PanelModel, RowsDiff, RowView,
                     diff_rows, parse_states, row_view)
 from .public import JobList, Panel, Receipt, job_bundle, panel
+from .row_widgets import RowWidgets
 from .static import (TEXT_HEAD, badge_html, cell_html, executors_html, header_html, header_text, open_html,
                      receipt_html, receipt_text, row_render, table_html, table_text)
-from .widgets import WIDGET_MIME, PanelView, ReceiptView, RowWidgets, live_possible
+from .widgets import WIDGET_MIME, PanelView, ReceiptView, live_possible
 
 #: the detail view of one job, by its name before `nbjobs.text`
 status_text = job_detail

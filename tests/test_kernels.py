@@ -69,6 +69,17 @@ def _parent(pid: int) -> int | None:
         return None
 
 
+def _clients(pid: int) -> int:
+    """How many connections ``pid``'s Unix sockets with a path have accepted (a kernel's client
+    connects its five channels)."""
+    try:
+        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")}
+        lines = Path("/proc/net/unix").read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    return sum(1 for line in lines if len(f := line.split()) >= 8 and f[5] == "03" and f[6] in inodes)
+
+
 def _zygotes(pid: int) -> set[int]:
     return {p for p, cmd in _tree(pid).items() if b"nbjobs/zygote.py" in cmd}
 
@@ -393,6 +404,25 @@ def test_the_zygote_is_restarted_replaced_and_unharmed_by_a_crashed_child(home, 
     assert seen[3]["zygote"] != seen[2]["zygote"]       # replaced when the environment changed
     assert len({s["pid"] for s in seen}) == 4 and child not in {s["pid"] for s in seen}
     assert all(j.attempts()[-1]["kernel_path"] == "forked" for j in (one, three, four))
+
+
+def test_a_kernel_kept_ahead_that_dies_costs_the_next_job_nothing(home, tmp_path):
+    """The kernel forked ahead and connected for the next job is killed while it waits: the next
+    job takes another kernel, in one attempt, and nothing is charged to it."""
+    proc = start_worker(home, "--kernels", "fork", "--concurrency", "1")
+    try:
+        zygote = wait_for(lambda: _zygotes(proc.pid), 60, "the zygote")
+        ahead = wait_for(lambda: {k for k in _kernels(proc.pid) if _parent(k) in zygote}, 60, "a kernel forked ahead")
+        wait_for(lambda: all(_clients(k) >= 5 for k in ahead), 30, "the runner host to connect to it")
+        for pid in ahead:
+            os.kill(pid, signal.SIGKILL)
+        job = nbjobs.submit("import os, nbjobs\nnbjobs.record('pid', os.getpid())", name="after",
+                            start_worker=False).wait(JOB_WAIT)
+    finally:
+        stop_worker(proc)
+    assert job.state == nbjobs.State.SUCCEEDED, job.record.error_message
+    assert [(a["outcome"], a["kernel_path"]) for a in job.attempts()] == [("succeeded", "forked")]
+    assert job.record.failures == 0 and job.result()["pid"] not in ahead
 
 
 def test_worker_pool_flags(home):

@@ -4,6 +4,12 @@ run as a script (``python .../nbjobs/zygote.py FD CONFIG``), never imported, so 
 nbjobs is in the zygote's ``sys.modules`` (a forked kernel's modules are a cold kernel's, plus the
 preloads).
 
+The zygote imports with the garbage collector off and then freezes what it imported (``gc.freeze``):
+a collection in a child would otherwise walk, and so copy, every object it inherited (a forked
+child spent 150 ms of its start in one); each child turns the collector on again, as a cold kernel
+has it.  Objects inherited from the zygote are never collected in a child (they were alive when it
+was forked), and ``gc.get_objects()`` does not list them.
+
 Before it forks, the zygote holds no ZeroMQ context, no socket but its control socket, and no thread
 (a ZeroMQ context created before a fork breaks the child: jupyter_client #437).  The child does what
 ``python -m ipykernel_launcher ...`` does after the interpreter started: it runs the launcher as
@@ -27,11 +33,13 @@ import os
 import sys
 
 #: modules every cold ipykernel imports before it runs a cell (the kernel's classes; its debugger, which
-#: `IPythonKernel` imports whether or not debugging is used; what the shell's start-up imports),
-#: imported ahead in the zygote: nothing more, so a forked kernel's modules are a cold one's
+#: `IPythonKernel` imports whether or not debugging is used; what the shell's and the app's start-up
+#: import: pdb, the history's sqlite3, tornado's asyncio loop, faulthandler), imported ahead in the
+#: zygote: nothing more, so a forked kernel's modules are a cold one's (the tests compare them)
 KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
                   "IPython.core.completerlib", "IPython.core.logger", "IPython.core.oinspect",
-                  "IPython.extensions.storemagic")
+                  "IPython.extensions.storemagic", "IPython.core.debugger", "pdb", "sqlite3",
+                  "tornado.platform.asyncio", "faulthandler")
 
 
 def _send(ctl, msg):
@@ -69,8 +77,11 @@ def _child(req, out, closing, base_path, set_by_imports):
     """In the forked child: become the job's kernel (never returns)."""
     import signal
 
+    import gc
+
     code = 1
     try:
+        gc.enable()
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -132,6 +143,9 @@ def _child(req, out, closing, base_path, set_by_imports):
 
 
 def main():
+    import gc
+
+    gc.disable()  # see the module's docstring
     del sys.path[0]  # this script's folder: the launcher imports ipykernel without it too
     import json
     import select
@@ -163,6 +177,8 @@ def main():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the worker's terminal is the worker's to handle
     sys.stdout.flush()
     sys.stderr.flush()
+    gc.collect()
+    gc.freeze()
     with open("/proc/self/status") as f:  # a thread started by an import would not survive the fork
         threads = int(next((line.split()[1] for line in f if line.startswith("Threads:")), "1"))
     _send(ctl, {"op": "ready", "pid": os.getpid(), "path": base_path, "files": files, "failed": failed,

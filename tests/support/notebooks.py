@@ -24,7 +24,7 @@ def write_notebook(path: Path, cells: list[str], parameters: str | None = None, 
 
 #: a notebook cell that records what a job sees of its kernel, to compare a warm kernel with a cold one
 INSIDE = textwrap.dedent("""\
-    import os, sys, time, nbjobs
+    import gc, os, sys, time, nbjobs
     _ip = get_ipython()
     def _kernel_started():  # epoch seconds, to 10 ms: now minus how long ago this process started
         ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
@@ -37,6 +37,7 @@ INSIDE = textwrap.dedent("""\
         "execution_count": _ip.execution_count, "history": len(In),
         "argv": sys.argv[1:2] + sys.argv[3:], "modules": sorted(m for m in sys.modules if not m.startswith("nbjobs")),
         "kernel_started": _kernel_started(), "cmdline": open("/proc/self/cmdline", "rb").read().count(b"ipykernel"),
+        "gc": [gc.isenabled(), gc.get_threshold()],
     })
     """)
 
@@ -52,6 +53,7 @@ def assert_warm_equals_cold(warm: dict, cold: dict, workdir: Path) -> None:
     assert warm["execution_count"] == cold["execution_count"] and warm["history"] == cold["history"]
     assert warm["argv"] == cold["argv"] and warm["kernelspec"] == cold["kernelspec"] == "python3"
     assert warm["modules"] == cold["modules"]
+    assert warm["gc"] == cold["gc"] and warm["gc"][0] is True, (warm["gc"], cold["gc"])  # the collector runs
     # the environment: the same variables, with values that differ only where two jobs differ anyway
     per_job = {"NBJOBS_OUTPUT_DIR", "NBJOBS_JOB_ID", "NBJOBS_HOME", "JPY_PARENT_PID", "JPY_SESSION_NAME"}
     assert set(warm["env"]) == set(cold["env"]), set(warm["env"]) ^ set(cold["env"])

@@ -34,8 +34,10 @@ class KernelPool:
 
     def __init__(self, names: list[str], size: int = 1, *, workdir: str, idle_retire: float = 900.0,
                  max_memory: int = 2 << 30, max_names: int = 4, on_change: Callable[[list[Proc]], Any] | None = None,
-                 zygote: Zygote | None = None, preload: list[str] | tuple[str, ...] = ()):
+                 zygote: Zygote | None = None, preload: list[str] | tuple[str, ...] = (),
+                 on_kept: Callable[[], Any] | None = None):
         self.zygote = zygote
+        self.on_kept = on_kept  # told when a kernel joins the pool (the host then primes it: `prime`)
         self.preload = list(preload)
         self.names = list(dict.fromkeys(names))
         self.size = max(0, int(size))
@@ -224,4 +226,6 @@ class KernelPool:
                         kernel_to_kill = None
                 if kernel_to_kill is not None:
                     kernel_to_kill.kill()
+                elif self.on_kept is not None:
+                    self.on_kept()
             self._changed()

@@ -467,6 +467,10 @@ def main() -> int:
     return 0
 
 
+#: put in a runner host's queue of runs when its pool has a kernel to prime
+PRIME = "prime"
+
+
 class RunnerHost:
     """``python -m nbjobs.runner --serve``: a runner host that runs attempts one after another,
     with papermill imported once and a `nbjobs.kernelpool.KernelPool` of its own: ``mode`` ``fork``
@@ -504,7 +508,7 @@ class RunnerHost:
         self.workdir = workdir or os.getcwd()
         self.pool: Any = None  # the KernelPool, once papermill is imported
         self.report: Report = lambda event: None  # the event channel, once `run` opens it
-        self.runs: queue.Queue = queue.Queue()  # run specs, then None at the end of input
+        self.runs: queue.Queue = queue.Queue()  # run specs (and PRIME), then None at the end of input
         self.lock = threading.Lock()  # guards what follows, shared by the three threads
         self.current: tuple[str, int] | None = None  # (job id, attempt) running now
         self.fence_at = float("inf")  # when the running attempt's lease runs out
@@ -587,24 +591,32 @@ class RunnerHost:
         threading.Thread(target=self.fence, daemon=True, name="nbjobs-host-fence").start()
         # the zygote first (its own process: it imports ipykernel while we import papermill)
         zygote = zygote_for(self.kernels[0], self.preload, self.workdir) if self.mode == "fork" else None
+        import gc
+
         import papermill  # noqa: F401 - once per host, not once per job
 
         from .engine import connect
+
+        gc.collect()
+        gc.freeze()  # what the host imported lives as long as it: the collector need not walk it again
 
         with self.lock:
             self.pool = KernelPool(self.kernels, size=self.size, workdir=self.workdir, zygote=zygote,
                                    preload=self.preload,
                                    idle_retire=config.POOL_IDLE_RETIRE, max_memory=config.POOL_MAX_MEMORY,
                                    on_change=lambda procs: self.report({"type": "pool",
-                                                                        "procs": [p.dump() for p in procs]}))
+                                                                        "procs": [p.dump() for p in procs]}),
+                                   on_kept=lambda: self.runs.put(PRIME))
         stderr = os.dup(2)
         prime = run_sync(connect)
         while True:
             try:
                 self.pool.prime(lambda kernel: prime(kernel, 30.0, warm_up=True))
-                try:
-                    spec = self.runs.get(timeout=1.0)
-                except queue.Empty:
+                try:  # woken by a run, the end of input, or a kernel to prime (the pool's `on_kept`)
+                    spec = self.runs.get(timeout=5.0)
+                except queue.Empty:  # now and then: a primed kernel that died is replaced
+                    continue
+                if spec is PRIME:
                     continue
                 if spec is None:
                     break

@@ -35,9 +35,9 @@ class KernelPool:
     def __init__(self, names: list[str], size: int = 1, *, workdir: str, idle_retire: float = 900.0,
                  max_memory: int = 2 << 30, max_names: int = 4, on_change: Callable[[list[Proc]], Any] | None = None,
                  zygote: Zygote | None = None, preload: list[str] | tuple[str, ...] = (),
-                 on_kept: Callable[[], Any] | None = None):
+                 on_prime: Callable[[], Any] | None = None):
         self.zygote = zygote
-        self.on_kept = on_kept  # told when a kernel joins the pool (the host then primes it: `prime`)
+        self.on_prime = on_prime  # told when `prime` has work: a kernel joined the pool, or the pool shrank to 0
         self.preload = list(preload)
         self.names = list(dict.fromkeys(names))
         self.size = max(0, int(size))
@@ -141,14 +141,21 @@ class KernelPool:
         return [*(k for ks in self.idle.values() for k in ks), *([self.primed] if self.primed else [])]
 
     def resize(self, size: int) -> None:
+        """Keep ``size`` kernels per name ahead (the primed one counts); kill the others (the primed
+        one, if the size is 0, from the host's main thread: `prime`)."""
         with self._cond:
             self.size = max(0, int(size))
-            extra = [k for ks in self.idle.values() for k in ks[self.size:]]
-            for ks in self.idle.values():
-                del ks[self.size:]
+            primed = self.primed.name if self.primed is not None else None
+            extra: list[Kernel] = []
+            for name, ks in self.idle.items():
+                keep = max(0, self.size - (name == primed))
+                extra += ks[keep:]
+                del ks[keep:]
             self._cond.notify_all()
         for k in extra:
             k.kill()
+        if primed is not None and self.size == 0 and self.on_prime is not None:
+            self.on_prime()
         self._changed()
 
     def shutdown(self) -> None:
@@ -226,6 +233,6 @@ class KernelPool:
                         kernel_to_kill = None
                 if kernel_to_kill is not None:
                     kernel_to_kill.kill()
-                elif self.on_kept is not None:
-                    self.on_kept()
+                elif self.on_prime is not None:
+                    self.on_prime()
             self._changed()

@@ -606,13 +606,13 @@ class RunnerHost:
                                    idle_retire=config.POOL_IDLE_RETIRE, max_memory=config.POOL_MAX_MEMORY,
                                    on_change=lambda procs: self.report({"type": "pool",
                                                                         "procs": [p.dump() for p in procs]}),
-                                   on_kept=lambda: self.runs.put(PRIME))
+                                   on_prime=lambda: self.runs.put(PRIME))
         stderr = os.dup(2)
         prime = run_sync(connect)
         while True:
             try:
                 self.pool.prime(lambda kernel: prime(kernel, 30.0, warm_up=True))
-                try:  # woken by a run, the end of input, or a kernel to prime (the pool's `on_kept`)
+                try:  # woken by a run, the end of input, or the pool (`on_prime`)
                     spec = self.runs.get(timeout=5.0)
                 except queue.Empty:  # now and then: a primed kernel that died is replaced
                     continue

@@ -77,7 +77,9 @@ def test_new_database_schema_and_pragmas(tmp_path):
     assert tables == {"jobs", "attempts", "events", "outputs", "workers", "expired", "settings", "deps", "schedules",
                       "schedule_events", "outbox", "leases", "groups",
                       # v8: the search index (FTS5) and its shadow tables
-                      "jobs_fts", "jobs_fts_data", "jobs_fts_idx", "jobs_fts_docsize", "jobs_fts_config"}
+                      "jobs_fts", "jobs_fts_data", "jobs_fts_idx", "jobs_fts_docsize", "jobs_fts_config",
+                      # v14: what the index rows of jobs whose text changed hold, until re-indexed
+                      "jobs_fts_stale"}
     add(s)  # a write, so the WAL file exists
     assert mode_of(home / "nbjobs.db") == 0o600
     assert mode_of(home / "nbjobs.db-wal") == 0o600
@@ -751,7 +753,9 @@ def _load_fixture_module():
 def _dump(path: Path, tables) -> dict[str, list[dict]]:
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
-    out = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY rowid")] for t in tables}
+    # v14 clusters events by job (no rowid): their ids were the rowids
+    out = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY {'id' if t == 'events' else 'rowid'}")]
+           for t in tables}
     conn.close()
     return out
 
@@ -839,7 +843,9 @@ def test_migration_turns_the_kernel_warm_flag_into_the_kernel_path(tmp_path):
     assert "kernel_warm" not in s.attempts(job)[0]
     fts = "SELECT count(*) AS n FROM jobs_fts WHERE jobs_fts MATCH ?"
     s.conn.execute("UPDATE jobs SET error_message = NULL, name = 'old' WHERE id = ?", (job,))  # nothing changes
+    assert rows(s, "SELECT count(*) AS n FROM jobs_fts_stale") == [{"n": 0}]  # (v14: kept for re-indexing)
     assert rows(s, fts, "old") == [{"n": 1}]
     s.conn.execute("UPDATE jobs SET name = 'renamed' WHERE id = ?", (job,))
+    assert s.index_pending() == 1
     assert rows(s, fts, "old") == [{"n": 0}] and rows(s, fts, "renamed") == [{"n": 1}]
     s.close()

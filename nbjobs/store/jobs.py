@@ -9,7 +9,10 @@ from typing import Any, Iterable
 from .. import config
 from ..errors import BadInput, IllegalTransition
 from ..job import RETRYABLE, JobRecord, State, new_id, short_id
-from .records import _job_filters
+from .records import _job_filters, new_record
+
+#: the INSERT of a job row, per column list (`JobsMixin._job_row` makes one list)
+_INSERT_SQL: dict[tuple[str, ...], str] = {}
 
 
 class JobsMixin:
@@ -27,12 +30,11 @@ class JobsMixin:
         row = self._job_row(spec, actor, now)
         after = list(spec.get("after") or ())
         with self._tx() as conn:
-            created = self._insert(conn, row, after, actor, now)
-            if not created:
+            if not self._insert(conn, row, after, actor, now):
                 existing = conn.execute("SELECT * FROM jobs WHERE idem_key = ?", (row["idem_key"],)).fetchone()
                 return self._record(existing), False
-        # the row as inserted (RETURNING), unless resolving its upstream jobs may have moved it since
-        return (self.get(row["id"]) if after else self._record(created)), True
+        # the row as inserted, unless resolving its upstream jobs may have moved it since
+        return (self.get(row["id"]) if after else new_record(row)), True
 
     @staticmethod
     def _job_row(spec: dict[str, Any], actor: str, now: float) -> dict[str, Any]:
@@ -65,11 +67,11 @@ class JobsMixin:
         }
 
     def _insert(self, conn: sqlite3.Connection, row: dict[str, Any], after: list[str], actor: str,
-                now: float) -> sqlite3.Row | None:
-        """Insert one job row inside a transaction and return it as inserted (None: its idempotency key
-        is taken).  With
-        upstream jobs (``after``: full IDs) it starts ``waiting`` and is resolved at once, so an
-        upstream that already ended moves it on in the same transaction."""
+                now: float) -> bool:
+        """Insert one job row and its ``submitted`` event inside a transaction; False (nothing
+        written) when its idempotency key is taken.  With upstream jobs (``after``: full IDs) it
+        starts ``waiting`` and is resolved at once, so an upstream that already ended moves it on in
+        the same transaction."""
         after = list(dict.fromkeys(after))
         if row["id"] in after:
             raise BadInput(f"job {short_id(row['id'])} cannot run after itself; remove it from --after")
@@ -78,19 +80,20 @@ class JobsMixin:
                 raise self._unknown(up)
         if after:
             row = dict(row, state=State.WAITING.value)
-        cols = ", ".join(row)
-        marks = ", ".join("?" * len(row))
-        inserted = conn.execute(
-            f"INSERT INTO jobs ({cols}) VALUES ({marks}) ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL "
-            "DO NOTHING RETURNING *", tuple(row.values())).fetchall()
-        if not inserted:
-            return None
+        keys = tuple(row)
+        sql = _INSERT_SQL.get(keys)
+        if sql is None:
+            sql = _INSERT_SQL[keys] = (
+                f"INSERT INTO jobs ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))}) "
+                "ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING")
+        if conn.execute(sql, tuple(row.values())).rowcount == 0:
+            return False
         why = "submitted" + (f" after {', '.join(short_id(u) for u in after)}" if after else "")
         self._event(conn, row["id"], None, row["state"], why, actor, now)
         if after:
             conn.executemany("INSERT INTO deps (job_id, upstream_id) VALUES (?, ?)", [(row["id"], u) for u in after])
             self._resolve(conn, [row["id"]], actor, now)
-        return inserted[0]
+        return True
 
     # --- reads ----------------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord:

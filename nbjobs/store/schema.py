@@ -381,9 +381,74 @@ ALTER TABLE jobs ADD COLUMN resources TEXT;
 ALTER TABLE workers ADD COLUMN resources TEXT;
 """
 
+# v14: a lean queue: fewer b-tree pages written per submit, claim and end (each page touched in a
+# commit is a WAL frame written).
+# - The search index is off the hot path: no trigger indexes a new job.  A job is indexed by
+#   `SearchMixin.index_pending` (before every search, and by an idle worker): the jobs whose rowid is
+#   above the largest indexed one (``jobs_fts_docsize``).  A job already indexed whose indexed text
+#   changes keeps the values its index row holds in ``jobs_fts_stale`` (an external-content FTS5
+#   delete needs them) until it is re-indexed; deleting a job removes its index row at once.
+# - ``jobs_submitted`` becomes ``(submitted_at, state)``: it serves the newest-first lists with or
+#   without a state filter and the counts per state, and a state change moves its entry within one
+#   page (``jobs_state_submitted``, keyed by state first, moved it between two).  The few active
+#   rows are found by partial indexes that a job enters and leaves once: ``jobs_ready`` (queued,
+#   retrying), ``jobs_running`` (by worker) and ``jobs_waiting``.
+# - ``events`` is clustered by job (WITHOUT ROWID, key ``(job_id, id)``, ``id`` counting up within
+#   a job): one b-tree per event instead of the table and ``events_job``.
+SCHEMA_V14_EVENTS = """
+CREATE TABLE events_v14 (
+    id         INTEGER NOT NULL,
+    job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    at         REAL NOT NULL,
+    from_state TEXT,
+    to_state   TEXT NOT NULL,
+    reason     TEXT,
+    actor      TEXT,
+    PRIMARY KEY (job_id, id)
+) WITHOUT ROWID;
+INSERT INTO events_v14 (id, job_id, at, from_state, to_state, reason, actor)
+    SELECT id, job_id, at, from_state, to_state, reason, actor FROM events;
+DROP TABLE events;
+ALTER TABLE events_v14 RENAME TO events;
+DROP INDEX jobs_submitted;
+DROP INDEX jobs_state_submitted;
+CREATE INDEX jobs_submitted ON jobs (submitted_at, state);
+CREATE INDEX jobs_running ON jobs (worker_id) WHERE state = 'running';
+CREATE INDEX jobs_waiting ON jobs (submitted_at) WHERE state = 'waiting';
+CREATE TABLE jobs_fts_stale (
+    rowid INTEGER PRIMARY KEY, name, tags, parameters, error_type, error_message, log_tail
+)
+"""
+
+
+def migrate_v14_lean_queue(conn: sqlite3.Connection) -> None:
+    """v14: `SCHEMA_V14_EVENTS`, and the search index's triggers: none on insert; on update, the
+    indexed values a changed job's index row holds are kept in ``jobs_fts_stale`` (once, until it
+    is re-indexed); on delete, its index row goes (with those kept values, if any)."""
+    for statement in SCHEMA_V14_EVENTS.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    cols = ", ".join(SEARCH_COLUMNS)
+    old = ", ".join(f"old.{c}" for c in SEARCH_COLUMNS)
+    kept = ", ".join(f"s.{c}" for c in SEARCH_COLUMNS)
+    changed = " OR ".join(f"old.{c} IS NOT new.{c}" for c in SEARCH_COLUMNS)
+    indexed = "EXISTS (SELECT 1 FROM jobs_fts_docsize WHERE id = old.rowid)"
+    for trigger in ("jobs_ai", "jobs_au", "jobs_ad"):
+        conn.execute(f'DROP TRIGGER IF EXISTS "{trigger}"')
+    conn.execute(f"""CREATE TRIGGER "jobs_au" AFTER UPDATE OF {cols} ON "jobs" WHEN ({changed}) AND {indexed} BEGIN
+  INSERT OR IGNORE INTO jobs_fts_stale (rowid, {cols}) VALUES (old.rowid, {old});
+END""")
+    conn.execute(f"""CREATE TRIGGER "jobs_ad" AFTER DELETE ON "jobs" WHEN {indexed} BEGIN
+  INSERT INTO "jobs_fts" ("jobs_fts", rowid, {cols})
+    SELECT 'delete', old.rowid, {kept} FROM jobs_fts_stale s WHERE s.rowid = old.rowid
+    UNION ALL SELECT 'delete', old.rowid, {old} WHERE NOT EXISTS (SELECT 1 FROM jobs_fts_stale WHERE rowid = old.rowid);
+  DELETE FROM jobs_fts_stale WHERE rowid = old.rowid;
+END""")
+
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
 MIGRATIONS: list[Union[str, Callable[[sqlite3.Connection], None]]] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW, SCHEMA_V7_TRUST,
     migrate_v8_search, SCHEMA_V9_BEGAN, SCHEMA_V10_GROUPS, SCHEMA_V11_SLOW_REPORTS, migrate_v12_kernel_path,
-    SCHEMA_V13_RESOURCES]
+    SCHEMA_V13_RESOURCES, migrate_v14_lean_queue]
 SCHEMA_VERSION = len(MIGRATIONS)

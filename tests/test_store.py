@@ -753,9 +753,9 @@ def _load_fixture_module():
 def _dump(path: Path, tables) -> dict[str, list[dict]]:
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
-    # v14 clusters events by job (no rowid): their ids were the rowids
-    out = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY {'id' if t == 'events' else 'rowid'}")]
-           for t in tables}
+    # v14 clusters events and attempts by job (no rowid): an order both versions have
+    order = {"events": "id", "attempts": "job_id, number"}
+    out = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY {order.get(t, 'rowid')}")] for t in tables}
     conn.close()
     return out
 

@@ -10,7 +10,15 @@ from .. import config
 from ..errors import BadInput, IllegalTransition
 from ..job import RETRYABLE, JobRecord, State, new_id, short_id
 from .records import _job_filters, new_record
+from .schema import CHANGED_LATE
 
+#: `JobsMixin.changed_since`: the union is complete (see `schema.CHANGED_LATE`, the partial index's rows)
+_CHANGED_SINCE = (
+    f"SELECT id, updated_at FROM jobs INDEXED BY jobs_updated WHERE updated_at >= ?1 AND {CHANGED_LATE} "
+    "UNION SELECT id, updated_at FROM jobs INDEXED BY jobs_submitted WHERE submitted_at >= ?1 AND updated_at >= ?1 "
+    "UNION SELECT id, updated_at FROM jobs INDEXED BY jobs_running WHERE state = 'running' AND updated_at >= ?1 "
+    "UNION SELECT id, updated_at FROM jobs INDEXED BY jobs_finished WHERE finished_at >= ?1 AND updated_at >= ?1 "
+    "ORDER BY 2, 1")
 #: the INSERT of a job row, per column list (`JobsMixin._job_row` makes one list)
 _INSERT_SQL: dict[tuple[str, ...], str] = {}
 
@@ -39,16 +47,17 @@ class JobsMixin:
     @staticmethod
     def _job_row(spec: dict[str, Any], actor: str, now: float) -> dict[str, Any]:
         """The ``jobs`` row of a new job from its spec (queued; `_insert` makes it waiting)."""
+        tags, parameters, options = spec.get("tags"), spec.get("parameters"), spec.get("options")
         return {
             "id": spec.get("id") or new_id(),
             "name": spec.get("name") or "job",
             "kind": spec["kind"],
             "state": State.QUEUED.value,
             "priority": int(spec.get("priority") or 0),
-            "tags": json.dumps(list(spec.get("tags") or [])),
+            "tags": json.dumps(list(tags)) if tags else "[]",
             "notebook": spec.get("notebook"),
             "source": spec.get("source"),
-            "parameters": json.dumps(spec.get("parameters") or {}),
+            "parameters": json.dumps(parameters) if parameters else "{}",
             "kernel": spec.get("kernel"),
             "cwd": spec.get("cwd"),
             "retries": int(spec.get("retries") or 0),
@@ -59,7 +68,7 @@ class JobsMixin:
             "updated_at": now,
             "code_hash": spec.get("code_hash"),
             "submitted_by": actor,
-            "options": json.dumps(spec.get("options") or {}),
+            "options": json.dumps(options) if options else "{}",
             "group_id": spec.get("group_id"),
             "concurrency_key": spec.get("concurrency_key"),
             "max_running": spec.get("max_running"),
@@ -118,8 +127,10 @@ class JobsMixin:
         return [self._record(r) for r in self._q(sql, params)]
 
     def changed_since(self, since: float) -> list[tuple[str, float]]:
-        """``(id, updated_at)`` of the jobs updated at or after ``since``, oldest change first.
-        Reads only the ``jobs_updated`` index: this is the panel's cheap "what changed?" step.
+        """``(id, updated_at)`` of the jobs updated at or after ``since``, oldest change first: the
+        panel's cheap "what changed?" step.  Four index ranges: a job updated since ``since`` was
+        submitted then (``jobs_submitted``), or is running (``jobs_running``, a few rows), or ended
+        at its last change (``jobs_finished``), or else it is in ``jobs_updated`` (`CHANGED_LATE`).
 
         >>> import tempfile, pathlib; from nbjobs.store import Store
         >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
@@ -127,8 +138,7 @@ class JobsMixin:
         >>> [i for i, _ in s.changed_since(rec.updated_at)] == [rec.id]
         True
         """
-        return [(r[0], r[1]) for r in self._q(
-            "SELECT id, updated_at FROM jobs WHERE updated_at >= ? ORDER BY updated_at, id", (since,))]
+        return [(r[0], r[1]) for r in self._q(_CHANGED_SINCE, (since,))]
 
     def get_many(self, ids: Iterable[str]) -> list[JobRecord]:
         """The records of these job IDs (full IDs; unknown ones are left out), in no set order."""

@@ -38,7 +38,7 @@ def _decoded(d: dict[str, Any]) -> JobRecord:
     """The `JobRecord` of a ``jobs`` row's fields (a dict of column values): JSON parsed, state as `State`."""
     for k in JSON_FIELDS:
         v = d.get(k)
-        d[k] = json.loads(v) if v else ([] if k == "tags" else {})
+        d[k] = json.loads(v) if v and len(v) > 2 else ([] if k == "tags" else {})  # "{}", "[]": no parse
     d["state"] = _STATES[d["state"]]
     return JobRecord(**d)
 
@@ -71,7 +71,7 @@ class RecordsMixin:
 
     def _move(self, conn: sqlite3.Connection, job_id: str, old: State | str, new: State | str, why: str,
               actor: str | None, now: float, *, sets: str = "", params: Iterable[Any] = (), where: str = "",
-              where_params: Iterable[Any] = (), returning: bool = False) -> Any:
+              where_params: Iterable[Any] = (), returning: bool | str = False) -> Any:
         """Move job ``job_id`` from state ``old`` to ``new`` inside ``conn``'s transaction: every change
         of ``jobs.state`` goes through here.
 
@@ -80,13 +80,15 @@ class RecordsMixin:
         it is still ``old`` (and matches ``where``, SQL with ``where_params``); ``updated_at``
         becomes ``now`` and ``sets`` (SQL assignments with ``params``) apply too; the move is
         recorded in ``events``.  Returns True, or False when no row was in ``old`` any more; with
-        ``returning``, the updated row (`sqlite3.Row`) or None.
+        ``returning``, the updated row (`sqlite3.Row`; ``returning`` may name more columns than
+        ``*``) or None.
         """
-        old, new = State(old).value, State(new).value
+        old, new = _STATES[old].value if isinstance(old, str) else old.value, \
+            _STATES[new].value if isinstance(new, str) else new.value
         check_transition(old, new)
         sql = ("UPDATE jobs SET state = ?, updated_at = ?" + (", " + sets if sets else "")
                + " WHERE id = ? AND state = ?" + (" AND " + where if where else "")
-               + (" RETURNING *" if returning else ""))
+               + ((" RETURNING " + (returning if isinstance(returning, str) else "*")) if returning else ""))
         cur = conn.execute(sql, (new, now, *params, job_id, old, *where_params))
         row = cur.fetchone() if returning else None
         if (row is None) if returning else cur.rowcount == 0:

@@ -61,8 +61,9 @@ class ConnMixin:
         if not os.access(path, os.R_OK | os.W_OK):
             raise StoreError(f"cannot read and write {path}; fix its permissions or set NBJOBS_HOME elsewhere")
         try:
+            # every statement of the store stays prepared (sqlite3 keeps 128 by default; the store has more)
             conn = sqlite3.connect(path, timeout=config.BUSY_TIMEOUT, isolation_level=None,
-                                   check_same_thread=False)
+                                   check_same_thread=False, cached_statements=512)
             conn.row_factory = sqlite3.Row
             mode = self._set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: fsync only at checkpoints

@@ -23,8 +23,9 @@ _UNDER_LIMIT = ("(jobs.concurrency_key IS NULL OR (SELECT count(*) FROM jobs AS 
 
 #: `QueueMixin.finish_attempt`'s read of the job, with what the end needs to know in the same
 #: statement: the home's webhook URL and whether any job waits for this one
-_FINISH_READ = (f"SELECT *, {NOTIFY_URL} AS _notify_url, "
-                "EXISTS (SELECT 1 FROM deps WHERE upstream_id = jobs.id) AS _downstream FROM jobs WHERE id = ?")
+_FINISH_READ = ("SELECT id, state, worker_id, attempts, cancel_requested, options, failures, retries, infra_failures, "
+                f"{NOTIFY_URL} AS _notify_url, EXISTS (SELECT 1 FROM deps WHERE upstream_id = jobs.id) AS _downstream "
+                "FROM jobs WHERE id = ?")
 _HOST = host()
 
 
@@ -64,12 +65,12 @@ class QueueMixin:
                              "COALESCE(started_at, ?), reason = NULL, progress_done = 0, progress_total = 0, "
                              "began_at = NULL, slow_at = NULL, slow_after = NULL, report_path = NULL",
                              params=(worker_id, now + lease, number, now), returning=f"*, {NOTIFY_URL} AS _notify_url")
+            rec = self._record(job)
             conn.execute("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
                          "VALUES (?,?,?,?,?,?,?,?)",
-                         (job["id"], number, worker_id, _HOST, pid or os.getpid(), now, job["kernel"],
-                          job["code_hash"]))
-            self._enqueue_notification(conn, job["id"], State.RUNNING.value, now, job["options"], job["_notify_url"])
-        return self._record(job), number
+                         (rec.id, number, worker_id, _HOST, pid or os.getpid(), now, rec.kernel, rec.code_hash))
+            self._enqueue_notification(conn, rec.id, State.RUNNING.value, now, job["options"], job["_notify_url"])
+        return rec, number
 
     def running_per_key(self, keys: Iterable[str]) -> dict[str, int]:
         """How many running jobs hold each of these concurrency keys (the partial index ``jobs_key_running``)."""

@@ -13,6 +13,8 @@ from ..job import JobRecord, State, check_transition, short_id
 JSON_FIELDS = ("tags", "parameters", "options", "resources")
 _JOB_FIELDS = frozenset(JobRecord.__dataclass_fields__)
 _STATES = {s.value: s for s in State}
+#: `RecordsMixin._move`'s statements, by (sets, where, returning): built once
+_MOVE_SQL: dict[tuple[str, str, Any], str] = {}
 #: per column list of a row (``row.keys()``): the (field, position) pairs of a `JobRecord`
 _LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
 
@@ -40,6 +42,10 @@ def _decoded(d: dict[str, Any]) -> JobRecord:
         v = d.get(k)
         d[k] = json.loads(v) if v and len(v) > 2 else ([] if k == "tags" else {})  # "{}", "[]": no parse
     d["state"] = _STATES[d["state"]]
+    if len(d) == len(_JOB_FIELDS):  # every field: what JobRecord(**d) makes, without its 46-argument call
+        rec = object.__new__(JobRecord)
+        rec.__dict__.update(d)
+        return rec
     return JobRecord(**d)
 
 
@@ -86,9 +92,13 @@ class RecordsMixin:
         old, new = _STATES[old].value if isinstance(old, str) else old.value, \
             _STATES[new].value if isinstance(new, str) else new.value
         check_transition(old, new)
-        sql = ("UPDATE jobs SET state = ?, updated_at = ?" + (", " + sets if sets else "")
-               + " WHERE id = ? AND state = ?" + (" AND " + where if where else "")
-               + ((" RETURNING " + (returning if isinstance(returning, str) else "*")) if returning else ""))
+        key = (sets, where, returning)
+        sql = _MOVE_SQL.get(key)
+        if sql is None:
+            sql = _MOVE_SQL[key] = (
+                "UPDATE jobs SET state = ?, updated_at = ?" + (", " + sets if sets else "")
+                + " WHERE id = ? AND state = ?" + (" AND " + where if where else "")
+                + ((" RETURNING " + (returning if isinstance(returning, str) else "*")) if returning else ""))
         cur = conn.execute(sql, (new, now, *params, job_id, old, *where_params))
         row = cur.fetchone() if returning else None
         if (row is None) if returning else cur.rowcount == 0:

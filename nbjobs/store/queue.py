@@ -26,6 +26,8 @@ _UNDER_LIMIT = ("(jobs.concurrency_key IS NULL OR (SELECT count(*) FROM jobs AS 
 _FINISH_READ = ("SELECT id, state, worker_id, attempts, cancel_requested, options, failures, retries, infra_failures, "
                 f"{NOTIFY_URL} AS _notify_url, EXISTS (SELECT 1 FROM deps WHERE upstream_id = jobs.id) AS _downstream "
                 "FROM jobs WHERE id = ?")
+#: `QueueMixin.claim`'s read of the job it claimed, with the home's webhook URL
+_CLAIMED_READ = f"SELECT *, {NOTIFY_URL} AS _notify_url FROM jobs WHERE id = ?"
 _HOST = host()
 
 
@@ -60,11 +62,13 @@ class QueueMixin:
             if row is None:
                 return None
             number = row["attempts"] + 1
-            job = self._move(conn, row["id"], row["state"], State.RUNNING, f"attempt {number}", f"worker:{worker_id}",
-                             now, sets="worker_id = ?, lease_until = ?, attempts = ?, started_at = "
-                             "COALESCE(started_at, ?), reason = NULL, progress_done = 0, progress_total = 0, "
-                             "began_at = NULL, slow_at = NULL, slow_after = NULL, report_path = NULL",
-                             params=(worker_id, now + lease, number, now), returning=f"*, {NOTIFY_URL} AS _notify_url")
+            self._move(conn, row["id"], row["state"], State.RUNNING, f"attempt {number}", f"worker:{worker_id}",
+                       now, sets="worker_id = ?, lease_until = ?, attempts = ?, started_at = "
+                       "COALESCE(started_at, ?), reason = NULL, progress_done = 0, progress_total = 0, "
+                       "began_at = NULL, slow_at = NULL, slow_after = NULL, report_path = NULL",
+                       params=(worker_id, now + lease, number, now))
+            # the row as claimed (read back: cheaper than UPDATE ... RETURNING, which SQLite buffers)
+            job = conn.execute(_CLAIMED_READ, (row["id"],)).fetchone()
             rec = self._record(job)
             conn.execute("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
                          "VALUES (?,?,?,?,?,?,?,?)",

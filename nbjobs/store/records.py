@@ -14,7 +14,7 @@ JSON_FIELDS = ("tags", "parameters", "options", "resources")
 _JOB_FIELDS = frozenset(JobRecord.__dataclass_fields__)
 _STATES = {s.value: s for s in State}
 #: `RecordsMixin._move`'s statements, by (sets, where, returning): built once
-_MOVE_SQL: dict[tuple[str, str, Any], str] = {}
+_MOVE_SQL: dict[tuple[str, str, bool], str] = {}
 #: per column list of a row (``row.keys()``): the (field, position) pairs of a `JobRecord`
 _LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
 
@@ -77,7 +77,7 @@ class RecordsMixin:
 
     def _move(self, conn: sqlite3.Connection, job_id: str, old: State | str, new: State | str, why: str,
               actor: str | None, now: float, *, sets: str = "", params: Iterable[Any] = (), where: str = "",
-              where_params: Iterable[Any] = (), returning: bool | str = False) -> Any:
+              where_params: Iterable[Any] = (), returning: bool = False) -> Any:
         """Move job ``job_id`` from state ``old`` to ``new`` inside ``conn``'s transaction: every change
         of ``jobs.state`` goes through here.
 
@@ -86,19 +86,16 @@ class RecordsMixin:
         it is still ``old`` (and matches ``where``, SQL with ``where_params``); ``updated_at``
         becomes ``now`` and ``sets`` (SQL assignments with ``params``) apply too; the move is
         recorded in ``events``.  Returns True, or False when no row was in ``old`` any more; with
-        ``returning``, the updated row (`sqlite3.Row`; ``returning`` may name more columns than
-        ``*``) or None.
+        ``returning``, the updated row (`sqlite3.Row`) or None.
         """
-        old, new = _STATES[old].value if isinstance(old, str) else old.value, \
-            _STATES[new].value if isinstance(new, str) else new.value
+        old, new = (_STATES.get(old) or State(old)).value, (_STATES.get(new) or State(new)).value
         check_transition(old, new)
-        key = (sets, where, returning)
-        sql = _MOVE_SQL.get(key)
+        sql = _MOVE_SQL.get((sets, where, returning))
         if sql is None:
-            sql = _MOVE_SQL[key] = (
+            sql = _MOVE_SQL[sets, where, returning] = (
                 "UPDATE jobs SET state = ?, updated_at = ?" + (", " + sets if sets else "")
                 + " WHERE id = ? AND state = ?" + (" AND " + where if where else "")
-                + ((" RETURNING " + (returning if isinstance(returning, str) else "*")) if returning else ""))
+                + (" RETURNING *" if returning else ""))
         cur = conn.execute(sql, (new, now, *params, job_id, old, *where_params))
         row = cur.fetchone() if returning else None
         if (row is None) if returning else cur.rowcount == 0:

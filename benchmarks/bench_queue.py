@@ -27,8 +27,9 @@ ratios mostly come from.  nbjobs (schema v14) writes about 5.6 pages a submit an
 end (its row, the indexes its queries use, an event, an attempt row, the b-trees' growth); huey
 2.1 an enqueue and 2.2 a dequeue or a stored result; the bare queue 2.1 and 2.4.
 
-One run on a 2-core machine (load average about 2), ``--n 2000 --rounds 2``, same-run ratios:
-nbjobs enqueue 0.5x huey, claim+finish 0.4-0.45x (before v14: 0.16x and 0.31x, 15 pages a commit).
+Runs on a 2-core machine (load average 2-6), ``--n 2000 --rounds 2`` or 4, same-run ratios:
+nbjobs enqueue 0.36-0.64x huey, claim+finish 0.39-0.70x (before v14: 0.16x and 0.31x, 15 pages a
+commit).
 
     python benchmarks/bench_queue.py [--n 5000] [--rounds 3]
 """

@@ -5,7 +5,8 @@ the same run.
 What is timed (one process, one real database file in WAL mode with synchronous=NORMAL):
 
 - ``nbjobs enqueue``: ``Store.insert_job`` of a small cell-job spec, N times, one transaction
-  each (the job row, its ``submitted`` event, the record read back), as ``nbjobs.submit`` does.
+  each (the job row and its ``submitted`` event; the returned record is built from the row
+  written), as ``nbjobs.submit`` does: durable when it returns, like a huey enqueue.
 - ``nbjobs claim+finish``: ``Store.claim`` then ``Store.finish_attempt(..., "succeeded")`` until
   the queue is empty (per job: the claim's SELECT + guarded UPDATE, an attempt row, a ``running``
   event, then the attempt's end, the job's end and a ``succeeded`` event: two transactions).
@@ -19,6 +20,16 @@ What is timed (one process, one real database file in WAL mode with synchronous=
   transaction each, same pragmas, no audit trail.
 
 Every nbjobs job is checked afterwards: N rows, all ``succeeded``, N attempt rows, 3N events.
+
+Then an untimed pass (`PAGES_N` jobs each, automatic checkpoints off) counts the WAL frames each
+side writes: pages per job and per commit (read from the WAL's frame headers), the cost the
+ratios mostly come from.  nbjobs (schema v14) writes about 5.6 pages a submit and 6.9 a claim or an
+end (its row, the indexes its queries use, an event, an attempt row, the b-trees' growth); huey
+2.1 an enqueue and 2.2 a dequeue or a stored result; the bare queue 2.1 and 2.4.
+
+Runs on a 2-core machine (load average 2-6), ``--n 2000 --rounds 2`` or 4, same-run ratios:
+nbjobs enqueue 0.36-0.64x huey, claim+finish 0.39-0.70x (before v14: 0.16x and 0.31x, 15 pages a
+commit).
 
     python benchmarks/bench_queue.py [--n 5000] [--rounds 3]
 """
@@ -37,14 +48,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nbjobs.store import Store  # noqa: E402
 
 SPEC = {"kind": "cell", "source": "x = 1", "kernel": "python3", "cwd": "/tmp", "name": "bench", "parameters": {"n": 1}}
+#: jobs per phase in the page-counting pass
+PAGES_N = 300
 
 
-def bench_nbjobs(path: Path, n: int) -> tuple[float, float]:
+class Wal:
+    """Counts what one phase writes to a database's WAL: frames (pages) and commits.  The pass that
+    uses it turns automatic checkpoints off on the writing connection, and `start` truncates the
+    WAL, so every frame in the file after the phase is one the phase wrote."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn, self.wal = conn, Path(str(path) + "-wal")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        self.page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        self.phases: dict[str, tuple[int, int, int]] = {}
+
+    def start(self) -> None:
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+    def stop(self, phase: str, ops: int) -> None:
+        """Record ``phase``: (frames, commits, ops).  A frame header's bytes 4-8 hold the database
+        size after a commit on the frame that ends it, 0 on the others."""
+        data = self.wal.read_bytes() if self.wal.exists() else b""
+        frames = commits = 0
+        for at in range(32, len(data) - 24, 24 + self.page_size):
+            frames += 1
+            commits += int.from_bytes(data[at + 4:at + 8], "big") != 0
+        self.phases[phase] = (frames, commits, ops)
+
+
+def bench_nbjobs(path: Path, n: int, wal: dict | None = None) -> tuple[float, float]:
+    """``wal``: an untimed pass that fills it with what each phase writes (see `Wal`)."""
     store = Store(path)
+    w = Wal(store.conn, path) if wal is not None else None
+    w and w.start()
     t = time.perf_counter()
     for _ in range(n):
         store.insert_job(SPEC, "bench")
     enqueue = n / (time.perf_counter() - t)
+    w and w.stop("enqueue", n)
+    w and w.start()
     t = time.perf_counter()
     done = 0
     while True:
@@ -55,6 +98,9 @@ def bench_nbjobs(path: Path, n: int) -> tuple[float, float]:
         store.finish_attempt(rec.id, number, "w1", "succeeded")
         done += 1
     drain = done / (time.perf_counter() - t)
+    if w:
+        w.stop("drain", done)
+        wal.update(w.phases)
     counts = store.counts()
     conn = sqlite3.connect(path)
     attempts = conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
@@ -63,19 +109,23 @@ def bench_nbjobs(path: Path, n: int) -> tuple[float, float]:
     return enqueue, drain
 
 
-def bench_bare(path: Path, n: int) -> tuple[float, float]:
+def bench_bare(path: Path, n: int, wal: dict | None = None) -> tuple[float, float]:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("CREATE TABLE task (id INTEGER PRIMARY KEY, queue TEXT, data BLOB, priority REAL, ts REAL)")
     conn.execute("CREATE INDEX task_priority ON task (priority DESC, id)")
     data = b"x" * 200
+    w = Wal(conn, path) if wal is not None else None
+    w and w.start()
     t = time.perf_counter()
     for _ in range(n):
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO task (queue, data, priority, ts) VALUES (?,?,?,?)", ("q", data, 0.0, time.time()))
         conn.execute("COMMIT")
     enqueue = n / (time.perf_counter() - t)
+    w and w.stop("enqueue", n)
+    w and w.start()
     t = time.perf_counter()
     done = 0
     while True:
@@ -87,11 +137,14 @@ def bench_bare(path: Path, n: int) -> tuple[float, float]:
             break
         done += 1
     drain = done / (time.perf_counter() - t)
+    if w:
+        w.stop("drain", done)
+        wal.update(w.phases)
     assert done == n
     return enqueue, drain
 
 
-def bench_huey(path: Path, n: int, synchronous: str | None = None) -> tuple[float, float]:
+def bench_huey(path: Path, n: int, synchronous: str | None = None, wal: dict | None = None) -> tuple[float, float]:
     """huey's SqliteHuey; ``synchronous``: a ``PRAGMA synchronous`` on its connections (default:
     huey's, which leaves SQLite's FULL: an fsync per commit)."""
     from huey import SqliteHuey
@@ -113,10 +166,14 @@ def bench_huey(path: Path, n: int, synchronous: str | None = None) -> tuple[floa
     def work(i):
         return i + 1  # a result to store, as nbjobs stores an outcome
 
+    w = Wal(huey.storage.conn, path) if wal is not None else None
+    w and w.start()
     t = time.perf_counter()
     for i in range(n):
         work(i)
     enqueue = n / (time.perf_counter() - t)
+    w and w.stop("enqueue", n)
+    w and w.start()
     t = time.perf_counter()
     done = 0
     while True:
@@ -126,6 +183,9 @@ def bench_huey(path: Path, n: int, synchronous: str | None = None) -> tuple[floa
         huey.execute(task)
         done += 1
     drain = done / (time.perf_counter() - t)
+    if w:
+        w.stop("drain", done)
+        wal.update(w.phases)
     assert done == n
     return enqueue, drain
 
@@ -150,6 +210,20 @@ def main() -> None:
                         ("huey SqliteHuey, synchronous NORMAL", "huey NORMAL"), ("nbjobs Store (events+attempts)", "nbjobs")):
         e, d = runs[name]
         print(f"{label:36}{e:>10,.0f}{e / huey_enq:>8.2f}x{d:>14,.0f}{d / huey_drain:>8.2f}x")
+    print(f"\nWAL pages written (frames), untimed pass of {PAGES_N} jobs each: per job and per commit")
+    print(f"{'':36}{'enqueue':>10}{'per commit':>12}{'claim+finish':>14}{'per commit':>12}")
+    for label, name, page_bench in (("bare one-table queue", "bare", bench_bare),
+                                    ("huey SqliteHuey, synchronous NORMAL", "huey NORMAL",
+                                     lambda p, n, wal: bench_huey(p, n, "NORMAL", wal)),
+                                    ("nbjobs Store (events+attempts)", "nbjobs", bench_nbjobs)):
+        with tempfile.TemporaryDirectory() as tmp:
+            wal: dict = {}
+            page_bench(Path(tmp) / "pages.db", PAGES_N, wal=wal)
+        cells = []
+        for phase in ("enqueue", "drain"):
+            frames, commits, ops = wal[phase]
+            cells.append(f"{frames / ops:>{10 if phase == 'enqueue' else 14}.1f}{frames / max(commits, 1):>12.1f}")
+        print(f"{label:36}{''.join(cells)}")
     print(f"bench_queue: n={a.n} nbjobs enqueue {enq:,.0f}/s = {enq / huey_enq:.2f}x huey {huey_enq:,.0f}/s, "
           f"claim+finish {drain:,.0f}/s = {drain / huey_drain:.2f}x huey dequeue+execute {huey_drain:,.0f}/s "
           f"(both synchronous=NORMAL in WAL, as nbjobs runs; goal >= 1.0x each); pid {os.getpid()}")

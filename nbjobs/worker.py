@@ -281,7 +281,7 @@ class Worker:
         actor = f"worker:{self.id}"
         started = 0
         self._wake = wake.listen(config.db_path(self.home))
-        last_beat = last_reclaim = last_cancel_check = last_claim = last_checkpoint = last_slow = 0.0
+        last_beat = last_reclaim = last_cancel_check = last_claim = last_checkpoint = last_slow = last_index = 0.0
         last_retention = -RETENTION_EVERY  # apply the retention setting at start, whatever the uptime
         last_version = -1
         idle_since = time.monotonic()
@@ -329,9 +329,12 @@ class Worker:
                     self._apply_retention(actor)
                 if self.running or self._ticker.busy:
                     idle_since = now
-                elif now - idle_since > 1.0 and now - last_checkpoint > 30.0:
-                    last_checkpoint = now
-                    store.checkpoint()
+                elif now - idle_since > 1.0 and now - last_index > 2.0:
+                    last_index = now
+                    store.index_pending(limit=2000)  # searches then rarely wait (see Store.index_pending)
+                    if now - last_checkpoint > 30.0:
+                        last_checkpoint = now
+                        store.checkpoint()
                 if not self.running and self.idle_exit is not None and now - idle_since >= self.idle_exit:
                     break
         finally:

@@ -23,7 +23,8 @@ def _snapshot(db: Path) -> dict[str, list] | None:
         return None
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
+        order = {"events": "job_id, id", "attempts": "job_id, number"}  # clustered by job: no rowid
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY {order.get(t, 'rowid')}").fetchall()
                 for t in ("jobs", "events", "attempts", "outputs", "workers")}
     finally:
         conn.close()

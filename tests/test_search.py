@@ -88,6 +88,7 @@ def test_the_index_follows_retries_and_deletes(store):
 
 def test_progress_heartbeat_and_claim_do_not_touch_the_index(store):
     job = add(store, name="busy", tags=["x"])
+    assert store.index_pending() == 1
     store.claim("w-test")
     before, changes = index_state(store), store.conn.total_changes
     store.set_progress(job, "w-test", 1, 5)
@@ -97,10 +98,50 @@ def test_progress_heartbeat_and_claim_do_not_touch_the_index(store):
     # the heartbeat also marks the workers table (no worker row here: nothing)
     assert store.conn.total_changes - changes == 3
     assert index_state(store) == before
-    # whereas setting an indexed column does go through the index
+    # whereas setting an indexed column of an indexed job keeps what its index row holds ...
     store.conn.execute("UPDATE jobs SET error_message = 'changed' WHERE id = ?", (job,))
+    assert [tuple(r) for r in store.conn.execute("SELECT error_message FROM jobs_fts_stale")] == [(None,)]
+    assert names(store.search("changed")) == ["busy"]  # ... and the next search re-indexes it
     assert index_state(store) != before
-    assert names(store.search("changed")) == ["busy"]
+    assert store.conn.execute("SELECT count(*) FROM jobs_fts_stale").fetchone()[0] == 0
+
+
+def test_submit_claim_and_end_write_nothing_to_the_index(store):
+    """The hot path: a job's submit, claim and end (with a log tail and an error) write no index
+    row; the next search indexes it, with its text as it is then."""
+    before = index_state(store)
+    job = add(store, name="hot", tags=["path"])
+    fail(store, job, "OSError", "disk gone", tail="spinning up\nquokka\n")
+    assert index_state(store) == before
+    assert store.conn.execute("SELECT count(*) FROM jobs_fts_stale").fetchone()[0] == 0
+    assert names(store.search("quokka")) == ["hot"] and names(store.search("OSError path")) == ["hot"]
+    assert store.conn.execute("INSERT INTO jobs_fts (jobs_fts) VALUES ('integrity-check')")
+
+
+def test_search_finds_jobs_submitted_and_changed_after_the_last_indexing(store):
+    old = add(store, name="before", tags=["alpha"], retries=1)
+    assert names(store.search("alpha")) == ["before"]          # indexes it
+    assert store.index_pending() == 0                          # nothing left to do
+    new = add(store, name="after", tags=["alpha"])             # submitted after that indexing
+    assert sorted(names(store.search("alpha"))) == ["after", "before"]
+    fail(store, old, "ValueError", "first wombat")             # indexed job, new error text
+    assert names(store.search("wombat")) == ["before"]
+    rec, n = store.claim("w-test", now=time.time() + 3600)
+    store.finish_attempt(old, n, "w-test", "succeeded", log_tail="fine\n")
+    assert store.search("wombat") == [] and names(store.search("fine")) == ["before"]
+    fail(store, new, "KeyError", "numbat")                     # changed, then deleted before any search
+    store.conn.execute("UPDATE jobs SET name = 'renamed' WHERE id = ?", (old,))
+    store.prune([new], ACTOR)
+    store.conn.execute("DELETE FROM jobs WHERE id = ?", (old,))
+    assert store.search("alpha OR numbat OR fine OR renamed") == []
+    assert store.conn.execute("SELECT count(*) FROM jobs_fts_stale").fetchone()[0] == 0
+    assert store.conn.execute("INSERT INTO jobs_fts (jobs_fts) VALUES ('integrity-check')")
+    # a deleted job's rowid used again (it was the largest) is indexed as a new job
+    third = add(store, name="third", tags=["alpha"])
+    assert [r.id for r in store.search("alpha")] == [third]
+    store.rebuild_search()
+    assert [r.id for r in store.search("alpha")] == [third]
+    assert store.conn.execute("INSERT INTO jobs_fts (jobs_fts) VALUES ('integrity-check')")
 
 
 def test_the_update_trigger_names_the_indexed_columns_only(store):

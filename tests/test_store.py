@@ -77,7 +77,9 @@ def test_new_database_schema_and_pragmas(tmp_path):
     assert tables == {"jobs", "attempts", "events", "outputs", "workers", "expired", "settings", "deps", "schedules",
                       "schedule_events", "outbox", "leases", "groups",
                       # v8: the search index (FTS5) and its shadow tables
-                      "jobs_fts", "jobs_fts_data", "jobs_fts_idx", "jobs_fts_docsize", "jobs_fts_config"}
+                      "jobs_fts", "jobs_fts_data", "jobs_fts_idx", "jobs_fts_docsize", "jobs_fts_config",
+                      # v14: what the index rows of jobs whose text changed hold, until re-indexed
+                      "jobs_fts_stale"}
     add(s)  # a write, so the WAL file exists
     assert mode_of(home / "nbjobs.db") == 0o600
     assert mode_of(home / "nbjobs.db-wal") == 0o600
@@ -751,7 +753,9 @@ def _load_fixture_module():
 def _dump(path: Path, tables) -> dict[str, list[dict]]:
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
-    out = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY rowid")] for t in tables}
+    # v14 clusters events and attempts by job (no rowid): an order both versions have
+    order = {"events": "id", "attempts": "job_id, number"}
+    out = {t: [dict(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY {order.get(t, 'rowid')}")] for t in tables}
     conn.close()
     return out
 
@@ -839,7 +843,72 @@ def test_migration_turns_the_kernel_warm_flag_into_the_kernel_path(tmp_path):
     assert "kernel_warm" not in s.attempts(job)[0]
     fts = "SELECT count(*) AS n FROM jobs_fts WHERE jobs_fts MATCH ?"
     s.conn.execute("UPDATE jobs SET error_message = NULL, name = 'old' WHERE id = ?", (job,))  # nothing changes
+    assert rows(s, "SELECT count(*) AS n FROM jobs_fts_stale") == [{"n": 0}]  # (v14: kept for re-indexing)
     assert rows(s, fts, "old") == [{"n": 1}]
     s.conn.execute("UPDATE jobs SET name = 'renamed' WHERE id = ?", (job,))
+    assert s.index_pending() == 1
     assert rows(s, fts, "old") == [{"n": 0}] and rows(s, fts, "renamed") == [{"n": 1}]
+    s.close()
+
+
+def test_migration_v14_keeps_a_v13_homes_events_attempts_and_search(tmp_path):
+    """v14: events and attempts rebuilt clustered by job, every row and value kept; the search index
+    (built and kept by v13's triggers) still finds the old jobs, and follows their later changes."""
+    from nbjobs.store.schema import migrate_v14_lean_queue
+
+    path = tmp_path / "nbjobs.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    version = MIGRATIONS.index(migrate_v14_lean_queue)
+    conn.execute("BEGIN")
+    for migration in MIGRATIONS[:version]:
+        if callable(migration):
+            migration(conn)
+        else:
+            for statement in migration.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={version}")
+    done, failed = "d" * 32, "f" * 32
+    for job, state, emsg in ((done, "succeeded", None), (failed, "failed", "wombat exploded")):
+        conn.execute("INSERT INTO jobs (id, name, kind, state, tags, submitted_at, run_at, updated_at, finished_at, "
+                     "attempts, error_message) VALUES (?, ?, 'cell', ?, '[\"legacy\"]', 1, 1, 2, 2, 1, ?)",
+                     (job, f"old-{state}", state, emsg))
+        conn.execute("INSERT INTO attempts (job_id, number, worker_id, started_at, finished_at, outcome, log_tail, "
+                     "kernel_path) VALUES (?, 1, 'w-old', 1.5, 2, ?, 'old tail', 'forked')",
+                     (job, "succeeded" if state == "succeeded" else "error"))
+    conn.executemany("INSERT INTO events (id, job_id, at, from_state, to_state, reason, actor) VALUES (?,?,?,?,?,?,?)",
+                     [(7, done, 1, None, "queued", "submitted", "a"), (9, failed, 1, None, "queued", "submitted", "a"),
+                      (12, done, 1.5, "queued", "running", "attempt 1", "w"),
+                      (13, failed, 1.5, "queued", "running", "attempt 1", "w"),
+                      (20, done, 2, "running", "succeeded", "attempt 1: succeeded", "w"),
+                      (21, failed, 2, "running", "failed", "attempt 1: error", "w")])
+    conn.execute("COMMIT")
+    events_before = [tuple(r) for r in conn.execute("SELECT * FROM events ORDER BY id")]
+    attempts_before = [tuple(r) for r in conn.execute("SELECT * FROM attempts ORDER BY job_id")]
+    conn.close()
+
+    s = Store(path)
+    assert s.version == SCHEMA_VERSION
+    assert [tuple(r) for r in s.conn.execute("SELECT * FROM events ORDER BY id")] == events_before
+    assert [tuple(r) for r in s.conn.execute("SELECT * FROM attempts ORDER BY job_id")] == attempts_before
+    for table in ("events", "attempts"):
+        sql = s.conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+        assert "WITHOUT ROWID" in sql and "REFERENCES jobs (id) ON DELETE CASCADE" in sql
+    assert [e["id"] for e in s.events(done)] == [7, 12, 20]
+    assert sorted(r.name for r in s.search("legacy")) == ["old-failed", "old-succeeded"]  # v13's index rows
+    assert s.index_pending() == 0                                           # nothing to add: all indexed
+    assert [r.name for r in s.search("wombat")] == ["old-failed"]
+    s.retry(failed, ACTOR)                                  # an old indexed job changes: the index follows
+    rec, n = s.claim("w-new")
+    assert (rec.id, n) == (failed, 2) and s.finish_attempt(failed, 2, "w-new", "succeeded") == "succeeded"
+    assert s.search("wombat") == [] and [r.name for r in s.search("legacy")][:2]
+    assert [e["id"] for e in s.events(failed)] == [9, 13, 21, 22, 23, 24]  # ids go on within the job
+    new = add(s, name="fresh", tags=["legacy"])
+    assert len(s.search("legacy")) == 3
+    s.prune([done], ACTOR)                                  # deletes cascade through the new tables
+    assert rows(s, "SELECT count(*) AS n FROM events WHERE job_id = ?", done) == [{"n": 0}]
+    assert rows(s, "SELECT count(*) AS n FROM attempts WHERE job_id = ?", done) == [{"n": 0}]
+    assert sorted(r.id for r in s.search("legacy")) == sorted([failed, new])
+    assert s.conn.execute("INSERT INTO jobs_fts (jobs_fts) VALUES ('integrity-check')")
+    assert s.conn.execute("PRAGMA foreign_key_check").fetchall() == []
     s.close()

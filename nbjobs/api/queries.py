@@ -88,7 +88,8 @@ def search(query: str, limit: int = 50, home: Path | str | None = None) -> list[
 def db(home: Path | str | None = None):
     """A `sqlite_utils.Database` on the home's database file, for ad-hoc analysis (its own
     connection; the schema is brought up to date first).  It loads sqlite-utils (and pandas, if
-    this process has not loaded sqlite-utils yet).
+    this process has not loaded sqlite-utils yet).  Jobs submitted until now are in its search
+    index (``db["jobs"].search(...)``); `nbjobs.search` also finds the ones submitted later.
 
     >>> db = nbjobs.db()                                           # doctest: +SKIP
     >>> db.query("SELECT state, count(*) AS n FROM jobs GROUP BY state")  # doctest: +SKIP
@@ -96,6 +97,7 @@ def db(home: Path | str | None = None):
     import sqlite_utils
 
     store = _store(home)
+    store.index_pending()  # the index is brought up to date lazily (see `Store.index_pending`)
     database = sqlite_utils.Database(store.path)
     database.execute(f"PRAGMA busy_timeout={int(config.BUSY_TIMEOUT * 1000)}")
     return database

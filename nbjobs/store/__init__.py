@@ -17,7 +17,7 @@ One `Store` object answers for all of it; its methods live in one module per con
 ``retention.py``    dead letters, pruning, settings
 ``history.py``      bulk reads for metrics
 ``slow.py``         slow runs: recent runtimes of a name, the flag on a running attempt
-``search.py``       full-text search of the job history (``jobs_fts``, built in migration v8)
+``search.py``       full-text search of the job history (``jobs_fts``, v8), indexed lazily (v14)
 ``dependencies.py`` waiting jobs moved on by `job.dependency_outcome`
 ``outbox.py``       webhook deliveries
 ``groups.py``       groups of jobs (sweeps); ID lookup across jobs and groups

@@ -9,9 +9,8 @@ import os
 import socket
 import sqlite3
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from .. import config
 from ..errors import StoreError
@@ -61,8 +60,9 @@ class ConnMixin:
         if not os.access(path, os.R_OK | os.W_OK):
             raise StoreError(f"cannot read and write {path}; fix its permissions or set NBJOBS_HOME elsewhere")
         try:
+            # every statement of the store stays prepared (sqlite3 keeps 128 by default; the store has more)
             conn = sqlite3.connect(path, timeout=config.BUSY_TIMEOUT, isolation_level=None,
-                                   check_same_thread=False)
+                                   check_same_thread=False, cached_statements=512)
             conn.row_factory = sqlite3.Row
             mode = self._set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: fsync only at checkpoints
@@ -117,26 +117,11 @@ class ConnMixin:
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from None
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A short write transaction.  BEGIN IMMEDIATE takes the write lock up front, so the
-        reads inside it see exactly the rows it then updates: this is what makes a claim
-        atomic across processes."""
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise self._error(exc) from None
+    def _tx(self) -> "_Tx":
+        """A short write transaction (``with self._tx() as conn:``).  BEGIN IMMEDIATE takes the
+        write lock up front, so the reads inside it see exactly the rows it then updates: this is
+        what makes a claim atomic across processes.  An exception rolls it back."""
+        return _Tx(self)
 
     def _q(self, sql: str, params: Iterable[Any] | dict = ()) -> list[sqlite3.Row]:
         """Run one read and return its rows (SQLite errors become `StoreError`)."""
@@ -175,3 +160,31 @@ class ConnMixin:
     def data_version(self) -> int:
         """Changes whenever another connection commits: a cheap 'anything new?' check."""
         return self._q("PRAGMA data_version")[0][0]
+
+
+class _Tx:
+    """`ConnMixin._tx`: a context manager class (a generator-based one costs more per transaction)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: ConnMixin):
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self.store.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self.store._error(exc) from None
+        return self.store.conn
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        conn = self.store.conn
+        if kind is not None:
+            conn.execute("ROLLBACK")
+            return False
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            conn.execute("ROLLBACK")
+            raise self.store._error(error) from None
+        return False

@@ -8,32 +8,34 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..job import State, dependency_outcome
+from .outbox import READ
 
 
 class DependenciesMixin:
     """Resolve waiting jobs, inside the transaction that ended their upstream job."""
 
     def _changed(self, conn: sqlite3.Connection, job_id: str, state: str, actor: str, now: float,
-                 options: str | None = None) -> None:
+                 options: str | None = None, home_url: Any = READ, downstream: bool = True) -> None:
         """Called inside the transaction that moved ``job_id`` to ``state``: queue its webhook
         (transactional outbox) and, when it ended, move on the jobs waiting for it; a dependent
         cancelled for that reason cascades to its own dependents (a work list, no recursion).
-        ``options``: the job's options JSON when the caller has it (saves a read)."""
-        todo = [(job_id, state, options)]
+        ``options``: the job's options JSON when the caller has it (saves a read); ``home_url`` (the
+        home's webhook URL) and ``downstream`` (False: no job waits for it) likewise."""
+        todo = [(job_id, state, options, home_url, downstream)]
         while todo:
-            jid, st, opts = todo.pop()
-            self._enqueue_notification(conn, jid, st, now, opts)
-            if State(st).terminal:
+            jid, st, opts, url, down = todo.pop()
+            self._enqueue_notification(conn, jid, st, now, opts, url)
+            if down and State(st).terminal:
                 waiting = [r[0] for r in conn.execute(
                     "SELECT d.job_id FROM deps d JOIN jobs j ON j.id = d.job_id "
                     "WHERE d.upstream_id = ? AND j.state = 'waiting'", (jid,))]
                 for dep in waiting:
                     new = self._resolve_one(conn, dep, actor, now)
                     if new:
-                        todo.append((dep, new, None))
+                        todo.append((dep, new, None, READ, True))
 
     def _resolve(self, conn: sqlite3.Connection, ids: Iterable[str], actor: str, now: float) -> None:
         """Resolve these waiting jobs now (a new job with upstream jobs, a retried one), cascading."""

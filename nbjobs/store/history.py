@@ -100,7 +100,7 @@ class HistoryMixin:
         one small integer ``state + 8 * acknowledged + 16 * slow + 32 * attempts``, where ``state``
         is the index in `State` order (0 waiting ... 7 cancelled), ``acknowledged`` is 1 for an
         acknowledged dead letter and ``slow`` 1 when its latest attempt was flagged slow.  Two
-        indexed reads (``jobs_finished``, ``jobs_state_submitted``).
+        indexed reads (``jobs_finished``; ``jobs_waiting``, ``jobs_ready``, ``jobs_running``).
 
         >>> import tempfile, pathlib; from nbjobs.store import Store
         >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
@@ -112,7 +112,9 @@ class HistoryMixin:
             raise ValueError(f"cannot group by {group!r}; use one of {', '.join(self.OUTCOME_GROUPS)} or None")
         cols = (f"{group or repr('')}, {self._STATE_CODE} + 8 * (acked_at IS NOT NULL) + 16 * (slow_at IS NOT NULL) "
                 "+ 32 * attempts, submitted_at, started_at, began_at, finished_at")
-        active = ", ".join(sorted(f"'{s.value}'" for s in ACTIVE))
-        sql = (f"SELECT {cols} FROM jobs WHERE finished_at >= ? "
-               f"UNION ALL SELECT {cols} FROM jobs WHERE state IN ({active}) AND finished_at IS NULL")
+        # the active states one partial index each (jobs_waiting, jobs_ready, jobs_running)
+        active = ("state = 'waiting'", "state IN ('queued', 'retrying')", "state = 'running'")
+        assert {"waiting", "queued", "retrying", "running"} == {s.value for s in ACTIVE}
+        sql = f"SELECT {cols} FROM jobs WHERE finished_at >= ? " + "".join(
+            f"UNION ALL SELECT {cols} FROM jobs WHERE {a} AND finished_at IS NULL " for a in active)
         return self._rows(sql, (float(since),))

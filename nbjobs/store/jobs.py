@@ -9,7 +9,18 @@ from typing import Any, Iterable
 from .. import config
 from ..errors import BadInput, IllegalTransition
 from ..job import RETRYABLE, JobRecord, State, new_id, short_id
-from .records import _job_filters
+from .records import _job_filters, new_record
+from .schema import CHANGED_LATE
+
+#: `JobsMixin.changed_since`: the union is complete (see `schema.CHANGED_LATE`, the partial index's rows)
+_CHANGED_SINCE = (
+    f"SELECT id, updated_at FROM jobs INDEXED BY jobs_updated WHERE updated_at >= ?1 AND {CHANGED_LATE} "
+    "UNION SELECT id, updated_at FROM jobs INDEXED BY jobs_submitted WHERE submitted_at >= ?1 AND updated_at >= ?1 "
+    "UNION SELECT id, updated_at FROM jobs INDEXED BY jobs_running WHERE state = 'running' AND updated_at >= ?1 "
+    "UNION SELECT id, updated_at FROM jobs INDEXED BY jobs_finished WHERE finished_at >= ?1 AND updated_at >= ?1 "
+    "ORDER BY 2, 1")
+#: the INSERT of a job row, per column list (`JobsMixin._job_row` makes one list)
+_INSERT_SQL: dict[tuple[str, ...], str] = {}
 
 
 class JobsMixin:
@@ -27,26 +38,26 @@ class JobsMixin:
         row = self._job_row(spec, actor, now)
         after = list(spec.get("after") or ())
         with self._tx() as conn:
-            created = self._insert(conn, row, after, actor, now)
-            if not created:
+            if not self._insert(conn, row, after, actor, now):
                 existing = conn.execute("SELECT * FROM jobs WHERE idem_key = ?", (row["idem_key"],)).fetchone()
                 return self._record(existing), False
-        # the row as inserted (RETURNING), unless resolving its upstream jobs may have moved it since
-        return (self.get(row["id"]) if after else self._record(created)), True
+        # the row as inserted, unless resolving its upstream jobs may have moved it since
+        return (self.get(row["id"]) if after else new_record(row)), True
 
     @staticmethod
     def _job_row(spec: dict[str, Any], actor: str, now: float) -> dict[str, Any]:
         """The ``jobs`` row of a new job from its spec (queued; `_insert` makes it waiting)."""
+        tags, parameters, options = spec.get("tags"), spec.get("parameters"), spec.get("options")
         return {
             "id": spec.get("id") or new_id(),
             "name": spec.get("name") or "job",
             "kind": spec["kind"],
             "state": State.QUEUED.value,
             "priority": int(spec.get("priority") or 0),
-            "tags": json.dumps(list(spec.get("tags") or [])),
+            "tags": json.dumps(list(tags)) if tags else "[]",
             "notebook": spec.get("notebook"),
             "source": spec.get("source"),
-            "parameters": json.dumps(spec.get("parameters") or {}),
+            "parameters": json.dumps(parameters) if parameters else "{}",
             "kernel": spec.get("kernel"),
             "cwd": spec.get("cwd"),
             "retries": int(spec.get("retries") or 0),
@@ -57,7 +68,7 @@ class JobsMixin:
             "updated_at": now,
             "code_hash": spec.get("code_hash"),
             "submitted_by": actor,
-            "options": json.dumps(spec.get("options") or {}),
+            "options": json.dumps(options) if options else "{}",
             "group_id": spec.get("group_id"),
             "concurrency_key": spec.get("concurrency_key"),
             "max_running": spec.get("max_running"),
@@ -65,11 +76,11 @@ class JobsMixin:
         }
 
     def _insert(self, conn: sqlite3.Connection, row: dict[str, Any], after: list[str], actor: str,
-                now: float) -> sqlite3.Row | None:
-        """Insert one job row inside a transaction and return it as inserted (None: its idempotency key
-        is taken).  With
-        upstream jobs (``after``: full IDs) it starts ``waiting`` and is resolved at once, so an
-        upstream that already ended moves it on in the same transaction."""
+                now: float) -> bool:
+        """Insert one job row and its ``submitted`` event inside a transaction; False (nothing
+        written) when its idempotency key is taken.  With upstream jobs (``after``: full IDs) it
+        starts ``waiting`` and is resolved at once, so an upstream that already ended moves it on in
+        the same transaction."""
         after = list(dict.fromkeys(after))
         if row["id"] in after:
             raise BadInput(f"job {short_id(row['id'])} cannot run after itself; remove it from --after")
@@ -78,19 +89,20 @@ class JobsMixin:
                 raise self._unknown(up)
         if after:
             row = dict(row, state=State.WAITING.value)
-        cols = ", ".join(row)
-        marks = ", ".join("?" * len(row))
-        inserted = conn.execute(
-            f"INSERT INTO jobs ({cols}) VALUES ({marks}) ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL "
-            "DO NOTHING RETURNING *", tuple(row.values())).fetchall()
-        if not inserted:
-            return None
+        keys = tuple(row)
+        sql = _INSERT_SQL.get(keys)
+        if sql is None:
+            sql = _INSERT_SQL[keys] = (
+                f"INSERT INTO jobs ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))}) "
+                "ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING")
+        if conn.execute(sql, tuple(row.values())).rowcount == 0:
+            return False
         why = "submitted" + (f" after {', '.join(short_id(u) for u in after)}" if after else "")
         self._event(conn, row["id"], None, row["state"], why, actor, now)
         if after:
             conn.executemany("INSERT INTO deps (job_id, upstream_id) VALUES (?, ?)", [(row["id"], u) for u in after])
             self._resolve(conn, [row["id"]], actor, now)
-        return inserted[0]
+        return True
 
     # --- reads ----------------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord:
@@ -115,8 +127,10 @@ class JobsMixin:
         return [self._record(r) for r in self._q(sql, params)]
 
     def changed_since(self, since: float) -> list[tuple[str, float]]:
-        """``(id, updated_at)`` of the jobs updated at or after ``since``, oldest change first.
-        Reads only the ``jobs_updated`` index: this is the panel's cheap "what changed?" step.
+        """``(id, updated_at)`` of the jobs updated at or after ``since``, oldest change first: the
+        panel's cheap "what changed?" step.  Four index ranges: a job updated since ``since`` was
+        submitted then (``jobs_submitted``), or is running (``jobs_running``, a few rows), or ended
+        at its last change (``jobs_finished``), or else it is in ``jobs_updated`` (`CHANGED_LATE`).
 
         >>> import tempfile, pathlib; from nbjobs.store import Store
         >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
@@ -124,8 +138,7 @@ class JobsMixin:
         >>> [i for i, _ in s.changed_since(rec.updated_at)] == [rec.id]
         True
         """
-        return [(r[0], r[1]) for r in self._q(
-            "SELECT id, updated_at FROM jobs WHERE updated_at >= ? ORDER BY updated_at, id", (since,))]
+        return [(r[0], r[1]) for r in self._q(_CHANGED_SINCE, (since,))]
 
     def get_many(self, ids: Iterable[str]) -> list[JobRecord]:
         """The records of these job IDs (full IDs; unknown ones are left out), in no set order."""

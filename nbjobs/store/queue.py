@@ -11,6 +11,7 @@ from .. import config, policy
 from ..errors import BadInput
 from ..job import JobRecord, State
 from .connection import host
+from .outbox import NOTIFY_URL
 
 
 #: the claim's per-name limit: a job with a concurrency key is claimable only while fewer than its
@@ -18,6 +19,16 @@ from .connection import host
 #: IMMEDIATE), so two workers can never both take the last place; jobs without a key skip the count.
 _UNDER_LIMIT = ("(jobs.concurrency_key IS NULL OR (SELECT count(*) FROM jobs AS r WHERE r.state = 'running' "
                 "AND r.concurrency_key = jobs.concurrency_key) < COALESCE(jobs.max_running, 1))")
+
+
+#: `QueueMixin.finish_attempt`'s read of the job, with what the end needs to know in the same
+#: statement: the home's webhook URL and whether any job waits for this one
+_FINISH_READ = ("SELECT id, state, worker_id, attempts, cancel_requested, options, failures, retries, infra_failures, "
+                f"{NOTIFY_URL} AS _notify_url, EXISTS (SELECT 1 FROM deps WHERE upstream_id = jobs.id) AS _downstream "
+                "FROM jobs WHERE id = ?")
+#: `QueueMixin.claim`'s read of the job it claimed, with the home's webhook URL
+_CLAIMED_READ = f"SELECT *, {NOTIFY_URL} AS _notify_url FROM jobs WHERE id = ?"
+_HOST = host()
 
 
 class QueueMixin:
@@ -51,17 +62,19 @@ class QueueMixin:
             if row is None:
                 return None
             number = row["attempts"] + 1
-            job = self._move(conn, row["id"], row["state"], State.RUNNING, f"attempt {number}", f"worker:{worker_id}",
-                             now, sets="worker_id = ?, lease_until = ?, attempts = ?, started_at = "
-                             "COALESCE(started_at, ?), reason = NULL, progress_done = 0, progress_total = 0, "
-                             "began_at = NULL, slow_at = NULL, slow_after = NULL, report_path = NULL",
-                             params=(worker_id, now + lease, number, now), returning=True)
+            self._move(conn, row["id"], row["state"], State.RUNNING, f"attempt {number}", f"worker:{worker_id}",
+                       now, sets="worker_id = ?, lease_until = ?, attempts = ?, started_at = "
+                       "COALESCE(started_at, ?), reason = NULL, progress_done = 0, progress_total = 0, "
+                       "began_at = NULL, slow_at = NULL, slow_after = NULL, report_path = NULL",
+                       params=(worker_id, now + lease, number, now))
+            # the row as claimed (read back: cheaper than UPDATE ... RETURNING, which SQLite buffers)
+            job = conn.execute(_CLAIMED_READ, (row["id"],)).fetchone()
+            rec = self._record(job)
             conn.execute("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
                          "VALUES (?,?,?,?,?,?,?,?)",
-                         (job["id"], number, worker_id, host(), pid or os.getpid(), now, job["kernel"],
-                          job["code_hash"]))
-            self._enqueue_notification(conn, job["id"], State.RUNNING.value, now, job["options"])
-        return self._record(job), number
+                         (rec.id, number, worker_id, _HOST, pid or os.getpid(), now, rec.kernel, rec.code_hash))
+            self._enqueue_notification(conn, rec.id, State.RUNNING.value, now, job["options"], job["_notify_url"])
+        return rec, number
 
     def running_per_key(self, keys: Iterable[str]) -> dict[str, int]:
         """How many running jobs hold each of these concurrency keys (the partial index ``jobs_key_running``)."""
@@ -158,7 +171,7 @@ class QueueMixin:
         """
         now = time.time()
         with self._tx() as conn:
-            job = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            job = conn.execute(_FINISH_READ, (job_id,)).fetchone()
             if job is None or job["state"] != "running" or job["worker_id"] != worker_id \
                     or job["attempts"] != number:
                 conn.execute("UPDATE attempts SET outcome = 'stale', finished_at = ? "
@@ -211,7 +224,8 @@ class QueueMixin:
                            now + decision.delay, now if terminal else None, output_path,
                            None if ok else err.get("type"), None if ok else err.get("message"),
                            None if ok else err.get("cell"), None if ok else err.get("traceback"), log_tail))
-        self._changed(conn, job["id"], decision.state, actor, now, job["options"])
+        self._changed(conn, job["id"], decision.state, actor, now, job["options"],
+                      *((job["_notify_url"], job["_downstream"]) if "_downstream" in job.keys() else ()))
         return decision.state
 
     def _infra_setting(self, conn: sqlite3.Connection) -> int | None:

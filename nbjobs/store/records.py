@@ -11,7 +11,12 @@ from ..job import JobRecord, State, check_transition, short_id
 
 #: the jobs columns stored as JSON text
 JSON_FIELDS = ("tags", "parameters", "options", "resources")
-_JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)
+_JOB_FIELDS = frozenset(JobRecord.__dataclass_fields__)
+_STATES = {s.value: s for s in State}
+#: `RecordsMixin._move`'s statements, by (sets, where, returning): built once
+_MOVE_SQL: dict[tuple[str, str, bool], str] = {}
+#: per column list of a row (``row.keys()``): the (field, position) pairs of a `JobRecord`
+_LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
 
 
 def _job_filters(table: str, state: Any, name: str | None, tag: str | None) -> tuple[list[str], list[Any]]:
@@ -31,22 +36,43 @@ def _job_filters(table: str, state: Any, name: str | None, tag: str | None) -> t
     return where, params
 
 
+def _decoded(d: dict[str, Any]) -> JobRecord:
+    """The `JobRecord` of a ``jobs`` row's fields (a dict of column values): JSON parsed, state as `State`."""
+    for k in JSON_FIELDS:
+        v = d.get(k)
+        d[k] = json.loads(v) if v and len(v) > 2 else ([] if k == "tags" else {})  # "{}", "[]": no parse
+    d["state"] = _STATES[d["state"]]
+    if len(d) == len(_JOB_FIELDS):  # every field: what JobRecord(**d) makes, without its 46-argument call
+        rec = object.__new__(JobRecord)
+        rec.__dict__.update(d)
+        return rec
+    return JobRecord(**d)
+
+
+def new_record(row: dict[str, Any]) -> JobRecord:
+    """The record of a job row as just inserted (`JobsMixin._job_row`): what reading it back would give,
+    without the read."""
+    return _decoded({k: v for k, v in row.items() if k in _JOB_FIELDS})
+
+
 class RecordsMixin:
     """Helpers every concern of the store shares: decode a row, record an event, move a job."""
 
     @staticmethod
     def _record(row: sqlite3.Row) -> JobRecord:
         """A ``jobs`` row, decoded (JSON columns parsed, the state as `State`)."""
-        d = {k: row[k] for k in row.keys() if k in _JOB_FIELDS}
-        for k in JSON_FIELDS:
-            d[k] = json.loads(d[k]) if d.get(k) else ({} if k != "tags" else [])
-        d["state"] = State(d["state"])
-        return JobRecord(**d)
+        keys = tuple(row.keys())
+        layout = _LAYOUTS.get(keys)
+        if layout is None:  # once per column list: which positions are record fields
+            layout = _LAYOUTS[keys] = tuple((k, i) for i, k in enumerate(keys) if k in _JOB_FIELDS)
+        values = tuple(row)
+        return _decoded({k: values[i] for k, i in layout})
 
     def _event(self, conn: sqlite3.Connection, job_id: str, old: str | None, new: str,
                reason: str | None, actor: str | None, at: float) -> None:
         """Record one line of the job's history (``old`` -> ``new``, why, by whom)."""
-        conn.execute("INSERT INTO events (job_id, at, from_state, to_state, reason, actor) VALUES (?,?,?,?,?,?)",
+        conn.execute("INSERT INTO events (job_id, id, at, from_state, to_state, reason, actor) VALUES "
+                     "(?1, (SELECT COALESCE(MAX(id), 0) + 1 FROM events WHERE job_id = ?1), ?2, ?3, ?4, ?5, ?6)",
                      (job_id, at, old, new, reason, actor))
 
     def _move(self, conn: sqlite3.Connection, job_id: str, old: State | str, new: State | str, why: str,
@@ -62,11 +88,14 @@ class RecordsMixin:
         recorded in ``events``.  Returns True, or False when no row was in ``old`` any more; with
         ``returning``, the updated row (`sqlite3.Row`) or None.
         """
-        old, new = State(old).value, State(new).value
+        old, new = (_STATES.get(old) or State(old)).value, (_STATES.get(new) or State(new)).value
         check_transition(old, new)
-        sql = ("UPDATE jobs SET state = ?, updated_at = ?" + (", " + sets if sets else "")
-               + " WHERE id = ? AND state = ?" + (" AND " + where if where else "")
-               + (" RETURNING *" if returning else ""))
+        sql = _MOVE_SQL.get((sets, where, returning))
+        if sql is None:
+            sql = _MOVE_SQL[sets, where, returning] = (
+                "UPDATE jobs SET state = ?, updated_at = ?" + (", " + sets if sets else "")
+                + " WHERE id = ? AND state = ?" + (" AND " + where if where else "")
+                + (" RETURNING *" if returning else ""))
         cur = conn.execute(sql, (new, now, *params, job_id, old, *where_params))
         row = cur.fetchone() if returning else None
         if (row is None) if returning else cur.rowcount == 0:

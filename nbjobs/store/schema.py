@@ -381,9 +381,105 @@ ALTER TABLE jobs ADD COLUMN resources TEXT;
 ALTER TABLE workers ADD COLUMN resources TEXT;
 """
 
+# v14: a lean queue: fewer b-tree pages written per submit, claim and end of a job (each page a
+# commit touches is a WAL frame written; they were most of the queue's time).
+# - The search index is off the hot path: no trigger indexes a new job.  `SearchMixin.index_pending`
+#   indexes the jobs whose rowid is above the largest indexed one (``jobs_fts_docsize``), before every
+#   search and when a worker is idle.  A job already indexed whose indexed text changes keeps the
+#   values its index row holds in ``jobs_fts_stale`` (an external-content FTS5 delete needs them)
+#   until it is re-indexed; deleting a job removes its index row at once.
+# - ``events`` and ``attempts`` are clustered by job (WITHOUT ROWID, keys ``(job_id, id)`` and
+#   ``(job_id, number)``): one b-tree each instead of a table and its index.  An event's ``id``
+#   counts up within its job.
+# - ``jobs_submitted`` becomes ``(submitted_at, state, name)``: it serves the newest-first lists with
+#   or without a state or name filter (read in the index, the rows that match only are read), the
+#   counts per state and a name's recent runtimes, and a state change moves its entry within one
+#   page (``jobs_state_submitted``, keyed by state first, moved it between two; it and ``jobs_name``
+#   are gone).  The few active
+#   rows are found by partial indexes a job enters and leaves once: ``jobs_ready`` (queued,
+#   retrying), ``jobs_running`` (by worker) and ``jobs_waiting``.
+# - ``jobs_updated`` (the panel's "what changed since T") holds only the rows no other index finds
+#   by that time (`CHANGED_LATE`); `JobsMixin.changed_since` finds the others through
+#   ``jobs_submitted`` (new), ``jobs_running`` and ``jobs_finished`` (changed by their end).  A
+#   job's submit, claim and end no longer touch it.
+
+#: the rows ``jobs_updated`` holds (v14): updated since their submit, not running, and changed after
+#: their end if they ended; `JobsMixin.changed_since` repeats this text (SQLite then uses the index)
+CHANGED_LATE = ("updated_at > submitted_at AND (finished_at IS NULL OR updated_at > finished_at) "
+                "AND state <> 'running'")
+
+SCHEMA_V14_INDEXES = f"""
+DROP INDEX jobs_submitted;
+DROP INDEX jobs_state_submitted;
+DROP INDEX jobs_name;
+CREATE INDEX jobs_submitted ON jobs (submitted_at, state, name);
+CREATE INDEX jobs_running ON jobs (worker_id) WHERE state = 'running';
+CREATE INDEX jobs_waiting ON jobs (submitted_at) WHERE state = 'waiting';
+DROP INDEX jobs_updated;
+CREATE INDEX jobs_updated ON jobs (updated_at, id) WHERE {CHANGED_LATE};
+CREATE TABLE jobs_fts_stale (
+    rowid INTEGER PRIMARY KEY, name, tags, parameters, error_type, error_message, log_tail
+)
+"""
+
+
+def _cluster_by_job(conn: sqlite3.Connection, table: str, key: str) -> None:
+    """Rebuild ``table`` as a WITHOUT ROWID table whose primary key is ``key`` (``job_id, ...``),
+    with every column it has (names, types, NOT NULL, defaults; ``job_id`` keeps its reference
+    to ``jobs``), its rows, and no other index."""
+    cols = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    keys = {k.strip() for k in key.split(",")}
+    defs = []
+    for _cid, name, ctype, notnull, default, _pk in cols:
+        d = f"{name} {ctype}".strip()
+        if notnull or name in keys:
+            d += " NOT NULL"
+        if default is not None:
+            d += f" DEFAULT {default}"
+        if name == "job_id":
+            d += " REFERENCES jobs (id) ON DELETE CASCADE"
+        defs.append(d)
+    names = ", ".join(c[1] for c in cols)
+    for (index,) in conn.execute(f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}' "
+                                 "AND sql IS NOT NULL").fetchall():
+        conn.execute(f"DROP INDEX {index}")
+    conn.execute(f"CREATE TABLE {table}_v14 ({', '.join(defs)}, PRIMARY KEY ({key})) WITHOUT ROWID")
+    conn.execute(f"INSERT INTO {table}_v14 ({names}) SELECT {names} FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {table}_v14 RENAME TO {table}")
+
+
+def migrate_v14_lean_queue(conn: sqlite3.Connection) -> None:
+    """v14: ``events`` and ``attempts`` clustered by job, `SCHEMA_V14_INDEXES`, and the search
+    index's triggers: none on insert; on update, the indexed values a changed job's index row holds
+    are kept in ``jobs_fts_stale`` (once, until it is re-indexed); on delete, its index row goes
+    (with those kept values, if any)."""
+    _cluster_by_job(conn, "events", "job_id, id")
+    _cluster_by_job(conn, "attempts", "job_id, number")
+    for statement in SCHEMA_V14_INDEXES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    cols = ", ".join(SEARCH_COLUMNS)
+    old = ", ".join(f"old.{c}" for c in SEARCH_COLUMNS)
+    kept = ", ".join(f"s.{c}" for c in SEARCH_COLUMNS)
+    changed = " OR ".join(f"old.{c} IS NOT new.{c}" for c in SEARCH_COLUMNS)
+    indexed = "EXISTS (SELECT 1 FROM jobs_fts_docsize WHERE id = old.rowid)"
+    for trigger in ("jobs_ai", "jobs_au", "jobs_ad"):
+        conn.execute(f'DROP TRIGGER IF EXISTS "{trigger}"')
+    conn.execute(f"""CREATE TRIGGER "jobs_au" AFTER UPDATE OF {cols} ON "jobs" WHEN ({changed}) AND {indexed} BEGIN
+  INSERT OR IGNORE INTO jobs_fts_stale (rowid, {cols}) VALUES (old.rowid, {old});
+END""")
+    conn.execute(f"""CREATE TRIGGER "jobs_ad" AFTER DELETE ON "jobs" WHEN {indexed} BEGIN
+  INSERT INTO "jobs_fts" ("jobs_fts", rowid, {cols})
+    SELECT 'delete', old.rowid, {kept} FROM jobs_fts_stale s WHERE s.rowid = old.rowid
+    UNION ALL SELECT 'delete', old.rowid, {old} WHERE NOT EXISTS (SELECT 1 FROM jobs_fts_stale WHERE rowid = old.rowid);
+  DELETE FROM jobs_fts_stale WHERE rowid = old.rowid;
+END""")
+
+
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.
 MIGRATIONS: list[Union[str, Callable[[sqlite3.Connection], None]]] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4_PANEL, SCHEMA_V5_QUEUE, SCHEMA_V6_FLOW, SCHEMA_V7_TRUST,
     migrate_v8_search, SCHEMA_V9_BEGAN, SCHEMA_V10_GROUPS, SCHEMA_V11_SLOW_REPORTS, migrate_v12_kernel_path,
-    SCHEMA_V13_RESOURCES]
+    SCHEMA_V13_RESOURCES, migrate_v14_lean_queue]
 SCHEMA_VERSION = len(MIGRATIONS)

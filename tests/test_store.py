@@ -813,23 +813,23 @@ def test_migrates_a_v1_database(tmp_path):
     assert fixture.read_bytes() == fixture_bytes  # the committed fixture is never touched
 
 
+def _home_before(path: Path, migration) -> sqlite3.Connection:
+    """A database at the version before ``migration`` (an entry of MIGRATIONS), in an open transaction."""
+    from nbjobs.store.connection import apply_migrations
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    apply_migrations(conn, 0, MIGRATIONS.index(migration))
+    return conn
+
+
 def test_migration_turns_the_kernel_warm_flag_into_the_kernel_path(tmp_path):
     """v12: an older home's attempts keep how their kernel came (1: warm, 0: cold, NULL: unknown), and the
     search index follows a change of an indexed value, not an UPDATE that leaves it as it was."""
     path = tmp_path / "nbjobs.db"
-    conn = sqlite3.connect(path, isolation_level=None)
     from nbjobs.store.schema import migrate_v12_kernel_path
 
-    version = MIGRATIONS.index(migrate_v12_kernel_path)
-    conn.execute("BEGIN")
-    for migration in MIGRATIONS[:version]:
-        if callable(migration):
-            migration(conn)
-        else:
-            for statement in migration.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-    conn.execute(f"PRAGMA user_version={version}")
+    conn = _home_before(path, migrate_v12_kernel_path)
     job = "a" * 32
     conn.execute("INSERT INTO jobs (id, name, kind, state, submitted_at, run_at, updated_at) "
                  "VALUES (?, 'old', 'cell', 'succeeded', 1, 1, 1)", (job,))
@@ -857,17 +857,7 @@ def test_migration_v14_keeps_a_v13_homes_events_attempts_and_search(tmp_path):
     from nbjobs.store.schema import migrate_v14_lean_queue
 
     path = tmp_path / "nbjobs.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    version = MIGRATIONS.index(migrate_v14_lean_queue)
-    conn.execute("BEGIN")
-    for migration in MIGRATIONS[:version]:
-        if callable(migration):
-            migration(conn)
-        else:
-            for statement in migration.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-    conn.execute(f"PRAGMA user_version={version}")
+    conn = _home_before(path, migrate_v14_lean_queue)
     done, failed = "d" * 32, "f" * 32
     for job, state, emsg in ((done, "succeeded", None), (failed, "failed", "wombat exploded")):
         conn.execute("INSERT INTO jobs (id, name, kind, state, tags, submitted_at, run_at, updated_at, finished_at, "

@@ -146,20 +146,26 @@ class ConnMixin:
             return current
         with self._tx() as conn:
             current = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
-            for step in range(current, SCHEMA_VERSION):
-                migration = MIGRATIONS[step]
-                if callable(migration):  # a Python step (v8: the search index)
-                    migration(conn)
-                else:
-                    for statement in migration.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={step + 1}")
+            apply_migrations(conn, current, SCHEMA_VERSION)
         return SCHEMA_VERSION
 
     def data_version(self) -> int:
         """Changes whenever another connection commits: a cheap 'anything new?' check."""
         return self._q("PRAGMA data_version")[0][0]
+
+
+def apply_migrations(conn: sqlite3.Connection, current: int, target: int) -> None:
+    """Apply ``MIGRATIONS[current:target]`` in ``conn``'s open transaction, moving ``user_version``
+    one step at a time (the tests also use it to make a home of an older version)."""
+    for step in range(current, target):
+        migration = MIGRATIONS[step]
+        if callable(migration):  # a Python step (v8: the search index)
+            migration(conn)
+        else:
+            for statement in migration.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={step + 1}")
 
 
 class _Tx:

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from .. import config
 from ..errors import StoreError
-from .schema import MIGRATIONS, SCHEMA_VERSION
+from .schema import MIGRATIONS, SCHEMA_VERSION, run_script
 
 #: WAL pages between automatic checkpoints (32 MiB of WAL at most, then truncated to 64 MiB)
 CHECKPOINT_PAGES = 8192
@@ -162,9 +162,7 @@ def apply_migrations(conn: sqlite3.Connection, current: int, target: int) -> Non
         if callable(migration):  # a Python step (v8: the search index)
             migration(conn)
         else:
-            for statement in migration.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            run_script(conn, migration)
         conn.execute(f"PRAGMA user_version={step + 1}")
 
 

@@ -250,6 +250,14 @@ LOG_TAIL_BYTES = 4096
 _import_lock = threading.Lock()
 
 
+
+def run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Execute the statements of ``script`` (separated by ``;``) one by one, in ``conn``'s transaction
+    (``executescript`` would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
 def import_sqlite_utils():
     """Import sqlite-utils; if pandas and numpy are not loaded yet, without them (0.4 s saved).
 
@@ -281,9 +289,7 @@ def migrate_v8_search(conn: sqlite3.Connection) -> None:
     of jobs; it is replaced by one that fires only when an indexed column is set, so the frequent
     writes (claim, heartbeat, progress, lease) never touch the index.
     """
-    for statement in SCHEMA_V8_LOG_TAIL.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    run_script(conn, SCHEMA_V8_LOG_TAIL)
     db = import_sqlite_utils().Database(conn, recursive_triggers=False, execute_plugins=False)
     db["jobs"].enable_fts(SEARCH_COLUMNS, create_triggers=True)
     cols = ", ".join(SEARCH_COLUMNS)
@@ -359,9 +365,7 @@ def migrate_v12_kernel_path(conn: sqlite3.Connection) -> None:
     fires only when an indexed value really changes (``WHEN old.c IS NOT new.c ...``), not whenever
     an UPDATE names an indexed column (the end of every attempt names the error columns, mostly to
     leave them NULL): one FTS delete and insert fewer per job."""
-    for statement in SCHEMA_V12_KERNEL_PATH.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    run_script(conn, SCHEMA_V12_KERNEL_PATH)
     cols = ", ".join(SEARCH_COLUMNS)
     old = ", ".join(f"old.{c}" for c in SEARCH_COLUMNS)
     new = ", ".join(f"new.{c}" for c in SEARCH_COLUMNS)
@@ -456,9 +460,7 @@ def migrate_v14_lean_queue(conn: sqlite3.Connection) -> None:
     (with those kept values, if any)."""
     _cluster_by_job(conn, "events", "job_id, id")
     _cluster_by_job(conn, "attempts", "job_id, number")
-    for statement in SCHEMA_V14_INDEXES.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    run_script(conn, SCHEMA_V14_INDEXES)
     cols = ", ".join(SEARCH_COLUMNS)
     old = ", ".join(f"old.{c}" for c in SEARCH_COLUMNS)
     kept = ", ".join(f"s.{c}" for c in SEARCH_COLUMNS)

@@ -60,7 +60,8 @@ class Attempt:
     ``requested``, ``kill_kernel()``), shared with whoever may stop it; ``redact``: the job's
     `nbjobs.runner.Redactor`, if it has secrets; ``prepare``: the silent cell that moves a
     kernel started ahead into the job (see `nbjobs.kernels.prepare_code`) or imports the preloads in a cold one,
-    or None.
+    or None; ``move``: the job's ``(cwd, env)`` for a kernel forked ahead, which moves without a
+    request (`nbjobs.kernels.Kernel.move`).
     """
 
     report: Callable[[dict], None]
@@ -68,6 +69,7 @@ class Attempt:
     stop: Any
     redact: Callable[[Any], Any] | None = None
     prepare: str | None = None
+    move: tuple[str, dict[str, str]] | None = None  # (cwd, env): for a kernel forked ahead (`Kernel.move`)
 
 
 def _tags(cell: Any) -> set:
@@ -233,7 +235,9 @@ class Client(PapermillNotebookClient):
             await connect(kernel, self.startup_timeout)
         self.kc = kc = kernel.kc
         await run_hook(self.on_notebook_start, notebook=self.nb)
-        if attempt.prepare:
+        if attempt.move is not None:
+            kernel.move(*attempt.move)
+        elif attempt.prepare:
             reply = await self.async_wait_for_reply(await ensure_async(
                 kc.execute(attempt.prepare, silent=True, store_history=False, allow_stdin=False)))
             if (reply or {}).get("content", {}).get("status") != "ok":

@@ -32,23 +32,26 @@ def forked_manager_class() -> type:
     class ForkedKernelManager(KernelManager):
         nbjobs_zygote: "Zygote | None" = None
         nbjobs_path = "cold"
+        nbjobs_ahead = False  # forked before its job is known: it waits for the job's folder (`Kernel.move`)
+        nbjobs_mover: Any = None
 
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             zygote = self.nbjobs_zygote
             if zygote is None or not zygote.forks_command(kernel_cmd):
                 return await super()._async_launch_kernel(kernel_cmd, **kw)
-            process = zygote.fork(kernel_cmd, kw.get("env") or dict(os.environ), str(kw.get("cwd") or os.getcwd()))
+            process = zygote.fork(kernel_cmd, kw.get("env") or dict(os.environ), str(kw.get("cwd") or os.getcwd()),
+                                  move=self.nbjobs_ahead)
             provisioner = self.provisioner
             provisioner.process, provisioner.pid, provisioner.pgid = process, process.pid, None
             provisioner.cwd = kw.get("cwd")
             self.nbjobs_path, self.nbjobs_generation = "forked", process.generation
+            self.nbjobs_mover = process.mover
             self._reconcile_connection_info(provisioner.connection_info)
 
         _launch_kernel = run_sync(_async_launch_kernel)
 
     _forked_manager.append(ForkedKernelManager)
     return ForkedKernelManager
-
 
 
 # --- the zygote ------------------------------------------------------------------------------------
@@ -72,8 +75,8 @@ class _ForkedProcess:
 
     stdin = stderr = None
 
-    def __init__(self, pid: int, stdout: Any, generation: int = 0):
-        self.pid, self.stdout, self.generation = pid, stdout, generation
+    def __init__(self, pid: int, stdout: Any, generation: int = 0, mover: Any = None):
+        self.pid, self.stdout, self.generation, self.mover = pid, stdout, generation, mover
         self.proc = Proc.of(pid)
         self.returncode: int | None = None if self.proc is not None else -9
 
@@ -164,9 +167,11 @@ class Zygote:
         return ok
 
     # --- forking --------------------------------------------------------------------------------
-    def fork(self, argv: list[str], env: dict[str, str], cwd: str) -> _ForkedProcess:
+    def fork(self, argv: list[str], env: dict[str, str], cwd: str, move: bool = False) -> _ForkedProcess:
         """A new kernel process running ``argv`` in ``cwd`` with ``env``; its stdout and stderr come
-        back as the process's ``stdout`` pipe.  Raises `ZygoteError` when the zygote cannot."""
+        back as the process's ``stdout`` pipe.  With ``move`` (a kernel forked ahead of its job), the
+        process's ``mover`` is our end of the socket on which it waits for its job's folder and
+        environment (`nbjobs.kernels.Kernel.move`).  Raises `ZygoteError` when the zygote cannot."""
         import json
         import socket
 
@@ -183,24 +188,34 @@ class Zygote:
                 raise ZygoteError(self.error or "the kernel zygote is closed")
             env = dict(env, JPY_PARENT_PID=str(self.proc.pid if self.proc else 0))
             r, w = os.pipe()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if move else (None, None)
+            fds = [w] + ([theirs.fileno()] if theirs is not None else [])
             try:
                 try:
-                    self._sock.sendmsg([json.dumps({"op": "fork", "argv": list(argv), "cwd": cwd, "env": env}).encode()],
-                                       [(socket.SOL_SOCKET, socket.SCM_RIGHTS, w.to_bytes(4, sys.byteorder))])
+                    self._sock.sendmsg([json.dumps({"op": "fork", "argv": list(argv), "cwd": cwd, "env": env,
+                                                    "move": move}).encode()],
+                                       [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                         b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))])
                 finally:
                     os.close(w)
+                    if theirs is not None:
+                        theirs.close()
                 reply = _recv(self._sock, 30.0)
             except OSError:  # it died: the keeper starts another
                 reply = None
             except BaseException:
                 os.close(r)
+                if ours is not None:
+                    ours.close()
                 raise
             if reply is None or reply.get("op") != "forked":
                 os.close(r)
+                if ours is not None:
+                    ours.close()
                 if reply is None:
                     self._drop(kill=True)
                 raise ZygoteError(f"the kernel zygote could not fork a kernel ({(reply or {}).get('message', 'it died')})")
-            return _ForkedProcess(int(reply["pid"]), os.fdopen(r, "rb"), self.starts)
+            return _ForkedProcess(int(reply["pid"]), os.fdopen(r, "rb"), self.starts, ours)
 
     def fresh(self, generation: int | None) -> bool:
         """Whether a kernel forked by zygote ``generation`` (`starts` when it was forked) came from

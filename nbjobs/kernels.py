@@ -164,6 +164,7 @@ class Kernel:
         self.generation: int | None = getattr(km, "nbjobs_generation", None)  # of the zygote that forked it
         self.kc: Any = None  # its client, once connected (`nbjobs.engine.connect`: ahead of the job, or by it)
         self.info: dict[str, Any] = {}  # the content of its kernel_info reply, once connected
+        self.mover: Any = getattr(km, "nbjobs_mover", None)  # forked ahead: the socket `move` uses
         self.pid: int | None = getattr(km.provisioner, "pid", None)
         self.proc: Proc | None = Proc.of(self.pid)  # taken now: our child, not reaped yet
         self.born = time.monotonic()
@@ -190,6 +191,30 @@ class Kernel:
         if wait:
             self._pump.join(wait)
         return "".join(self._tail)
+
+    def move(self, cwd: str, env: dict[str, str], timeout: float = 10.0) -> None:
+        """Move a kernel forked ahead (``mover`` set) into its job's folder and environment, through
+        the socket its zygote gave it (see `nbjobs.zygote`), instead of a prepare request; raises
+        RuntimeError if it cannot (the kernel's start failed: not the job's failure)."""
+        import json
+
+        sock, self.mover = self.mover, None
+        try:
+            sock.settimeout(timeout)
+            sock.sendall(json.dumps({"cwd": cwd, "env": env}).encode() + b"\n")
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except OSError as exc:
+            answer = f"error {exc}".encode()
+        finally:
+            sock.close()
+        if answer.strip() != b"ok":
+            text = answer.decode(errors="replace").strip().removeprefix("error ") or "no answer"
+            raise RuntimeError(f"the kernel started ahead could not be prepared for the job ({text})")
 
     def listening(self) -> bool:
         """Whether the kernel has bound its sockets (for ``ipc``: their files exist), so a client that
@@ -219,6 +244,9 @@ class Kernel:
         if self.kc is not None:
             self.kc.stop_channels()
             self.kc = None
+        if self.mover is not None:
+            self.mover.close()
+            self.mover = None
         if self.proc is not None:
             self.proc.kill()
         process = getattr(self.km.provisioner, "process", None)
@@ -283,7 +311,7 @@ def start_kernel(name: str, cwd: str, env: dict[str, str] | None = None, ahead: 
         from jupyter_client import KernelManager as cls  # noqa: N813
     km = cls(kernel_name=name, client_class="jupyter_client.asynchronous.AsyncKernelClient",
              transport="ipc", ip=_socket_prefix())
-    km.nbjobs_zygote = zygote
+    km.nbjobs_zygote, km.nbjobs_ahead = zygote, ahead
     km.nbjobs_path = "warm" if ahead else "cold"
     km.start_kernel(extra_arguments=list(KERNEL_ARGS), cwd=cwd, env=dict(env if env is not None else os.environ),
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -315,13 +315,14 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
             raise RuntimeError(f"{_KERNEL_NOT_STARTED} ({type(exc).__name__}: {exc})") from exc
         kernel.sink = log.write
         preload = pool.preload if pool is not None else []  # a forked kernel has them from its zygote
-        prepare = prepare_code(cwd or os.getcwd(), job_env, [] if kernel.path == "forked" else preload) \
+        move = (cwd or os.getcwd(), job_env) if kernel.mover is not None else None
+        prepare = None if move else prepare_code(cwd or os.getcwd(), job_env, [] if kernel.path == "forked" else preload) \
             if kernel.ahead else preload_code(preload) if kernel.path == "cold" else None
         papermill.execute_notebook(
             source, str(output_path), parameters=spec.get("parameters") or {}, engine_name=ENGINE,
             kernel_name=kernel_name, cwd=cwd, progress_bar=False, stdout_file=log, stderr_file=log,
             execution_timeout=spec.get("cell_timeout"),
-            attempt=Attempt(report, kernel, stop, redact=log.redact, prepare=prepare))
+            attempt=Attempt(report, kernel, stop, redact=log.redact, prepare=prepare, move=move))
         done["outcome"] = "succeeded"
     except BaseException as exc:  # every failure becomes a recorded outcome
         if stop.requested:

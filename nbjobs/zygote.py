@@ -23,8 +23,15 @@ zygote's string-hash seed (``PYTHONHASHSEED``).
 Control messages (SOCK_SEQPACKET, one JSON object each):
 
     zygote -> host  {"op": "ready", "pid", "path": sys.path, "files": [preloaded module files], "failed": {name: error}}
-    host -> zygote  {"op": "fork", "argv": [exe, -X..., "-m", "ipykernel_launcher", ...], "cwd", "env"} + the stdout fd
+    host -> zygote  {"op": "fork", "argv": [exe, -X..., "-m", "ipykernel_launcher", ...], "cwd", "env", "move"}
+                    + the stdout fd (and, with "move", one end of a socket pair)
     zygote -> host  {"op": "forked", "pid"} | {"op": "error", "message"}
+
+A kernel forked ahead of its job ("move") keeps, until its job comes, a thread that waits on that
+socket for the job's folder and environment (one JSON line ``{"cwd", "env"}``), moves the kernel
+there (working directory, ``os.environ``, IPython's starting dir and ``_dh``, as the silent prepare
+request of a warm kernel does), answers ``ok`` (or ``error ...``) and ends: the job does not pay a
+request to its kernel for the move.
 
 The zygote reaps its children and exits when the control socket closes (its runner host is gone);
 its children, whose ``JPY_PARENT_PID`` is the zygote, then end too (ipykernel's parent poller).
@@ -73,11 +80,42 @@ def _show_command(argv):
         pass  # ps shows the zygote's command; nothing else depends on it
 
 
-def _child(req, out, closing, base_path, set_by_imports):
-    """In the forked child: become the job's kernel (never returns)."""
-    import signal
+def _await_job(sock):
+    """In a kernel forked ahead, on a thread of its own: move the kernel into its job's folder and
+    environment when they come (see the module's docstring), then end."""
+    import json
+    import pathlib
 
+    try:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1 << 16)
+            if not chunk:  # dropped without a job
+                return
+            data += chunk
+        job = json.loads(data)
+        os.chdir(job["cwd"])
+        os.environ.update(job["env"])
+        from IPython.core.getipython import get_ipython
+
+        ip = get_ipython()
+        ip.starting_dir = os.getcwd()
+        ip.history_manager.dir_hist[:] = [pathlib.Path(os.getcwd())]
+        sock.sendall(b"ok\n")
+    except Exception as exc:  # noqa: BLE001 - told to the host, which fails the start (not the job)
+        try:
+            sock.sendall(f"error {type(exc).__name__}: {exc}\n".encode())
+        except OSError:
+            pass
+    finally:
+        sock.close()
+
+
+def _child(req, out, mover, closing, base_path, set_by_imports):
+    """In the forked child: become the job's kernel (never returns); ``mover``: the socket of a
+    kernel forked ahead of its job (`_await_job`), or None."""
     import gc
+    import signal
 
     code = 1
     try:
@@ -121,6 +159,12 @@ def _child(req, out, closing, base_path, set_by_imports):
             numpy.random.seed()
         import runpy
 
+        if mover is not None:
+            import socket
+            import threading
+
+            threading.Thread(target=_await_job, args=(socket.socket(fileno=mover),), daemon=True,
+                             name="nbjobs-await-job").start()
         runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
@@ -214,14 +258,16 @@ def main():
             break
         try:
             req = json.loads(data)
-            if req.get("op") != "fork" or len(fds) != 1:
-                raise ValueError(f"not a fork request with one fd: {req.get('op')!r}, {len(fds)} fd(s)")
+            want = 2 if req.get("move") else 1
+            if req.get("op") != "fork" or len(fds) != want:
+                raise ValueError(f"not a fork request with {want} fd(s): {req.get('op')!r}, {len(fds)} fd(s)")
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-                _child(req, fds[0], [ctl.detach(), wake_r, wake_w], base_path, set_by_imports)
+                _child(req, fds[0], fds[1] if want == 2 else None, [ctl.detach(), wake_r, wake_w], base_path,
+                       set_by_imports)
             _send(ctl, {"op": "forked", "pid": pid})
         except Exception as exc:  # noqa: BLE001 - the host falls back to another kernel path
             _send(ctl, {"op": "error", "message": f"{type(exc).__name__}: {exc}"})

@@ -437,3 +437,25 @@ def test_worker_pool_flags(home):
         bad = subprocess.run([sys.executable, "-m", "nbjobs", "worker", *args], capture_output=True, text=True,
                              env=dict(os.environ, NBJOBS_HOME=str(home)))
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and says in bad.stderr, (args, bad.stderr)
+
+
+def test_a_kernel_forked_ahead_that_cannot_move_into_its_job_is_lost_not_the_jobs_failure(tmp_path):
+    """A kernel forked ahead moves into its job through its zygote's socket, not a request; if it
+    cannot (here: it died), the attempt is lost before the job's code ran, never the job's failure."""
+    from nbjobs import forking, kernels
+    from nbjobs.runner import _error_from
+
+    zygote = forking.zygote_for("python3", workdir=str(tmp_path))
+    assert zygote is not None and zygote.ready(60)
+    try:
+        kernel = kernels.start_kernel("python3", str(tmp_path), ahead=True, zygote=zygote)
+        assert kernel.path == "forked" and kernel.ahead and kernel.mover is not None
+        kernel.proc.kill()
+        wait_for(lambda: not kernel.alive(), 10, "the kernel to die")
+        with pytest.raises(RuntimeError, match="the kernel started ahead could not be prepared") as caught:
+            kernel.move(str(tmp_path), {"NBJOBS_JOB_ID": "x"})
+        outcome, error = _error_from(caught.value, began=False)
+        assert outcome == "kernel_lost" and "not the job's failure" in error["message"]
+        kernel.kill()
+    finally:
+        zygote.shutdown()

@@ -77,30 +77,40 @@ class Wal:
         self.phases[phase] = (frames, commits, ops)
 
 
-def bench_nbjobs(path: Path, n: int, wal: dict | None = None) -> tuple[float, float]:
-    """``wal``: an untimed pass that fills it with what each phase writes (see `Wal`)."""
-    store = Store(path)
-    w = Wal(store.conn, path) if wal is not None else None
+def measure(conn: sqlite3.Connection, path: Path, n: int, enqueue_one, take_one, wal: dict | None) -> tuple[float, float, int]:
+    """(enqueue/s, take/s, jobs taken) of one queue: ``enqueue_one()`` ``n`` times, then ``take_one()``
+    (which returns False once the queue is empty) until it does; ``wal``: an untimed pass that fills it
+    with what each phase writes to ``conn``'s WAL (see `Wal`)."""
+    w = Wal(conn, path) if wal is not None else None
     w and w.start()
     t = time.perf_counter()
     for _ in range(n):
-        store.insert_job(SPEC, "bench")
+        enqueue_one()
     enqueue = n / (time.perf_counter() - t)
     w and w.stop("enqueue", n)
     w and w.start()
     t = time.perf_counter()
     done = 0
-    while True:
-        claimed = store.claim("w1", 30.0)
-        if claimed is None:
-            break
-        rec, number = claimed
-        store.finish_attempt(rec.id, number, "w1", "succeeded")
+    while take_one():
         done += 1
     drain = done / (time.perf_counter() - t)
     if w:
         w.stop("drain", done)
         wal.update(w.phases)
+    return enqueue, drain, done
+
+
+def bench_nbjobs(path: Path, n: int, wal: dict | None = None) -> tuple[float, float]:
+    """``wal``: an untimed pass that fills it with what each phase writes (see `Wal`)."""
+    store = Store(path)
+
+    def take() -> bool:
+        claimed = store.claim("w1", 30.0)
+        if claimed is not None:
+            store.finish_attempt(claimed[0].id, claimed[1], "w1", "succeeded")
+        return claimed is not None
+
+    enqueue, drain, done = measure(store.conn, path, n, lambda: store.insert_job(SPEC, "bench"), take, wal)
     counts = store.counts()
     conn = sqlite3.connect(path)
     attempts = conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
@@ -116,30 +126,20 @@ def bench_bare(path: Path, n: int, wal: dict | None = None) -> tuple[float, floa
     conn.execute("CREATE TABLE task (id INTEGER PRIMARY KEY, queue TEXT, data BLOB, priority REAL, ts REAL)")
     conn.execute("CREATE INDEX task_priority ON task (priority DESC, id)")
     data = b"x" * 200
-    w = Wal(conn, path) if wal is not None else None
-    w and w.start()
-    t = time.perf_counter()
-    for _ in range(n):
+
+    def put() -> None:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO task (queue, data, priority, ts) VALUES (?,?,?,?)", ("q", data, 0.0, time.time()))
         conn.execute("COMMIT")
-    enqueue = n / (time.perf_counter() - t)
-    w and w.stop("enqueue", n)
-    w and w.start()
-    t = time.perf_counter()
-    done = 0
-    while True:
+
+    def take() -> bool:
         conn.execute("BEGIN IMMEDIATE")
         row = conn.execute("DELETE FROM task WHERE id = (SELECT id FROM task WHERE queue = ? "
                            "ORDER BY priority DESC, id LIMIT 1) RETURNING data", ("q",)).fetchone()
         conn.execute("COMMIT")
-        if row is None:
-            break
-        done += 1
-    drain = done / (time.perf_counter() - t)
-    if w:
-        w.stop("drain", done)
-        wal.update(w.phases)
+        return row is not None
+
+    enqueue, drain, done = measure(conn, path, n, put, take, wal)
     assert done == n
     return enqueue, drain
 
@@ -166,26 +166,15 @@ def bench_huey(path: Path, n: int, synchronous: str | None = None, wal: dict | N
     def work(i):
         return i + 1  # a result to store, as nbjobs stores an outcome
 
-    w = Wal(huey.storage.conn, path) if wal is not None else None
-    w and w.start()
-    t = time.perf_counter()
-    for i in range(n):
-        work(i)
-    enqueue = n / (time.perf_counter() - t)
-    w and w.stop("enqueue", n)
-    w and w.start()
-    t = time.perf_counter()
-    done = 0
-    while True:
+    numbers = iter(range(n))
+
+    def take() -> bool:
         task = huey.dequeue()
-        if task is None:
-            break
-        huey.execute(task)
-        done += 1
-    drain = done / (time.perf_counter() - t)
-    if w:
-        w.stop("drain", done)
-        wal.update(w.phases)
+        if task is not None:
+            huey.execute(task)
+        return task is not None
+
+    enqueue, drain, done = measure(huey.storage.conn, path, n, lambda: work(next(numbers)), take, wal)
     assert done == n
     return enqueue, drain
 

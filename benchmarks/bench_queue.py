@@ -104,11 +104,21 @@ def bench_nbjobs(path: Path, n: int, wal: dict | None = None) -> tuple[float, fl
     """``wal``: an untimed pass that fills it with what each phase writes (see `Wal`)."""
     store = Store(path)
 
+    held: list = []  # the job the worker runs: (record, attempt number)
+
     def take() -> bool:
-        claimed = store.claim("w1", 30.0)
+        """End the held job's attempt and claim the next job in one transaction, as the worker does
+        when a slot frees (`Store.finish_and_claim`); the first job is claimed alone."""
+        if not held:
+            claimed = store.claim("w1", 30.0)
+            if claimed is None:
+                return False
+            held.append(claimed)
+        rec, number = held.pop()
+        _state, claimed = store.finish_and_claim(rec.id, number, "w1", "succeeded", lease=30.0)
         if claimed is not None:
-            store.finish_attempt(claimed[0].id, claimed[1], "w1", "succeeded")
-        return claimed is not None
+            held.append(claimed)
+        return True
 
     enqueue, drain, done = measure(store.conn, path, n, lambda: store.insert_job(SPEC, "bench"), take, wal)
     counts = store.counts()

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 from .. import config, policy
 from ..errors import BadInput
-from ..job import JobRecord, State
+from ..job import TERMINAL_VALUES, JobRecord, State
 from .connection import host
 from .outbox import NOTIFY_URL
 
@@ -241,7 +241,7 @@ class QueueMixin:
         and move the job where `policy.decide` says.  Returns the new state."""
         if job["cancel_requested"] and outcome != "succeeded":
             outcome = "cancelled"
-        options = json.loads(job["options"] or "{}")
+        options = json.loads(job["options"]) if job["options"] and job["options"] != "{}" else {}
         infra_retries = options.get("infra_retries")
         if infra_retries is None and outcome in policy.INFRA:
             infra_retries = self._infra_setting(conn)
@@ -256,7 +256,7 @@ class QueueMixin:
             "WHERE job_id = ? AND number = ?",
             (now, outcome, err.get("type"), err.get("message"), err.get("cell"), err.get("traceback"),
              output_path, log_tail, job["id"], job["attempts"]))
-        terminal = State(decision.state).terminal
+        terminal = decision.state in TERMINAL_VALUES
         ok = outcome == "succeeded"
         why = f"attempt {job['attempts']}: {outcome}"
         if outcome in policy.INFRA:

@@ -541,6 +541,8 @@ class Worker:
 
     def _shutdown(self) -> None:
         """Leave nothing behind: stop and release what still runs, then deregister."""
+        if self._stop_at is None:  # whatever ended the loop: an attempt that ends now claims nothing
+            self._stop_at = time.monotonic()
         try:
             if self.running:
                 for run in self.running.values():

@@ -354,14 +354,21 @@ def test_retrying_job_in_the_future_is_not_claimable(store):
 
 
 # --- THE RACE -------------------------------------------------------------------------------------------
-def _race_worker(path: str, worker_id: str, out: str, barrier) -> None:
+def _race_worker(path: str, worker_id: str, out: str, merged: bool, barrier) -> None:
+    """Claim and finish until the queue is empty; ``merged``: as the worker does, each end and the
+    next claim in one transaction (`Store.finish_and_claim`), else two calls."""
     s = Store(path)
     claimed, states = [], []
     barrier.wait()
-    while (got := s.claim(worker_id)) is not None:
+    got = s.claim(worker_id)
+    while got is not None:
         rec, number = got
         claimed.append([rec.id, number])
-        states.append(s.finish_attempt(rec.id, number, worker_id, "succeeded"))
+        if merged:
+            state, got = s.finish_and_claim(rec.id, number, worker_id, "succeeded")
+        else:
+            state, got = s.finish_attempt(rec.id, number, worker_id, "succeeded"), s.claim(worker_id)
+        states.append(state)
     Path(out).write_text(json.dumps({"claimed": claimed, "states": states}))
     s.close()
 
@@ -370,7 +377,7 @@ def _race_worker(path: str, worker_id: str, out: str, barrier) -> None:
 def test_race_500_jobs_4_processes_each_claimed_exactly_once(store, tmp_path):
     ids = [add(store, name=f"job{i}") for i in range(500)]
     outs = [tmp_path / f"race-{i}.json" for i in range(4)]
-    run_processes(_race_worker, [(str(store.path), f"w{i}", str(o)) for i, o in enumerate(outs)])
+    run_processes(_race_worker, [(str(store.path), f"w{i}", str(o), i % 2 == 0) for i, o in enumerate(outs)])
     results = [json.loads(o.read_text()) for o in outs]
     claimed = [job_id for r in results for job_id, _ in r["claimed"]]
     assert len(claimed) == 500

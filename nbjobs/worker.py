@@ -1,10 +1,10 @@
 """The worker: claim -> execute -> record, with heartbeats, cancels, timeouts and a clean stop.
 
 One thread owns the worker's SQLite connection and does every write; executors report from
-their own threads through a queue.  When an attempt ends and its slot is free, the end and the claim of
-the slot's next job are one transaction (`Store.finish_and_claim`).  A worker that is idle sleeps in ``select`` until a submitter
-pokes it (`nbjobs.wake`) or an executor reports, and picks new work up within a millisecond or
-two; a cheap ``PRAGMA data_version`` check every 0.25 s catches writes nobody poked about.
+their own threads through a queue.  When an attempt ends and its slot is free, the end and the
+claim of the slot's next job are one transaction (`Store.finish_and_claim`).  A worker that is idle
+sleeps in ``select`` until a submitter pokes it (`nbjobs.wake`) or an executor reports, and picks
+new work up within a millisecond or two; a cheap ``PRAGMA data_version`` check every 0.25 s catches writes nobody poked about.
 
 Stopping (SIGTERM, SIGINT/Ctrl-C, or `Worker.stop`): no new claims; running attempts get
 ``grace`` seconds to finish, then are interrupted and released back to the queue (the attempt

@@ -297,7 +297,8 @@ def test_finish_and_claim_writes_what_finish_then_claim_write(store):
     assert rows(store, "SELECT log_tail FROM jobs WHERE id = ?", a) == [{"log_tail": "ok\n"}]
     assert [o["name"] for o in store.outputs(a)] == ["x"]
     [att_a], [att_b] = store.attempts(a), store.attempts(b)
-    assert att_a["outcome"] == "succeeded" and (att_b["outcome"], att_b["pid"], att_b["kernel"]) == ("running", 77, "python3")
+    assert att_a["outcome"] == "succeeded"
+    assert (att_b["outcome"], att_b["pid"], att_b["kernel"]) == ("running", 77, "python3")
     end, claimed = store.events(a)[-1], store.events(b)[-1]
     assert (end["from_state"], end["to_state"], claimed["from_state"], claimed["to_state"]) == \
         ("running", "succeeded", "queued", "running")

@@ -1,4 +1,5 @@
-"""The queue: claim, heartbeat, progress, finish (by the retry policy), release, reclaim."""
+"""The queue: claim, heartbeat, progress, finish (by the retry policy; with the next claim in one
+commit: `QueueMixin.finish_and_claim`), release, reclaim."""
 from __future__ import annotations
 
 import json
@@ -194,7 +195,8 @@ class QueueMixin:
                          error: dict[str, Any] | None = None, outputs: Iterable[dict[str, Any]] = (),
                          output_path: str | None = None, log_tail: str | None = None,
                          lease: float = config.LEASE_SECONDS, pid: int | None = None,
-                         offers: Iterable[dict[str, float]] | None = ()) -> tuple[str | None, tuple[JobRecord, int] | None]:
+                         offers: Iterable[dict[str, float]] | None = (),
+                         ) -> tuple[str | None, tuple[JobRecord, int] | None]:
         """`finish_attempt` then `claim`, in one transaction: what a worker does when an attempt ends
         and its slot is free (one commit a job fewer).  Every row either writes is written the same.
         Returns ``(the ended job's new state or None, (record, attempt number) of the claimed job or None)``.

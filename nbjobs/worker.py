@@ -481,12 +481,16 @@ class Worker:
         tail = log_tail(config.run_dir(h.job_id, self.home) / str(h.number) / "log.txt")
         end = {"error": error, "outputs": done.get("outputs") or (), "output_path": done.get("output_path"),
                "log_tail": tail}
+        claimed = None
         if self._stop_at is None and len(self.running) < self.concurrency and self._may_claim(time.monotonic()):
             # the slot is free: end this attempt and claim the slot's next job in one transaction
-            state, claimed = self.store.finish_and_claim(h.job_id, h.number, self.id, outcome, lease=self.lease,
-                                                         offers=self._offers(), **end)
+            try:
+                state, claimed = self.store.finish_and_claim(h.job_id, h.number, self.id, outcome,
+                                                             lease=self.lease, offers=self._offers(), **end)
+            except Exception:  # rolled back whole: the end is recorded alone (a failing claim fails in the loop)
+                state = self.store.finish_attempt(h.job_id, h.number, self.id, outcome, **end)
         else:
-            state, claimed = self.store.finish_attempt(h.job_id, h.number, self.id, outcome, **end), None
+            state = self.store.finish_attempt(h.job_id, h.number, self.id, outcome, **end)
         if state == "succeeded":  # its name's history grew: look its slow threshold up afresh
             self._slow_thresholds.pop(run.name, None)
         if state == "succeeded" and run.report and done.get("output_path"):

@@ -31,10 +31,12 @@ claim+finish commit (two job rows, ``jobs_submitted``, ``jobs_running``, ``jobs_
 events and two attempt rows in the b-trees clustered by random job IDs); huey 2.1 an enqueue and
 2.2 a dequeue or a stored result (4.4 a task); the bare queue 2.1 and 2.4.
 
-Runs on a 2-core machine shared with other work (load average 1-2.5), ``--n 2000 --rounds 2``
-to 4, same-run ratios: nbjobs enqueue 0.60-0.66x huey, claim+finish 0.63-0.77x; the code before
-`finish_and_claim` and the leaner Python, run alternately with it: 0.43-0.63x and 0.46-0.50x
-(13.8 pages a job for its claim and end).  Before v14: 0.16x and 0.31x, 15 pages a commit.
+Runs on a 2-core machine shared with other work (load average 1-4), ``--n 2000 --rounds 2`` to 4,
+same-run ratios over 5 runs: nbjobs enqueue 0.42-0.66x huey, claim+finish 0.55-0.77x.  The code
+before `finish_and_claim` and the leaner Python, each run right after one of those: 0.43-0.63x and
+0.46-0.54x (13.7 pages a job for its claim and end).  The claim+finish gain shows in every pair; the
+enqueue's (about 10 us of Python a submit) is smaller than the machine's noise.  Before v14: 0.16x
+and 0.31x, 15 pages a commit.
 
     python benchmarks/bench_queue.py [--n 5000] [--rounds 3]
 """

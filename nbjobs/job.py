@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -72,6 +72,11 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.CANCELLED: frozenset({State.QUEUED, State.WAITING}),
 }
 
+#: the legal moves as ``(old, new)`` values: `check_transition`'s fast path
+_LEGAL = frozenset((old.value, new.value) for old, targets in TRANSITIONS.items() for new in targets)
+#: the values of `TERMINAL` (a state read from SQLite is its value)
+TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+
 
 def check_transition(old: State | str, new: State | str) -> None:
     """Raise `IllegalTransition` unless the lifecycle allows ``old -> new``.
@@ -81,6 +86,8 @@ def check_transition(old: State | str, new: State | str) -> None:
     ...
     nbjobs.errors.IllegalTransition: a succeeded job cannot become running
     """
+    if (old, new) in _LEGAL:  # a State is a str: its value and the member hash alike
+        return
     old, new = State(old), State(new)
     if new not in TRANSITIONS[old]:
         raise IllegalTransition(f"a {old} job cannot become {new}")
@@ -169,8 +176,12 @@ _PREFIX_RE = re.compile(r"^[0-9a-f]{1,32}$")
 
 
 def new_id() -> str:
-    """A new job ID: UUID4 as 32 lowercase hex digits, never sequential."""
-    return uuid.uuid4().hex
+    """A new job ID: UUID4 as 32 lowercase hex digits, never sequential (what ``uuid.uuid4().hex``
+    gives, without building a `uuid.UUID`)."""
+    b = bytearray(os.urandom(16))
+    b[6] = b[6] & 0x0F | 0x40  # version 4
+    b[8] = b[8] & 0x3F | 0x80  # RFC 4122 variant
+    return b.hex()
 
 
 def short_id(job_id: str) -> str:

@@ -1,9 +1,10 @@
 """The worker: claim -> execute -> record, with heartbeats, cancels, timeouts and a clean stop.
 
 One thread owns the worker's SQLite connection and does every write; executors report from
-their own threads through a queue.  A worker that is idle sleeps in ``select`` until a submitter
-pokes it (`nbjobs.wake`) or an executor reports, and picks new work up within a millisecond or
-two; a cheap ``PRAGMA data_version`` check every 0.25 s catches writes nobody poked about.
+their own threads through a queue.  When an attempt ends and its slot is free, the end and the
+claim of the slot's next job are one transaction (`Store.finish_and_claim`).  A worker that is idle
+sleeps in ``select`` until a submitter pokes it (`nbjobs.wake`) or an executor reports, and picks
+new work up within a millisecond or two; a cheap ``PRAGMA data_version`` check every 0.25 s catches writes nobody poked about.
 
 Stopping (SIGTERM, SIGINT/Ctrl-C, or `Worker.stop`): no new claims; running attempts get
 ``grace`` seconds to finish, then are interrupted and released back to the queue (the attempt
@@ -44,6 +45,7 @@ from typing import Any
 
 from . import config, policy, wake
 from .executors import Executor, Handle, get_executor
+from .job import JobRecord
 from .errors import BadInput, StoreError
 from .procs import workers_starting
 from .store import Store, actor_name
@@ -120,6 +122,7 @@ class Worker:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.events: queue.Queue[tuple[_Running, dict]] = queue.Queue()
         self.running: dict[str, _Running] = {}
+        self.attempts_started = 0  # claims handed to the executor (what `run` returns)
         self._stop_at: float | None = None
         self._lock_file = None
         self.store: Store | None = None
@@ -279,7 +282,6 @@ class Worker:
         self._ticker = Ticker(self.home, self.id)
         self._ticker.start()
         actor = f"worker:{self.id}"
-        started = 0
         self._wake = wake.listen(config.db_path(self.home))
         last_beat = last_reclaim = last_cancel_check = last_claim = last_checkpoint = last_slow = last_index = 0.0
         last_retention = -RETENTION_EVERY  # apply the retention setting at start, whatever the uptime
@@ -305,7 +307,6 @@ class Worker:
                         while len(self.running) < self.concurrency and self._stop_at is None:
                             if not self._claim_one():
                                 break
-                            started += 1
                 if (self._poked or now - last_cancel_check >= 0.2) and self.running:
                     last_cancel_check = now
                     for job_id in store.cancel_requests(self.id):
@@ -339,7 +340,7 @@ class Worker:
                     break
         finally:
             self._shutdown()
-        return started
+        return self.attempts_started
 
     def _apply_retention(self, actor: str) -> int:
         """Prune finished jobs older than the home's retention setting (``nbjobs retention 30d``)."""
@@ -369,7 +370,12 @@ class Worker:
         claimed = self.store.claim(self.id, self.lease, offers=self._offers())
         if claimed is None:
             return False
-        rec, number = claimed
+        self._start(*claimed)
+        return True
+
+    def _start(self, rec: JobRecord, number: int) -> None:
+        """Hand a job this worker just claimed (attempt ``number``) to the executor."""
+        self.attempts_started += 1
         spec = {
             "fence_at": time.time() + self.lease - self._fence_margin(),  # see `_fence`
             "job_id": rec.id, "attempt": number, "kind": rec.kind, "notebook": rec.notebook,
@@ -394,12 +400,11 @@ class Worker:
         except Exception as exc:  # the executor could not even start: record it, never lose the job
             self.store.finish_attempt(rec.id, number, self.id, "runner_died",
                                       error={"type": type(exc).__name__, "message": f"could not start: {exc}"})
-            return True
+            return
         run = _Running(handle, rec.timeout, rec.name, rec.options.get("report"))
         box.append(run)
         ready.set()
         self.running[rec.id] = run
-        return True
 
     def _drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` for an executor event or a poke, then handle every queued event."""
@@ -474,13 +479,24 @@ class Worker:
                               f"{returncode} before reporting an outcome"}
         self._kernel_outcome(outcome)
         tail = log_tail(config.run_dir(h.job_id, self.home) / str(h.number) / "log.txt")
-        state = self.store.finish_attempt(h.job_id, h.number, self.id, outcome, error=error,
-                                          outputs=done.get("outputs") or (), output_path=done.get("output_path"),
-                                          log_tail=tail)
+        end = {"error": error, "outputs": done.get("outputs") or (), "output_path": done.get("output_path"),
+               "log_tail": tail}
+        claimed = None
+        if self._stop_at is None and len(self.running) < self.concurrency and self._may_claim(time.monotonic()):
+            # the slot is free: end this attempt and claim the slot's next job in one transaction
+            try:
+                state, claimed = self.store.finish_and_claim(h.job_id, h.number, self.id, outcome,
+                                                             lease=self.lease, offers=self._offers(), **end)
+            except Exception:  # rolled back whole: the end is recorded alone (a failing claim fails in the loop)
+                state = self.store.finish_attempt(h.job_id, h.number, self.id, outcome, **end)
+        else:
+            state = self.store.finish_attempt(h.job_id, h.number, self.id, outcome, **end)
         if state == "succeeded":  # its name's history grew: look its slow threshold up afresh
             self._slow_thresholds.pop(run.name, None)
         if state == "succeeded" and run.report and done.get("output_path"):
             self._render_later(h.job_id, h.number, done["output_path"], run.name)
+        if claimed is not None:
+            self._start(*claimed)
 
     # --- slow runs and reports (beside the hot path) ------------------------------------------------
     def _slow_threshold(self, name: str, now: float) -> float:
@@ -529,6 +545,8 @@ class Worker:
 
     def _shutdown(self) -> None:
         """Leave nothing behind: stop and release what still runs, then deregister."""
+        if self._stop_at is None:  # whatever ended the loop: an attempt that ends now claims nothing
+            self._stop_at = time.monotonic()
         try:
             if self.running:
                 for run in self.running.values():

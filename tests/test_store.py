@@ -284,6 +284,34 @@ def test_claim_records_attempt_and_event(store):
     assert store.claim("w2") is None  # nothing else is queued
 
 
+def test_finish_and_claim_writes_what_finish_then_claim_write(store):
+    """One transaction ends the held attempt and claims the next job: the same job, attempt and event
+    rows as `finish_attempt` then `claim`, at one moment; a stale end still frees the slot."""
+    a, b, c = add(store, name="a"), add(store, name="b", kernel="python3"), add(store, name="c")
+    rec, n = store.claim("w1", lease=30)
+    state, (nxt, m) = store.finish_and_claim(a, n, "w1", "succeeded", output_path="/runs/a.ipynb", log_tail="ok\n",
+                                             outputs=[{"name": "x", "kind": "json", "value": "1"}], lease=30, pid=77)
+    assert (state, nxt.id, m, nxt.state, nxt.worker_id) == ("succeeded", b, 1, State.RUNNING, "w1")
+    done = store.get(a)
+    assert done.state is State.SUCCEEDED and done.output_path == "/runs/a.ipynb"
+    assert rows(store, "SELECT log_tail FROM jobs WHERE id = ?", a) == [{"log_tail": "ok\n"}]
+    assert [o["name"] for o in store.outputs(a)] == ["x"]
+    [att_a], [att_b] = store.attempts(a), store.attempts(b)
+    assert att_a["outcome"] == "succeeded"
+    assert (att_b["outcome"], att_b["pid"], att_b["kernel"]) == ("running", 77, "python3")
+    end, claimed = store.events(a)[-1], store.events(b)[-1]
+    assert (end["from_state"], end["to_state"], claimed["from_state"], claimed["to_state"]) == \
+        ("running", "succeeded", "queued", "running")
+    assert end["at"] == claimed["at"] == att_b["started_at"] == att_a["finished_at"]  # one transaction, one moment
+    # a late end (another worker holds the job now) is ignored, and the slot still gets the next job
+    state, (nxt, m) = store.finish_and_claim(b, m, "w-late", "succeeded")
+    assert (state, nxt.id, nxt.worker_id) == (None, c, "w-late")
+    assert store.get(b).state is State.RUNNING and store.get(b).worker_id == "w1"
+    state, claimed = store.finish_and_claim(c, 1, "w-late", "error", error={"type": "E", "message": "m"})
+    assert (state, claimed) == ("failed", None)  # nothing left to claim
+    assert [e["to_state"] for e in store.events(c)] == ["queued", "running", "failed"]
+
+
 def test_claim_passes_over_jobs_whose_resources_nobody_offers(store):
     gpu = add(store, name="gpu", resources={"GPU": 1.0})
     plain = add(store, name="plain")
@@ -327,14 +355,21 @@ def test_retrying_job_in_the_future_is_not_claimable(store):
 
 
 # --- THE RACE -------------------------------------------------------------------------------------------
-def _race_worker(path: str, worker_id: str, out: str, barrier) -> None:
+def _race_worker(path: str, worker_id: str, out: str, merged: bool, barrier) -> None:
+    """Claim and finish until the queue is empty; ``merged``: as the worker does, each end and the
+    next claim in one transaction (`Store.finish_and_claim`), else two calls."""
     s = Store(path)
     claimed, states = [], []
     barrier.wait()
-    while (got := s.claim(worker_id)) is not None:
+    got = s.claim(worker_id)
+    while got is not None:
         rec, number = got
         claimed.append([rec.id, number])
-        states.append(s.finish_attempt(rec.id, number, worker_id, "succeeded"))
+        if merged:
+            state, got = s.finish_and_claim(rec.id, number, worker_id, "succeeded")
+        else:
+            state, got = s.finish_attempt(rec.id, number, worker_id, "succeeded"), s.claim(worker_id)
+        states.append(state)
     Path(out).write_text(json.dumps({"claimed": claimed, "states": states}))
     s.close()
 
@@ -343,7 +378,7 @@ def _race_worker(path: str, worker_id: str, out: str, barrier) -> None:
 def test_race_500_jobs_4_processes_each_claimed_exactly_once(store, tmp_path):
     ids = [add(store, name=f"job{i}") for i in range(500)]
     outs = [tmp_path / f"race-{i}.json" for i in range(4)]
-    run_processes(_race_worker, [(str(store.path), f"w{i}", str(o)) for i, o in enumerate(outs)])
+    run_processes(_race_worker, [(str(store.path), f"w{i}", str(o), i % 2 == 0) for i, o in enumerate(outs)])
     results = [json.loads(o.read_text()) for o in outs]
     claimed = [job_id for r in results for job_id, _ in r["claimed"]]
     assert len(claimed) == 500

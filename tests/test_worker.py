@@ -170,6 +170,27 @@ def test_concurrency_two_runs_two_jobs_at_once(home, worker, tmp_path):
     assert [j.result()["saw_the_other"] for j in jobs] == [True, True]
 
 
+def test_a_freed_slot_claims_its_next_job_in_the_transaction_that_ended_the_last(home):
+    """A worker whose attempt ends while jobs are queued claims the slot's next job in the same
+    transaction (`Store.finish_and_claim`): that claim's event has the moment of the end's event."""
+    jobs = [nbjobs.submit("1 + 1", name=f"next-{i}", start_worker=False) for i in range(3)]
+    w = start_worker(home, "--concurrency", "1")
+    try:
+        nbjobs.wait(jobs, timeout=JOB_WAIT)
+    finally:
+        stop_worker(w)
+    assert [j.state for j in jobs] == [nbjobs.State.SUCCEEDED] * 3
+    s = Store(home / "nbjobs.db")
+    try:
+        events = [s.events(j.id) for j in jobs]
+    finally:
+        s.close()
+    ends = [next(e for e in ev if e["from_state"] == "running") for ev in events]
+    claims = [next(e for e in ev if e["to_state"] == "running") for ev in events]
+    assert [c["at"] for c in claims[1:]] == [e["at"] for e in ends[:-1]]
+    assert {e["actor"] for e in ends + claims} == {claims[0]["actor"]}
+
+
 def test_job_timeout_stops_it(home, worker):
     job = nbjobs.submit("import time\ntime.sleep(60)", name="slow", timeout=2)
     job.wait(20)  # how soon after its timeout it ends: benchmarks/bench_stop.py

@@ -13,7 +13,7 @@ One `Store` object answers for all of it; its methods live in one module per con
 ``schema.py``       the SQL of every schema version; `MIGRATIONS` (append only)
 ``records.py``      rows to records, events, ``_move``: the one way a job changes state
 ``jobs.py``         submit, read, list, count; cancel and retry
-``queue.py``        claim, heartbeat, progress, finish, release, reclaim
+``queue.py``        claim, heartbeat, progress, finish (and claim the next in one commit), release, reclaim
 ``retention.py``    dead letters, pruning, settings
 ``history.py``      bulk reads for metrics
 ``slow.py``         slow runs: recent runtimes of a name, the flag on a running attempt

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from typing import Any, Iterable
 
-from ..job import State, dependency_outcome
+from ..job import TERMINAL_VALUES, State, dependency_outcome
 from .outbox import READ
 
 
@@ -28,7 +28,7 @@ class DependenciesMixin:
         while todo:
             jid, st, opts, url, down = todo.pop()
             self._enqueue_notification(conn, jid, st, now, opts, url)
-            if down and State(st).terminal:
+            if down and st in TERMINAL_VALUES:
                 waiting = [r[0] for r in conn.execute(
                     "SELECT d.job_id FROM deps d JOIN jobs j ON j.id = d.job_id "
                     "WHERE d.upstream_id = ? AND j.state = 'waiting'", (jid,))]

@@ -1,4 +1,5 @@
-"""The queue: claim, heartbeat, progress, finish (by the retry policy), release, reclaim."""
+"""The queue: claim, heartbeat, progress, finish (by the retry policy; with the next claim in one
+commit: `QueueMixin.finish_and_claim`), release, reclaim."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ from typing import Any, Iterable
 
 from .. import config, policy
 from ..errors import BadInput
-from ..job import JobRecord, State
+from ..job import TERMINAL_VALUES, JobRecord, State
 from .connection import host
 from .outbox import NOTIFY_URL
 
@@ -29,6 +30,15 @@ _FINISH_READ = ("SELECT id, state, worker_id, attempts, cancel_requested, option
 #: `QueueMixin.claim`'s read of the job it claimed, with the home's webhook URL
 _CLAIMED_READ = f"SELECT *, {NOTIFY_URL} AS _notify_url FROM jobs WHERE id = ?"
 _HOST = host()
+_RUNNING = State.RUNNING.value
+#: `QueueMixin._claim`'s SELECT, per placement term (`QueueMixin._fit`)
+_CLAIM_SQL: dict[str, str] = {}
+#: what a claim sets on the job besides its state
+_CLAIM_SETS = ("worker_id = ?, lease_until = ?, attempts = ?, started_at = COALESCE(started_at, ?), reason = NULL, "
+               "progress_done = 0, progress_total = 0, began_at = NULL, slow_at = NULL, slow_after = NULL, "
+               "report_path = NULL")
+_ATTEMPT_INSERT = ("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
+                   "VALUES (?,?,?,?,?,?,?,?)")
 
 
 class QueueMixin:
@@ -46,34 +56,41 @@ class QueueMixin:
         under one write lock, so no two workers (threads or processes) can claim the same job.
         """
         now = time.time() if now is None else now
-        fit = ""
-        if offers is not None:
-            self._offers = [dict(o) for o in offers]
-            if not getattr(self, "_fits_registered", False):
-                self.conn.create_function("nbjobs_fits", 1, lambda text: policy.fits(json.loads(text), self._offers),
-                                          deterministic=False)
-                self._fits_registered = True
-            fit = "AND (resources IS NULL OR nbjobs_fits(resources)) "
+        fit = self._fit(offers)
         with self._tx() as conn:
-            row = conn.execute(
+            return self._claim(conn, worker_id, lease, now, pid, fit)
+
+    def _fit(self, offers: Iterable[dict[str, float]] | None) -> str:
+        """The claim's placement term for these offers (see `claim`): "" for None (any job)."""
+        if offers is None:
+            return ""
+        self._offers = [dict(o) for o in offers]
+        if not getattr(self, "_fits_registered", False):
+            self.conn.create_function("nbjobs_fits", 1, lambda text: policy.fits(json.loads(text), self._offers),
+                                      deterministic=False)
+            self._fits_registered = True
+        return "AND (resources IS NULL OR nbjobs_fits(resources)) "
+
+    def _claim(self, conn: sqlite3.Connection, worker_id: str, lease: float, now: float, pid: int | None,
+               fit: str) -> tuple[JobRecord, int] | None:
+        """`claim` inside ``conn``'s write transaction (``fit``: `_fit`'s term)."""
+        sql = _CLAIM_SQL.get(fit)
+        if sql is None:
+            sql = _CLAIM_SQL[fit] = (
                 "SELECT id, state, attempts FROM jobs INDEXED BY jobs_ready WHERE state IN ('queued', 'retrying') "
-                f"AND run_at <= ? AND {_UNDER_LIMIT} {fit}ORDER BY priority DESC, submitted_at, id LIMIT 1",
-                (now,)).fetchone()
-            if row is None:
-                return None
-            number = row["attempts"] + 1
-            self._move(conn, row["id"], row["state"], State.RUNNING, f"attempt {number}", f"worker:{worker_id}",
-                       now, sets="worker_id = ?, lease_until = ?, attempts = ?, started_at = "
-                       "COALESCE(started_at, ?), reason = NULL, progress_done = 0, progress_total = 0, "
-                       "began_at = NULL, slow_at = NULL, slow_after = NULL, report_path = NULL",
-                       params=(worker_id, now + lease, number, now))
-            # the row as claimed (read back: cheaper than UPDATE ... RETURNING, which SQLite buffers)
-            job = conn.execute(_CLAIMED_READ, (row["id"],)).fetchone()
-            rec = self._record(job)
-            conn.execute("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
-                         "VALUES (?,?,?,?,?,?,?,?)",
-                         (rec.id, number, worker_id, _HOST, pid or os.getpid(), now, rec.kernel, rec.code_hash))
-            self._enqueue_notification(conn, rec.id, State.RUNNING.value, now, job["options"], job["_notify_url"])
+                f"AND run_at <= ? AND {_UNDER_LIMIT} {fit}ORDER BY priority DESC, submitted_at, id LIMIT 1")
+        row = conn.execute(sql, (now,)).fetchone()
+        if row is None:
+            return None
+        number = row[2] + 1
+        self._move(conn, row[0], row[1], _RUNNING, f"attempt {number}", f"worker:{worker_id}", now,
+                   sets=_CLAIM_SETS, params=(worker_id, now + lease, number, now))
+        # the row as claimed (read back: cheaper than UPDATE ... RETURNING, which SQLite buffers)
+        job = conn.execute(_CLAIMED_READ, (row[0],)).fetchone()
+        rec = self._record(job)
+        conn.execute(_ATTEMPT_INSERT, (rec.id, number, worker_id, _HOST, pid or os.getpid(), now, rec.kernel,
+                                       rec.code_hash))
+        self._enqueue_notification(conn, rec.id, _RUNNING, now, job["options"], job["_notify_url"])
         return rec, number
 
     def running_per_key(self, keys: Iterable[str]) -> dict[str, int]:
@@ -171,20 +188,53 @@ class QueueMixin:
         """
         now = time.time()
         with self._tx() as conn:
-            job = conn.execute(_FINISH_READ, (job_id,)).fetchone()
-            if job is None or job["state"] != "running" or job["worker_id"] != worker_id \
-                    or job["attempts"] != number:
-                conn.execute("UPDATE attempts SET outcome = 'stale', finished_at = ? "
-                             "WHERE job_id = ? AND number = ? AND outcome = 'running'", (now, job_id, number))
-                return None
-            for out in outputs:
-                conn.execute(
-                    "INSERT OR REPLACE INTO outputs (job_id, name, kind, type_name, value, path, size, attempt, "
-                    "recorded_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (job_id, out["name"], out["kind"], out.get("type_name"), out.get("value"), out.get("path"),
-                     out.get("size"), number, now))
-            return self._end_attempt(conn, job, outcome, error, output_path, actor or f"worker:{worker_id}", now,
-                                     log_tail=log_tail)
+            return self._finish(conn, job_id, number, worker_id, outcome, now, error, outputs, output_path, actor,
+                                log_tail)
+
+    def finish_and_claim(self, job_id: str, number: int, worker_id: str, outcome: str, *,
+                         error: dict[str, Any] | None = None, outputs: Iterable[dict[str, Any]] = (),
+                         output_path: str | None = None, log_tail: str | None = None,
+                         lease: float = config.LEASE_SECONDS, pid: int | None = None,
+                         offers: Iterable[dict[str, float]] | None = (),
+                         ) -> tuple[str | None, tuple[JobRecord, int] | None]:
+        """`finish_attempt` then `claim`, in one transaction: what a worker does when an attempt ends
+        and its slot is free (one commit a job fewer).  Every row either writes is written the same.
+        Returns ``(the ended job's new state or None, (record, attempt number) of the claimed job or None)``.
+
+        >>> import tempfile, pathlib; from nbjobs.store import Store
+        >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "nbjobs.db")
+        >>> a, _ = s.insert_job({"name": "a", "kind": "cell", "source": "1"}, actor="doctest")
+        >>> b, _ = s.insert_job({"name": "b", "kind": "cell", "source": "2"}, actor="doctest")
+        >>> rec, n = s.claim("w1")
+        >>> state, (nxt, m) = s.finish_and_claim(rec.id, n, "w1", "succeeded")
+        >>> (rec.name, state, nxt.name, m)
+        ('a', 'succeeded', 'b', 1)
+        """
+        now = time.time()
+        fit = self._fit(offers)
+        with self._tx() as conn:
+            state = self._finish(conn, job_id, number, worker_id, outcome, now, error, outputs, output_path, None,
+                                 log_tail)
+            return state, self._claim(conn, worker_id, lease, now, pid, fit)
+
+    def _finish(self, conn: sqlite3.Connection, job_id: str, number: int, worker_id: str, outcome: str, now: float,
+                error: dict[str, Any] | None, outputs: Iterable[dict[str, Any]], output_path: str | None,
+                actor: str | None, log_tail: str | None) -> str | None:
+        """`finish_attempt` inside ``conn``'s write transaction."""
+        job = conn.execute(_FINISH_READ, (job_id,)).fetchone()
+        if job is None or job["state"] != "running" or job["worker_id"] != worker_id \
+                or job["attempts"] != number:
+            conn.execute("UPDATE attempts SET outcome = 'stale', finished_at = ? "
+                         "WHERE job_id = ? AND number = ? AND outcome = 'running'", (now, job_id, number))
+            return None
+        for out in outputs:
+            conn.execute(
+                "INSERT OR REPLACE INTO outputs (job_id, name, kind, type_name, value, path, size, attempt, "
+                "recorded_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (job_id, out["name"], out["kind"], out.get("type_name"), out.get("value"), out.get("path"),
+                 out.get("size"), number, now))
+        return self._end_attempt(conn, job, outcome, error, output_path, actor or f"worker:{worker_id}", now,
+                                 log_tail=log_tail)
 
     def _end_attempt(self, conn: sqlite3.Connection, job: sqlite3.Row, outcome: str,
                      error: dict[str, Any] | None, output_path: str | None, actor: str, now: float, *,
@@ -193,7 +243,7 @@ class QueueMixin:
         and move the job where `policy.decide` says.  Returns the new state."""
         if job["cancel_requested"] and outcome != "succeeded":
             outcome = "cancelled"
-        options = json.loads(job["options"] or "{}")
+        options = json.loads(job["options"]) if job["options"] and job["options"] != "{}" else {}
         infra_retries = options.get("infra_retries")
         if infra_retries is None and outcome in policy.INFRA:
             infra_retries = self._infra_setting(conn)
@@ -208,7 +258,7 @@ class QueueMixin:
             "WHERE job_id = ? AND number = ?",
             (now, outcome, err.get("type"), err.get("message"), err.get("cell"), err.get("traceback"),
              output_path, log_tail, job["id"], job["attempts"]))
-        terminal = State(decision.state).terminal
+        terminal = decision.state in TERMINAL_VALUES
         ok = outcome == "succeeded"
         why = f"attempt {job['attempts']}: {outcome}"
         if outcome in policy.INFRA:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import MISSING
 from typing import Any, Iterable
 
 from ..errors import ExpiredJob, UnknownJob
@@ -12,7 +13,11 @@ from ..job import JobRecord, State, check_transition, short_id
 #: the jobs columns stored as JSON text
 JSON_FIELDS = ("tags", "parameters", "options", "resources")
 _JOB_FIELDS = frozenset(JobRecord.__dataclass_fields__)
+#: the fields of a `JobRecord` with a plain default: what a new row leaves to the table's defaults
+_DEFAULTS = {k: f.default for k, f in JobRecord.__dataclass_fields__.items() if f.default is not MISSING}
 _STATES = {s.value: s for s in State}
+#: a state (a `State` or its value: they hash alike) -> its value
+_VALUES = {s.value: s.value for s in State}
 #: `RecordsMixin._move`'s statements, by (sets, where, returning): built once
 _MOVE_SQL: dict[tuple[str, str, bool], str] = {}
 #: per column list of a row (``row.keys()``): the (field, position) pairs of a `JobRecord`
@@ -52,7 +57,10 @@ def _decoded(d: dict[str, Any]) -> JobRecord:
 def new_record(row: dict[str, Any]) -> JobRecord:
     """The record of a job row as just inserted (`JobsMixin._job_row`): what reading it back would give,
     without the read."""
-    return _decoded({k: v for k, v in row.items() if k in _JOB_FIELDS})
+    d = {**_DEFAULTS, **row}
+    if len(d) != len(_JOB_FIELDS):  # a column that is no field of the record
+        d = {k: v for k, v in d.items() if k in _JOB_FIELDS}
+    return _decoded(d)
 
 
 class RecordsMixin:
@@ -88,7 +96,7 @@ class RecordsMixin:
         recorded in ``events``.  Returns True, or False when no row was in ``old`` any more; with
         ``returning``, the updated row (`sqlite3.Row`) or None.
         """
-        old, new = (_STATES.get(old) or State(old)).value, (_STATES.get(new) or State(new)).value
+        old, new = _VALUES.get(old) or State(old).value, _VALUES.get(new) or State(new).value
         check_transition(old, new)
         sql = _MOVE_SQL.get((sets, where, returning))
         if sql is None:

@@ -459,3 +459,32 @@ def test_a_kernel_forked_ahead_that_cannot_move_into_its_job_is_lost_not_the_job
         kernel.kill()
     finally:
         zygote.shutdown()
+
+
+def test_a_kernel_forked_ahead_waits_for_the_short_job_beside_it_not_for_a_long_one(tmp_path, monkeypatch):
+    """Forking the next kernel (60-70 ms of a core) while a short job runs slows that job: the pool
+    forks it once the job has reported its outcome, or once the job has run `FORK_DEFER` seconds."""
+    from nbjobs import forking, kernelpool
+
+    zygote = forking.zygote_for("python3", workdir=str(tmp_path))
+    assert zygote is not None and zygote.ready(60)
+    pool = kernelpool.KernelPool(["python3"], size=1, workdir=str(tmp_path), zygote=zygote)
+    try:
+        first = wait_for(lambda: (pool.idle.get("python3") or [None])[0], 60, "a kernel forked ahead")
+        monkeypatch.setattr(kernelpool, "FORK_DEFER", 3600.0)  # a job that runs "short" for the whole test
+        taken = pool.take("python3", str(tmp_path))
+        assert taken is first and pool.busy_since is not None
+        assert pool._defer("python3", time.monotonic()) > 0 and not pool.idle.get("python3")
+        pool.ended()  # its outcome reported: the replacement is forked now
+        second = wait_for(lambda: (pool.idle.get("python3") or [None])[0], 60, "the replacement once the job ended")
+        taken.kill()
+        monkeypatch.setattr(kernelpool, "FORK_DEFER", 0.0)  # a job past the deferral: no waiting for its end
+        long_job = pool.take("python3", str(tmp_path))
+        assert long_job is second and pool.busy_since is not None and pool._defer("python3", time.monotonic()) == 0
+        with pool._cond:
+            pool._cond.notify_all()
+        wait_for(lambda: pool.idle.get("python3"), 60, "the replacement while a long job runs")
+        long_job.kill()
+    finally:
+        pool.shutdown()
+        zygote.shutdown()

@@ -40,6 +40,7 @@ from papermill.engines import NBClientEngine, NotebookExecutionManager, papermil
 from papermill.log import logger
 
 from .job import HELPER_TAGS
+from .kernels import zmq_context
 
 #: the name the engine is registered under with papermill
 ENGINE = "nbjobs"
@@ -138,8 +139,10 @@ async def connect(kernel: Any, timeout: float = 60.0, warm_up: bool = False) -> 
         if time.monotonic() > deadline:
             raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
         await asyncio.sleep(0.002)
-    kc = kernel.km.client()
-    await ensure_async(kc.start_channels())
+    kc = kernel.km.client(context=zmq_context(asynchronous=True))
+    # no heartbeat (its manager tells whether it lives), no stdin (jobs cannot be asked for
+    # input), no control channel (nbjobs kills its kernels): two threads and three sockets fewer
+    await ensure_async(kc.start_channels(stdin=False, hb=False, control=False))
     try:
         kernel.info = await _ready(kc, kernel.km, max(0.0, deadline - time.monotonic()))
         if warm_up:

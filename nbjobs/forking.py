@@ -26,10 +26,11 @@ def forked_manager_class() -> type:
     connection file, the ipc socket paths, the kernel's environment and command."""
     if _forked_manager:
         return _forked_manager[0]
-    from jupyter_client import KernelManager
     from jupyter_client.utils import run_sync
 
-    class ForkedKernelManager(KernelManager):
+    from .kernels import manager_class
+
+    class ForkedKernelManager(manager_class()):
         nbjobs_zygote: "Zygote | None" = None
         nbjobs_path = "cold"
         nbjobs_ahead = False  # forked before its job is known: it waits for the job's folder (`Kernel.move`)

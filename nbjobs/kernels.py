@@ -288,6 +288,43 @@ def _socket_prefix() -> str:
         return os.path.join(_sockets[0], str(next(_kernel_numbers)))
 
 
+_contexts: dict[str, Any] = {}
+
+
+def zmq_context(asynchronous: bool = False) -> Any:
+    """This process's one ZeroMQ context for its kernels' managers (``asynchronous``: for their
+    clients).  jupyter_client makes one per manager and one per client, each with an I/O thread
+    that ending the kernel must then join: about 4 ms of every job on its runner host."""
+    kind = "async" if asynchronous else "sync"
+    with _sockets_lock:
+        if kind not in _contexts:
+            import zmq
+            import zmq.asyncio
+
+            _contexts[kind] = zmq.asyncio.Context() if asynchronous else zmq.Context()
+        return _contexts[kind]
+
+
+_manager: list[type] = []
+
+
+def manager_class() -> type:
+    """jupyter_client's KernelManager without the control socket it connects at every start: it
+    is for shutdown requests, which nbjobs never sends (it kills its kernels, `Kernel.kill`), and
+    `request_shutdown` would still connect it.  Defined on first use (jupyter_client is imported
+    only when a kernel starts)."""
+    if not _manager:
+        from jupyter_client import KernelManager
+
+        class NbjobsKernelManager(KernelManager):
+            async def _async_post_start_kernel(self, **kw: Any) -> None:
+                self.start_restarter()
+                await self.provisioner.post_launch(**kw)
+
+        _manager.append(NbjobsKernelManager)
+    return _manager[0]
+
+
 def start_kernel(name: str, cwd: str, env: dict[str, str] | None = None, ahead: bool = False,
                  zygote: Any = None) -> Kernel:
     """Start a kernel called ``name`` in ``cwd`` (jupyter_client's KernelManager, asynchronous
@@ -308,9 +345,9 @@ def start_kernel(name: str, cwd: str, env: dict[str, str] | None = None, ahead: 
     else:
         cls = None
     if cls is None:
-        from jupyter_client import KernelManager as cls  # noqa: N813
+        cls = manager_class()
     km = cls(kernel_name=name, client_class="jupyter_client.asynchronous.AsyncKernelClient",
-             transport="ipc", ip=_socket_prefix())
+             transport="ipc", ip=_socket_prefix(), context=zmq_context())
     km.nbjobs_zygote, km.nbjobs_ahead = zygote, ahead
     km.nbjobs_path = "warm" if ahead else "cold"
     km.start_kernel(extra_arguments=list(KERNEL_ARGS), cwd=cwd, env=dict(env if env is not None else os.environ),

@@ -366,6 +366,8 @@ def run_attempt(spec: dict[str, Any], report: Report, pool: Any = None) -> dict[
     if not output_path.exists():
         done["output_path"] = None
     report(done)
+    if pool is not None:
+        pool.ended()
     if kernel is not None:
         kernel.kill()  # one job per kernel
     return done

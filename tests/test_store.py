@@ -365,6 +365,9 @@ def _race_worker(path: str, worker_id: str, out: str, merged: bool, barrier) -> 
     while got is not None:
         rec, number = got
         claimed.append([rec.id, number])
+        # the job's run, as in a worker: the write lock is free meanwhile (without it one process
+        # can take the lock back at every commit, before the others' busy handlers retry)
+        time.sleep(0.001)
         if merged:
             state, got = s.finish_and_claim(rec.id, number, worker_id, "succeeded")
         else:

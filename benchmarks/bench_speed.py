@@ -5,7 +5,8 @@ Baselines (each on the notebook ``x = 1`` / ``print(x)``, kernel ``python3``):
 - ``papermill CLI``: ``papermill in.ipynb out.ipynb`` as a fresh process per notebook, one after the
   other (importing papermill each time: it flatters nbjobs).
 - ``papermill API loop``: ``papermill.execute_notebook`` in a loop in one Python process (papermill
-  imported once; each notebook still starts its kernel), and that loop in a pool of 2 processes.
+  imported once; each notebook still starts its kernel), and that loop in a pool of 2 processes
+  (their clocks start together once both have imported papermill).
 
 nbjobs, one worker per mode (``--kernels cold``, ``--kernels pool``, ``--kernels fork``):
 
@@ -162,6 +163,8 @@ API_LOOP = textwrap.dedent("""\
         return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
                    for f in ("ru_utime", "ru_stime"))
     nb, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    print("ready", flush=True)
+    sys.stdin.readline()  # every process of the pool has imported papermill: go
     c0, t0, lat = cpu(), time.perf_counter(), []
     for i in range(n):
         s = time.perf_counter()
@@ -173,10 +176,16 @@ API_LOOP = textwrap.dedent("""\
 
 def bench_papermill_api(nb: Path, n: int, tmp: Path, processes: int) -> dict:
     """``processes`` Python processes, each running ``execute_notebook`` in a loop over its share of
-    ``n`` notebooks (papermill imported once per process, before the clock starts)."""
+    ``n`` notebooks (papermill imported once per process, before the clock starts; the clocks start
+    together, once every process has imported it, so no import runs beside another's notebooks)."""
     procs = [subprocess.Popen([sys.executable, "-c", API_LOOP, str(nb), str(tmp / f"api{processes}-{p}"),
-                               str(n // processes + (1 if p < n % processes else 0))],
+                               str(n // processes + (1 if p < n % processes else 0))], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for p in range(processes)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     results = [json.loads(p.communicate()[0]) for p in procs]
     return {"n": n, "wall": max(r["wall"] for r in results), "cpu": sum(r["cpu"] for r in results),
             "lat": [v for r in results for v in r["lat"]]}

@@ -19,7 +19,7 @@ nbjobs, one worker per mode (``--kernels cold``, ``--kernels pool``, ``--kernels
   share (the CPU time of the children the zygotes reaped).
 
 Then a notebook that imports pandas (forked kernels, with and without ``--preload pandas``, and with
-it and ``--pool 2``): seconds and CPU seconds per job, jobs one after another on one slot, and the
+it and ``--pool 1``: one kernel forked ahead per slot instead of two): seconds and CPU seconds per job, jobs one after another on one slot, and the
 submit -> ``succeeded`` p50 of a job alone (the worker idle); and memory: the RSS and PSS (shared pages counted once, from
 ``/proc/PID/smaps_rollup``) of a zygote and of a forked child running a job.
 
@@ -64,11 +64,11 @@ def notebook(path: Path, *sources: str) -> Path:
     return path
 
 
-#: the pandas notebook's worker settings: forked kernels without and with the preload, and with two
-#: kernels forked ahead per slot (a kernel forked ahead still takes 60-70 ms to start, which bounds
-#: one slot's rate when the jobs are shorter than that)
+#: the pandas notebook's worker settings: forked kernels without and with the preload (two forked
+#: ahead per slot, the default), and with the preload and one ahead (a kernel forked ahead still takes
+#: 60-70 ms to start, which bounds one slot's rate when the jobs are shorter than that)
 PANDAS_RUNS = {"forked": (), "forked, --preload pandas": ("--preload", "pandas"),
-               "forked, --preload pandas --pool 2": ("--preload", "pandas", "--pool", "2")}
+               "forked, --preload pandas --pool 1": ("--preload", "pandas", "--pool", "1")}
 
 
 def cpu_children() -> float:
@@ -356,7 +356,7 @@ def main() -> None:
         print(f"{label:34}{z[0]:>11.0f}{z[1]:>8.0f}{c[0]:>11.0f}{c[1]:>8.0f}")
 
     fork1, fork2, warm2 = tp[("forked", 1)], tp[("forked", 2)], tp[("warm pool", 2)]
-    plain, pre, pre2 = (pandas[k] for k in PANDAS_RUNS)
+    plain, pre, pre1 = (pandas[k] for k in PANDAS_RUNS)
     alone = [pct(pandas_lat[k], .5) for k in PANDAS_RUNS]
     print(f"\nbench_speed: forked c2 {fork2['n'] / fork2['wall']:.2f} jobs/s = "
           f"{(fork2['n'] / fork2['wall']) / (warm2['n'] / warm2['wall']):.2f}x warm pool (goal >= 4x) and "
@@ -364,7 +364,7 @@ def main() -> None:
           f"{fork1['cpu'] / fork1['n']:.3f} CPU-s/job (goal <= 0.2), of which the forked kernel "
           f"{fork1['kernel_cpu'] / fork1['n']:.3f} (goal <= 0.1); submit->succeeded p50 "
           f"{ms(pct(lat['forked'], .5))} (goal <= 30 ms); pandas with --preload {plain['wall'] / pre['wall']:.1f}x "
-          f"faster per job one slot after another (--pool 2: {plain['wall'] / pre2['wall']:.1f}x), "
+          f"faster per job one slot after another (--pool 1: {plain['wall'] / pre1['wall']:.1f}x), "
           f"{alone[0] / alone[1]:.1f}x a job alone (goal >= 5x); ran {total:.0f} s")
 
 

@@ -472,7 +472,8 @@ VERBS: tuple[Verb, ...] = (
              arg("--preload", metavar="MODULES", help="modules every job's kernel has imported before the job, e.g. "
                  "pandas,numpy (imported once in the zygote with --kernels fork); env NBJOBS_PRELOAD"),
              arg("--pool", type=int, metavar="N", help="kernels kept started ahead of need, each used by one job "
-                 "only (default: one per --concurrency slot, env NBJOBS_POOL_SIZE; with --executor dask: per Dask "
+                 "only (default: one per --concurrency slot, two with --kernels fork; env NBJOBS_POOL_SIZE; with "
+                 "--executor dask: per Dask "
                  "worker, default one per worker thread)"),
              arg("--no-warm", action="store_true", help="start every job's kernel when the job starts (the cold "
                  "path; same as --kernels cold)"),

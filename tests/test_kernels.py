@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import nbjobs
-from nbjobs.executors.local import LocalExecutor
+from nbjobs.executors.local import FORKED_AHEAD, LocalExecutor
 from nbjobs.kernels import kernel_exists
 from support.notebooks import INSIDE, assert_warm_equals_cold, write_notebook
 from support.procs import start_worker, stop_worker, wait_for
@@ -407,13 +407,17 @@ def test_the_zygote_is_restarted_replaced_and_unharmed_by_a_crashed_child(home, 
 
 
 def test_a_kernel_kept_ahead_that_dies_costs_the_next_job_nothing(home, tmp_path):
-    """The kernel forked ahead and connected for the next job is killed while it waits: the next
-    job takes another kernel, in one attempt, and nothing is charged to it."""
+    """The kernels forked ahead, one of them connected for the next job, are killed while they
+    wait: the next job takes another kernel, in one attempt, and nothing is charged to it."""
     proc = start_worker(home, "--kernels", "fork", "--concurrency", "1")
     try:
         zygote = wait_for(lambda: _zygotes(proc.pid), 60, "the zygote")
-        ahead = wait_for(lambda: {k for k in _kernels(proc.pid) if _parent(k) in zygote}, 60, "a kernel forked ahead")
-        wait_for(lambda: all(_clients(k) >= 2 for k in ahead), 30, "the runner host to connect to it")
+        def forked() -> set[int] | None:
+            found = {k for k in _kernels(proc.pid) if _parent(k) in zygote}
+            return found if len(found) == FORKED_AHEAD else None
+
+        ahead = wait_for(forked, 60, "the kernels forked ahead")
+        wait_for(lambda: any(_clients(k) >= 2 for k in ahead), 30, "the runner host to connect to one")
         for pid in ahead:
             os.kill(pid, signal.SIGKILL)
         job = nbjobs.submit("import os, nbjobs\nnbjobs.record('pid', os.getpid())", name="after",

@@ -188,8 +188,8 @@ def _child(req, out, mover, closing, base_path, set_by_imports):
 
 def _compile_ahead():
     """Compile once here what every kernel compiles at its first cell: tokenize's token pattern (a
-    cached function, used by IPython's input transformers), the largest part of a forked kernel's
-    own start-up work (about 5 ms).  Only a cache is filled: nothing is imported."""
+    cached function, used by IPython's input transformers), 45 of the 60 ms of regular-expression
+    compiling profiled in four forked kernels' starts.  Only a cache is filled: nothing is imported."""
     import tokenize
 
     compile_pattern, pattern = getattr(tokenize, "_compile", None), getattr(tokenize, "PseudoToken", None)

@@ -204,6 +204,10 @@ class Worker:
         self.store.register_worker(self.id, concurrency=concurrency, executor=executor,
                                    autostarted=self.autostarted, state=state)
 
+    def _slot_free(self, now: float) -> bool:
+        """Whether this worker claims a job now: not stopping, a slot free, and `_may_claim`."""
+        return self._stop_at is None and len(self.running) < self.concurrency and self._may_claim(now)
+
     def _may_claim(self, now: float) -> bool:
         """Whether this worker claims now: not while its kernels keep failing to start, and (for an
         auto-started worker) not while a worker started on purpose is alive for the home."""
@@ -300,7 +304,7 @@ class Worker:
                     if now >= self._stop_at:
                         for r in self.running.values():
                             self._request_stop(r, "release")
-                elif len(self.running) < self.concurrency and self._may_claim(now):
+                elif self._slot_free(now):
                     version = store.data_version()
                     if self._poked or version != last_version or now - last_claim > 0.5:
                         last_version, last_claim = version, now
@@ -482,7 +486,7 @@ class Worker:
         end = {"error": error, "outputs": done.get("outputs") or (), "output_path": done.get("output_path"),
                "log_tail": tail}
         claimed = None
-        if self._stop_at is None and len(self.running) < self.concurrency and self._may_claim(time.monotonic()):
+        if self._slot_free(time.monotonic()):
             # the slot is free: end this attempt and claim the slot's next job in one transaction
             try:
                 state, claimed = self.store.finish_and_claim(h.job_id, h.number, self.id, outcome,

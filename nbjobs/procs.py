@@ -109,11 +109,12 @@ class Proc:
         return self.signal(signal.SIGKILL, group=group)
 
 
-def workers_starting(home: os.PathLike | str) -> list[int]:
-    """Pids of ``nbjobs worker`` commands started on purpose (not ``--autostarted``) for ``home``
-    that run now, read from ``/proc``: a worker counts from the moment its command starts, before it
-    has imported anything or registered in SQLite (see `nbjobs.worker.Worker`).  Only this user's
-    processes; ``[]`` where ``/proc`` cannot be read."""
+def workers_starting(home: os.PathLike | str, *, autostarted: bool = False) -> list[int]:
+    """Pids of ``nbjobs worker`` commands started on purpose (not ``--autostarted``; with
+    ``autostarted``, only those nbjobs started on its own) for ``home`` that run now, read from
+    ``/proc``: a worker counts from the moment its command starts, before it has imported anything
+    or registered in SQLite (see `nbjobs.worker.Worker`).  Only this user's processes; ``[]`` where
+    ``/proc`` cannot be read."""
     from pathlib import Path
 
     home = Path(home).expanduser().absolute()
@@ -132,7 +133,7 @@ def workers_starting(home: os.PathLike | str) -> list[int]:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
             at = next((i for i, a in enumerate(argv) if a == b"nbjobs" or a.endswith(b"/nbjobs")), None)
-            if at is None or argv[at + 1:at + 2] != [b"worker"] or b"--autostarted" in argv:
+            if at is None or argv[at + 1:at + 2] != [b"worker"] or (b"--autostarted" in argv) != autostarted:
                 continue
             with open(f"/proc/{entry}/environ", "rb") as f:
                 env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)

@@ -22,6 +22,22 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     yield h
     nbjobs.store._local.__dict__.get("stores", {}).clear()
+    stop_autostarted(h)
+
+
+def stop_autostarted(home: Path) -> None:
+    """Stop the workers nbjobs started on its own for this test's home (``--autostarted``; one may
+    still be starting).  They would otherwise idle for 15 minutes, with their runner hosts and
+    kernels, through the rest of the run."""
+    import signal
+
+    from nbjobs.procs import Proc, workers_starting
+    from support.procs import wait_for
+
+    procs = [p for p in map(Proc.of, workers_starting(home, autostarted=True)) if p is not None]
+    for p in procs:
+        p.signal(signal.SIGTERM)
+    wait_for(lambda: not any(p.alive() for p in procs), 30, "the autostarted workers to stop")
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def snapshot(db: Path) -> dict[str, list] | None:
     try:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
                   if not r[0].startswith("jobs_fts")]
-        assert {"jobs", "events", "attempts", "outputs", "workers", "expired", "settings"} <= set(tables)
+        assert {"jobs", "event_log", "attempt_log", "outputs", "workers", "expired", "settings"} <= set(tables)
         def columns(t: str) -> str:  # a live worker's heartbeat moves on its own; all else must stand still
             names = [r[1] for r in conn.execute(f"PRAGMA table_info({t})")]
             return ", ".join(n for n in names if (t, n) != ("workers", "heartbeat_at"))

@@ -74,12 +74,14 @@ def test_new_database_schema_and_pragmas(tmp_path):
     assert s.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert s.conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(config.BUSY_TIMEOUT * 1000)
     tables = {r["name"] for r in rows(s, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"jobs", "attempts", "events", "outputs", "workers", "expired", "settings", "deps", "schedules",
+    assert tables == {"jobs", "attempt_log", "event_log", "outputs", "workers", "expired", "settings", "deps", "schedules",
                       "schedule_events", "outbox", "leases", "groups",
                       # v8: the search index (FTS5) and its shadow tables
                       "jobs_fts", "jobs_fts_data", "jobs_fts_idx", "jobs_fts_docsize", "jobs_fts_config",
                       # v14: what the index rows of jobs whose text changed hold, until re-indexed
                       "jobs_fts_stale"}
+    # v15: the history is read through views with the old tables' names and columns
+    assert {r["name"] for r in rows(s, "SELECT name FROM sqlite_master WHERE type = 'view'")} == {"attempts", "events"}
     add(s)  # a write, so the WAL file exists
     assert mode_of(home / "nbjobs.db") == 0o600
     assert mode_of(home / "nbjobs.db-wal") == 0o600
@@ -102,8 +104,10 @@ def test_existing_home_is_made_private(tmp_path):
 
 
 def test_foreign_keys_are_enforced(store):
+    with pytest.raises(sqlite3.IntegrityError):  # no job has seq 999
+        store.conn.execute("INSERT INTO attempt_log (job, number, started_at) VALUES (999, 1, 0)")
     with pytest.raises(sqlite3.IntegrityError):
-        store.conn.execute("INSERT INTO attempts (job_id, number, started_at) VALUES ('nope', 1, 0)")
+        store.conn.execute("INSERT INTO event_log (job, id, at, to_state) VALUES (999, 1, 0, 'queued')")
 
 
 def test_insert_defaults(store):
@@ -919,9 +923,9 @@ def test_migration_v14_keeps_a_v13_homes_events_attempts_and_search(tmp_path):
     assert s.version == SCHEMA_VERSION
     assert [tuple(r) for r in s.conn.execute("SELECT * FROM events ORDER BY id")] == events_before
     assert [tuple(r) for r in s.conn.execute("SELECT * FROM attempts ORDER BY job_id")] == attempts_before
-    for table in ("events", "attempts"):
+    for table in ("event_log", "attempt_log"):  # v15 moved v14's tables, keyed by the job's seq
         sql = s.conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
-        assert "WITHOUT ROWID" in sql and "REFERENCES jobs (id) ON DELETE CASCADE" in sql
+        assert "WITHOUT ROWID" in sql and "REFERENCES jobs (seq) ON DELETE CASCADE" in sql
     assert [e["id"] for e in s.events(done)] == [7, 12, 20]
     assert sorted(r.name for r in s.search("legacy")) == ["old-failed", "old-succeeded"]  # v13's index rows
     assert s.index_pending() == 0                                           # nothing to add: all indexed
@@ -938,5 +942,56 @@ def test_migration_v14_keeps_a_v13_homes_events_attempts_and_search(tmp_path):
     assert rows(s, "SELECT count(*) AS n FROM attempts WHERE job_id = ?", done) == [{"n": 0}]
     assert sorted(r.id for r in s.search("legacy")) == sorted([failed, new])
     assert s.conn.execute("INSERT INTO jobs_fts (jobs_fts) VALUES ('integrity-check')")
+    assert s.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    s.close()
+
+
+def test_migration_v15_keys_history_by_seq_and_keeps_every_row(tmp_path):
+    """v15: jobs rebuilt with ``seq`` (its old rowid), history moved to ``event_log`` and
+    ``attempt_log`` and read through views as before; the outputs and dependencies that reference
+    jobs are not cascaded away by the rebuild; a VACUUM keeps each row with its job; deleting a job
+    still takes its history with it."""
+    from nbjobs.store.schema import migrate_v15_history_by_seq
+
+    path = tmp_path / "nbjobs.db"
+    conn = _home_before(path, migrate_v15_history_by_seq)
+    ids = [c * 32 for c in "abcd"]
+    for i, job in enumerate(ids):
+        conn.execute("INSERT INTO jobs (id, name, kind, state, submitted_at, run_at, updated_at) "
+                     "VALUES (?, ?, 'cell', 'queued', ?, ?, ?)", (job, f"j{i}", i, i, i))
+        conn.execute("INSERT INTO events (job_id, id, at, to_state, reason) VALUES (?, 1, ?, 'queued', 'submitted')", (job, i))
+    conn.execute("DELETE FROM events WHERE job_id = ?", (ids[1],))  # (the cascade, by hand in this transaction)
+    conn.execute("DELETE FROM jobs WHERE id = ?", (ids[1],))  # a gap in the rowids
+    for job in (ids[2], ids[3]):
+        conn.execute("UPDATE jobs SET state = 'failed', attempts = 1, finished_at = 9 WHERE id = ?", (job,))
+        conn.execute("INSERT INTO attempts (job_id, number, worker_id, started_at, outcome) VALUES (?, 1, 'w', 5, 'error')",
+                     (job,))
+    conn.execute("INSERT INTO outputs (job_id, name, kind, value, recorded_at) VALUES (?, 'x', 'scalar', '1', 1)", (ids[2],))
+    conn.execute("INSERT INTO deps (job_id, upstream_id) VALUES (?, ?)", (ids[3], ids[2]))
+    conn.execute("COMMIT")
+    rowid = dict(conn.execute("SELECT id, rowid FROM jobs").fetchall())
+    tables = ("events", "attempts", "outputs", "deps")
+    before = {t: sorted(map(tuple, conn.execute(f"SELECT * FROM {t}"))) for t in tables}
+    assert [len(before[t]) for t in tables] == [3, 2, 1, 1]
+    conn.close()
+
+    s = Store(path)
+    assert s.version == SCHEMA_VERSION
+    assert dict(s.conn.execute("SELECT id, seq FROM jobs").fetchall()) == rowid
+    assert {t: sorted(map(tuple, s.conn.execute(f"SELECT * FROM {t}"))) for t in tables} == before
+    assert s.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # back on after the migration
+    rec, n = s.claim("w2")  # the one queued job
+    assert rec.id == ids[0] and s.finish_attempt(rec.id, n, "w2", "succeeded") == "succeeded"
+    assert [e["to_state"] for e in s.events(rec.id)] == ["queued", "running", "succeeded"]
+    s.conn.execute("VACUUM")  # keeps INTEGER PRIMARY KEYs (it may renumber implicit rowids)
+    after = {t: sorted(map(tuple, s.conn.execute(f"SELECT * FROM {t}"))) for t in tables}
+    assert (after["outputs"], after["deps"]) == (before["outputs"], before["deps"])
+    assert [a for a in after["attempts"] if a[0] != ids[0]] == before["attempts"]  # ids[0]'s attempt is new
+    assert [(e["job_id"], e["to_state"]) for e in map(dict, s.conn.execute("SELECT * FROM events"))
+            if e["job_id"] != ids[0]] == [(ids[2], "queued"), (ids[3], "queued")]
+    assert s.prune([ids[2]], ACTOR) == 1  # its events, attempt and output go with it
+    assert [rows(s, f"SELECT count(*) AS n FROM {t} WHERE job_id = ?", ids[2]) for t in ("events", "attempts", "outputs")] == \
+        [[{"n": 0}]] * 3
+    assert s.conn.execute("SELECT count(*) FROM event_log").fetchone()[0] == 4  # ids[0]: 3, ids[3]: 1
     assert s.conn.execute("PRAGMA foreign_key_check").fetchall() == []
     s.close()

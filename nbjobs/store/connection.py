@@ -144,9 +144,19 @@ class ConnMixin:
                              f"{SCHEMA_VERSION}); upgrade nbjobs: pip install -U nbjobs")
         if current == SCHEMA_VERSION:
             return current
-        with self._tx() as conn:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
-            apply_migrations(conn, current, SCHEMA_VERSION)
+        # a step may rebuild a table others reference (v15: jobs): with foreign keys on, dropping the
+        # old one would cascade.  They are checked before the commit instead.  (A no-op in a transaction.)
+        self.conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with self._tx() as conn:
+                current = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+                apply_migrations(conn, current, SCHEMA_VERSION)
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(f"{self.path}: migrating to schema {SCHEMA_VERSION} would break "
+                                     f"{len(broken)} references (first: {tuple(broken[0])}); nothing was changed")
+        finally:
+            self.conn.execute("PRAGMA foreign_keys=ON")
         return SCHEMA_VERSION
 
     def data_version(self) -> int:

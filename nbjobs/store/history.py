@@ -80,13 +80,13 @@ class HistoryMixin:
         if attempts:
             sql = ("SELECT j.id, a.number, j.name, j.kind, j.state, a.outcome, j.reason, j.attempts, j.priority, "
                    "j.tags, j.submitted_at, a.started_at, a.began_at, a.finished_at, a.error_type, a.error_message, "
-                   "a.code_hash, a.worker_id, a.output_path FROM jobs j JOIN attempts a ON a.job_id = j.id"
-                   f"{cond} ORDER BY j.submitted_at, j.rowid, a.number")
+                   "a.code_hash, a.worker_id, a.output_path FROM jobs j JOIN attempt_log a ON a.job = j.seq"
+                   f"{cond} ORDER BY j.submitted_at, j.seq, a.number")
             return self._columns(sql, params, len(self.ATTEMPT_COLUMNS))
         sql = ("SELECT j.id, j.name, j.kind, j.state, j.reason, j.attempts, j.priority, j.tags, j.submitted_at, "
                "j.started_at, j.began_at, j.finished_at, j.error_type, j.error_message, j.code_hash, a.worker_id, j.output_path "
-               "FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts"
-               f"{cond} ORDER BY j.submitted_at, j.rowid")
+               "FROM jobs j LEFT JOIN attempt_log a ON a.job = j.seq AND a.number = j.attempts"
+               f"{cond} ORDER BY j.submitted_at, j.seq")
         return self._columns(sql, params, len(self.HISTORY_COLUMNS))
 
     def outcome_rows(self, since: float, group: str | None = "name") -> Iterator[tuple]:

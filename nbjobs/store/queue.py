@@ -13,6 +13,7 @@ from ..errors import BadInput
 from ..job import TERMINAL_VALUES, JobRecord, State
 from .connection import host
 from .outbox import NOTIFY_URL
+from .records import SEQ_OF
 
 
 #: the claim's per-name limit: a job with a concurrency key is claimable only while fewer than its
@@ -24,7 +25,7 @@ _UNDER_LIMIT = ("(jobs.concurrency_key IS NULL OR (SELECT count(*) FROM jobs AS 
 
 #: `QueueMixin.finish_attempt`'s read of the job, with what the end needs to know in the same
 #: statement: the home's webhook URL and whether any job waits for this one
-_FINISH_READ = ("SELECT id, state, worker_id, attempts, cancel_requested, options, failures, retries, infra_failures, "
+_FINISH_READ = ("SELECT seq, id, state, worker_id, attempts, cancel_requested, options, failures, retries, infra_failures, "
                 f"{NOTIFY_URL} AS _notify_url, EXISTS (SELECT 1 FROM deps WHERE upstream_id = jobs.id) AS _downstream "
                 "FROM jobs WHERE id = ?")
 #: `QueueMixin.claim`'s read of the job it claimed, with the home's webhook URL
@@ -37,7 +38,7 @@ _CLAIM_SQL: dict[str, str] = {}
 _CLAIM_SETS = ("worker_id = ?, lease_until = ?, attempts = ?, started_at = COALESCE(started_at, ?), reason = NULL, "
                "progress_done = 0, progress_total = 0, began_at = NULL, slow_at = NULL, slow_after = NULL, "
                "report_path = NULL")
-_ATTEMPT_INSERT = ("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
+_ATTEMPT_INSERT = ("INSERT INTO attempt_log (job, number, worker_id, host, pid, started_at, kernel, code_hash) "
                    "VALUES (?,?,?,?,?,?,?,?)")
 
 
@@ -88,7 +89,7 @@ class QueueMixin:
         # the row as claimed (read back: cheaper than UPDATE ... RETURNING, which SQLite buffers)
         job = conn.execute(_CLAIMED_READ, (row[0],)).fetchone()
         rec = self._record(job)
-        conn.execute(_ATTEMPT_INSERT, (rec.id, number, worker_id, _HOST, pid or os.getpid(), now, rec.kernel,
+        conn.execute(_ATTEMPT_INSERT, (job["seq"], number, worker_id, _HOST, pid or os.getpid(), now, rec.kernel,
                                        rec.code_hash))
         self._enqueue_notification(conn, rec.id, _RUNNING, now, job["options"], job["_notify_url"])
         return rec, number
@@ -147,7 +148,7 @@ class QueueMixin:
         at ``at`` (the worker's clock, like the claim's: a Dask worker's may differ).  Runtimes count from here; before, the receipt says the
         attempt is starting."""
         with self._tx() as conn:
-            conn.execute("UPDATE attempts SET began_at = ? WHERE job_id = ? AND number = ?", (at, job_id, number))
+            conn.execute(f"UPDATE attempt_log SET began_at = ? WHERE job = {SEQ_OF} AND number = ?", (at, job_id, number))
             conn.execute("UPDATE jobs SET began_at = ?, updated_at = ? WHERE id = ? AND worker_id = ? AND "
                          "state = 'running' AND attempts = ?", (at, time.time(), job_id, worker_id, number))
 
@@ -160,7 +161,7 @@ class QueueMixin:
             return
         sets = ", ".join(f"{k} = ?" for k in info)
         with self._tx() as conn:
-            conn.execute(f"UPDATE attempts SET {sets} WHERE job_id = ? AND number = ?",
+            conn.execute(f"UPDATE attempt_log SET {sets} WHERE job = {SEQ_OF} AND number = ?",
                          (*info.values(), job_id, number))
             if "output_path" in info:
                 conn.execute("UPDATE jobs SET output_path = ?, updated_at = ? WHERE id = ?",
@@ -171,7 +172,8 @@ class QueueMixin:
         when that attempt is its latest: the panel's row then links to it)."""
         now = time.time()
         with self._tx() as conn:
-            conn.execute("UPDATE attempts SET report_path = ? WHERE job_id = ? AND number = ?", (path, job_id, number))
+            conn.execute(f"UPDATE attempt_log SET report_path = ? WHERE job = {SEQ_OF} AND number = ?",
+                         (path, job_id, number))
             conn.execute("UPDATE jobs SET report_path = ?, updated_at = ? WHERE id = ? AND attempts = ?",
                          (path, now, job_id, number))
 
@@ -224,8 +226,8 @@ class QueueMixin:
         job = conn.execute(_FINISH_READ, (job_id,)).fetchone()
         if job is None or job["state"] != "running" or job["worker_id"] != worker_id \
                 or job["attempts"] != number:
-            conn.execute("UPDATE attempts SET outcome = 'stale', finished_at = ? "
-                         "WHERE job_id = ? AND number = ? AND outcome = 'running'", (now, job_id, number))
+            conn.execute(f"UPDATE attempt_log SET outcome = 'stale', finished_at = ? "
+                         f"WHERE job = {SEQ_OF} AND number = ? AND outcome = 'running'", (now, job_id, number))
             return None
         for out in outputs:
             conn.execute(
@@ -253,11 +255,11 @@ class QueueMixin:
                                  **options.get("backoff", {}))
         err = error or {}
         conn.execute(
-            "UPDATE attempts SET finished_at = ?, outcome = ?, error_type = ?, error_message = ?, error_cell = ?, "
+            "UPDATE attempt_log SET finished_at = ?, outcome = ?, error_type = ?, error_message = ?, error_cell = ?, "
             "error_traceback = ?, output_path = COALESCE(?, output_path), log_tail = ? "
-            "WHERE job_id = ? AND number = ?",
+            "WHERE job = ? AND number = ?",
             (now, outcome, err.get("type"), err.get("message"), err.get("cell"), err.get("traceback"),
-             output_path, log_tail, job["id"], job["attempts"]))
+             output_path, log_tail, job["seq"], job["attempts"]))
         terminal = decision.state in TERMINAL_VALUES
         ok = outcome == "succeeded"
         why = f"attempt {job['attempts']}: {outcome}"
@@ -295,8 +297,8 @@ class QueueMixin:
                               sets="worker_id = NULL, lease_until = NULL, run_at = ?, reason = 'released'",
                               params=(now,), where="worker_id = ? AND attempts = ?", where_params=(worker_id, number)):
                 return False
-            conn.execute("UPDATE attempts SET finished_at = ?, outcome = 'released' WHERE job_id = ? AND number = ?",
-                         (now, job_id, number))
+            conn.execute(f"UPDATE attempt_log SET finished_at = ?, outcome = 'released' WHERE job = {SEQ_OF} "
+                         "AND number = ?", (now, job_id, number))
         return True
 
     def reclaim_expired(self, actor: str, now: float | None = None) -> list[tuple[str, str]]:

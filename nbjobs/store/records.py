@@ -20,6 +20,12 @@ _STATES = {s.value: s for s in State}
 _VALUES = {s.value: s.value for s in State}
 #: `RecordsMixin._move`'s statements, by (sets, where, returning): built once
 _MOVE_SQL: dict[tuple[str, str, bool], str] = {}
+#: one line of a job's history, numbered after its last (``event_log`` is keyed by the job's ``seq``)
+_EVENT_INSERT = ("INSERT INTO event_log (job, id, at, from_state, to_state, reason, actor) "
+                 "SELECT seq, COALESCE((SELECT MAX(e.id) FROM event_log e WHERE e.job = seq), 0) + 1, ?2, ?3, ?4, ?5, ?6 "
+                 "FROM jobs WHERE id = ?1")
+#: the ``seq`` of the job whose full ID is the statement's next parameter: the key of its history rows
+SEQ_OF = "(SELECT seq FROM jobs WHERE id = ?)"
 #: per column list of a row (``row.keys()``): the (field, position) pairs of a `JobRecord`
 _LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
 
@@ -79,9 +85,7 @@ class RecordsMixin:
     def _event(self, conn: sqlite3.Connection, job_id: str, old: str | None, new: str,
                reason: str | None, actor: str | None, at: float) -> None:
         """Record one line of the job's history (``old`` -> ``new``, why, by whom)."""
-        conn.execute("INSERT INTO events (job_id, id, at, from_state, to_state, reason, actor) VALUES "
-                     "(?1, (SELECT COALESCE(MAX(id), 0) + 1 FROM events WHERE job_id = ?1), ?2, ?3, ?4, ?5, ?6)",
-                     (job_id, at, old, new, reason, actor))
+        conn.execute(_EVENT_INSERT, (job_id, at, old, new, reason, actor))
 
     def _move(self, conn: sqlite3.Connection, job_id: str, old: State | str, new: State | str, why: str,
               actor: str | None, now: float, *, sets: str = "", params: Iterable[Any] = (), where: str = "",

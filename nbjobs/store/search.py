@@ -57,8 +57,8 @@ class SearchMixin:
         return stale + new
 
     def rebuild_search(self) -> None:
-        """Rebuild the search index from every job (after a ``VACUUM``, which may renumber the jobs'
-        rowids the index rows follow)."""
+        """Rebuild the search index from every job (the repair for an index that went wrong; the rowids
+        it follows are ``jobs.seq``, which a ``VACUUM`` keeps since schema v15)."""
         with self._tx() as conn:
             conn.execute("INSERT INTO jobs_fts (jobs_fts) VALUES ('rebuild')")
             conn.execute("DELETE FROM jobs_fts_stale")

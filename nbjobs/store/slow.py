@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from .. import policy
+from .records import SEQ_OF
 
 
 class SlowMixin:
@@ -15,7 +16,7 @@ class SlowMixin:
         rows).  An indexed read (``jobs_name``) backwards from the newest submit."""
         rows = self._q(
             "SELECT COALESCE(a.finished_at - a.started_at, j.finished_at - j.started_at) FROM jobs j "
-            "LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts "
+            "LEFT JOIN attempt_log a ON a.job = j.seq AND a.number = j.attempts "
             "WHERE j.name = ? AND j.state = 'succeeded' ORDER BY j.submitted_at DESC LIMIT ?", (name, int(limit)))
         return [r[0] for r in rows if r[0] is not None]
 
@@ -32,6 +33,7 @@ class SlowMixin:
                 (now, float(threshold), now, job_id, worker_id, int(number))).fetchone()
             if row is None:
                 return False
-            conn.execute("UPDATE attempts SET slow_at = ? WHERE job_id = ? AND number = ?", (now, job_id, int(number)))
+            conn.execute(f"UPDATE attempt_log SET slow_at = ? WHERE job = {SEQ_OF} AND number = ?",
+                         (now, job_id, int(number)))
             self._enqueue_notification(conn, job_id, "slow", now, row["options"])
         return True

@@ -48,7 +48,8 @@ def insert_rows(store: Store, rows: Iterable[dict[str, Any]]) -> int:
 def bulk_insert(store: Store, table: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], *,
                 defer_indexes: bool = False) -> int:
     """Load many rows into ``table`` (``jobs``, ``attempts`` or ``events``) in one transaction with
-    ``executemany`` (no events, no checks).  ``defer_indexes=True`` drops the table's secondary
+    ``executemany`` (no events, no checks).  Attempts and events name their job by ``job_id`` (the
+    columns of the views); they are written to ``attempt_log`` and ``event_log`` under its ``seq``.  ``defer_indexes=True`` drops the table's secondary
     indexes first and rebuilds them after (about 3x faster for a million rows; only on a database
     no other process is using).  Returns the number of rows written.
 
@@ -68,6 +69,12 @@ def bulk_insert(store: Store, table: str, columns: Iterable[str], rows: Iterable
     indexes = store._q("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
                        "AND sql IS NOT NULL", (table,)) if defer_indexes else []
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    if table != "jobs":  # the views' rows: into the log, keyed by the job's seq (job_id last)
+        at = columns.index("job_id")
+        rest = columns[:at] + columns[at + 1:]
+        sql = (f"INSERT INTO {table[:-1]}_log (job, {', '.join(rest)}) SELECT seq, {', '.join('?' * len(rest))} "
+               "FROM jobs WHERE id = ?")
+        rows = (tuple(r[:at]) + tuple(r[at + 1:]) + (r[at],) for r in map(tuple, rows))
     cache = store._q("PRAGMA cache_size")[0][0]
     store.conn.execute("PRAGMA cache_size = -262144")  # 256 MiB while loading: fewer page writes
     try:
@@ -108,8 +115,8 @@ def retime(store: Store, job_id: str, submitted_at: float, attempts: Iterable[tu
     with store._tx() as conn:
         job = conn.execute("SELECT finished_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
         for number, (start, began, end) in enumerate(spans, 1):
-            conn.execute("UPDATE attempts SET started_at = ?, began_at = ?, finished_at = ? WHERE job_id = ? AND "
-                         "number = ?", (start, began, end, job_id, number))
+            conn.execute("UPDATE attempt_log SET started_at = ?, began_at = ?, finished_at = ? "
+                         "WHERE job = (SELECT seq FROM jobs WHERE id = ?) AND number = ?", (start, began, end, job_id, number))
         finished = None
         if job["finished_at"] is not None:
             finished = finished_at if finished_at is not None else spans[-1][2] if spans else submitted_at

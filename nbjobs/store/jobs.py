@@ -95,10 +95,11 @@ class JobsMixin:
             sql = _INSERT_SQL[keys] = (
                 f"INSERT INTO jobs ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))}) "
                 "ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING")
-        if conn.execute(sql, tuple(row.values())).rowcount == 0:
+        cur = conn.execute(sql, tuple(row.values()))
+        if cur.rowcount == 0:
             return False
         why = "submitted" + (f" after {', '.join(short_id(u) for u in after)}" if after else "")
-        self._event(conn, row["id"], None, row["state"], why, actor, now)
+        self._event(conn, cur.lastrowid, None, row["state"], why, actor, now)  # lastrowid: the job's seq
         if after:
             conn.executemany("INSERT INTO deps (job_id, upstream_id) VALUES (?, ?)", [(row["id"], u) for u in after])
             self._resolve(conn, [row["id"]], actor, now)

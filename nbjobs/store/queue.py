@@ -78,18 +78,18 @@ class QueueMixin:
         sql = _CLAIM_SQL.get(fit)
         if sql is None:
             sql = _CLAIM_SQL[fit] = (
-                "SELECT id, state, attempts FROM jobs INDEXED BY jobs_ready WHERE state IN ('queued', 'retrying') "
+                "SELECT id, state, attempts, seq FROM jobs INDEXED BY jobs_ready WHERE state IN ('queued', 'retrying') "
                 f"AND run_at <= ? AND {_UNDER_LIMIT} {fit}ORDER BY priority DESC, submitted_at, id LIMIT 1")
         row = conn.execute(sql, (now,)).fetchone()
         if row is None:
             return None
         number = row[2] + 1
         self._move(conn, row[0], row[1], _RUNNING, f"attempt {number}", f"worker:{worker_id}", now,
-                   sets=_CLAIM_SETS, params=(worker_id, now + lease, number, now))
+                   sets=_CLAIM_SETS, params=(worker_id, now + lease, number, now), seq=row[3])
         # the row as claimed (read back: cheaper than UPDATE ... RETURNING, which SQLite buffers)
         job = conn.execute(_CLAIMED_READ, (row[0],)).fetchone()
         rec = self._record(job)
-        conn.execute(_ATTEMPT_INSERT, (job["seq"], number, worker_id, _HOST, pid or os.getpid(), now, rec.kernel,
+        conn.execute(_ATTEMPT_INSERT, (row[3], number, worker_id, _HOST, pid or os.getpid(), now, rec.kernel,
                                        rec.code_hash))
         self._enqueue_notification(conn, rec.id, _RUNNING, now, job["options"], job["_notify_url"])
         return rec, number
@@ -275,7 +275,8 @@ class QueueMixin:
                    params=(None if ok else decision.reason, decision.failures, decision.infra_failures,
                            now + decision.delay, now if terminal else None, output_path,
                            None if ok else err.get("type"), None if ok else err.get("message"),
-                           None if ok else err.get("cell"), None if ok else err.get("traceback"), log_tail))
+                           None if ok else err.get("cell"), None if ok else err.get("traceback"), log_tail),
+                   seq=job["seq"])
         self._changed(conn, job["id"], decision.state, actor, now, job["options"],
                       *((job["_notify_url"], job["_downstream"]) if "_downstream" in job.keys() else ()))
         return decision.state

@@ -20,10 +20,12 @@ _STATES = {s.value: s for s in State}
 _VALUES = {s.value: s.value for s in State}
 #: `RecordsMixin._move`'s statements, by (sets, where, returning): built once
 _MOVE_SQL: dict[tuple[str, str, bool], str] = {}
-#: one line of a job's history, numbered after its last (``event_log`` is keyed by the job's ``seq``)
-_EVENT_INSERT = ("INSERT INTO event_log (job, id, at, from_state, to_state, reason, actor) "
-                 "SELECT seq, COALESCE((SELECT MAX(e.id) FROM event_log e WHERE e.job = seq), 0) + 1, ?2, ?3, ?4, ?5, ?6 "
-                 "FROM jobs WHERE id = ?1")
+#: one line of a job's history, numbered after its last: ``event_log`` is keyed by the job's ``seq``,
+#: given (``?1``) or looked up by its ID (`RecordsMixin._event`)
+_EVENT_INSERT = ("INSERT INTO event_log (job, id, at, from_state, to_state, reason, actor) VALUES "
+                 "({job}, COALESCE((SELECT MAX(id) FROM event_log WHERE job = {job}), 0) + 1, ?2, ?3, ?4, ?5, ?6)")
+_EVENT_BY_SEQ = _EVENT_INSERT.format(job="?1")
+_EVENT_BY_ID = _EVENT_INSERT.format(job="(SELECT seq FROM jobs WHERE id = ?1)")
 #: the ``seq`` of the job whose full ID is the statement's next parameter: the key of its history rows
 SEQ_OF = "(SELECT seq FROM jobs WHERE id = ?)"
 #: per column list of a row (``row.keys()``): the (field, position) pairs of a `JobRecord`
@@ -82,14 +84,15 @@ class RecordsMixin:
         values = tuple(row)
         return _decoded({k: values[i] for k, i in layout})
 
-    def _event(self, conn: sqlite3.Connection, job_id: str, old: str | None, new: str,
+    def _event(self, conn: sqlite3.Connection, job: str | int, old: str | None, new: str,
                reason: str | None, actor: str | None, at: float) -> None:
-        """Record one line of the job's history (``old`` -> ``new``, why, by whom)."""
-        conn.execute(_EVENT_INSERT, (job_id, at, old, new, reason, actor))
+        """Record one line of the job's history (``old`` -> ``new``, why, by whom); ``job``: its full
+        ID, or its ``seq`` where the caller has read it (no lookup)."""
+        conn.execute(_EVENT_BY_SEQ if isinstance(job, int) else _EVENT_BY_ID, (job, at, old, new, reason, actor))
 
     def _move(self, conn: sqlite3.Connection, job_id: str, old: State | str, new: State | str, why: str,
               actor: str | None, now: float, *, sets: str = "", params: Iterable[Any] = (), where: str = "",
-              where_params: Iterable[Any] = (), returning: bool = False) -> Any:
+              where_params: Iterable[Any] = (), returning: bool = False, seq: int | None = None) -> Any:
         """Move job ``job_id`` from state ``old`` to ``new`` inside ``conn``'s transaction: every change
         of ``jobs.state`` goes through here.
 
@@ -97,7 +100,7 @@ class RecordsMixin:
         `IllegalTransition` and the caller's transaction rolls back).  The row is updated only while
         it is still ``old`` (and matches ``where``, SQL with ``where_params``); ``updated_at``
         becomes ``now`` and ``sets`` (SQL assignments with ``params``) apply too; the move is
-        recorded in ``events``.  Returns True, or False when no row was in ``old`` any more; with
+        recorded in ``events`` (``seq``: the job's, if the caller has read it).  Returns True, or False when no row was in ``old`` any more; with
         ``returning``, the updated row (`sqlite3.Row`) or None.
         """
         old, new = _VALUES.get(old) or State(old).value, _VALUES.get(new) or State(new).value
@@ -112,7 +115,7 @@ class RecordsMixin:
         row = cur.fetchone() if returning else None
         if (row is None) if returning else cur.rowcount == 0:
             return None if returning else False
-        self._event(conn, job_id, old, new, why, actor, now)
+        self._event(conn, job_id if seq is None else seq, old, new, why, actor, now)
         return row if returning else True
 
     def _unknown(self, prefix: str) -> Exception:

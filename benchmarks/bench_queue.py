@@ -28,18 +28,19 @@ Every nbjobs job is checked afterwards: N rows, all ``succeeded``, N attempt row
 
 Then an untimed pass (`PAGES_N` jobs each, automatic checkpoints off) counts the WAL frames each
 side writes: pages per job and per commit (read from the WAL's frame headers), the cost the
-ratios mostly come from (each page a commit changes is a frame: 5-8 us here).  nbjobs writes about
-5.5 pages a submit (its row, its id, ``jobs_ready``, ``jobs_submitted``, an event) and about 10 a
-claim+finish commit (two job rows, ``jobs_submitted``, ``jobs_running``, ``jobs_finished``, two
-events and two attempt rows in the b-trees clustered by random job IDs); huey 2.1 an enqueue and
-2.2 a dequeue or a stored result (4.4 a task); the bare queue 2.1 and 2.4.
+ratios mostly come from (each page a commit changes is a frame: 6-8 us here).  nbjobs writes about
+5.4 pages a submit (its row, its id, ``jobs_ready``, ``jobs_submitted``, an event) and about 8.4 a
+claim+finish commit (two job rows, ``jobs_ready``, ``jobs_submitted``, ``jobs_running``,
+``jobs_finished``, and the events and attempt rows of two neighbouring jobs, keyed by ``jobs.seq``
+since schema v15); huey 2.1 an enqueue and 2.2 a dequeue or a stored result (4.4 a task); the bare
+queue 2.1 and 2.4.
 
-Runs on a 2-core machine shared with other work (load average 1-4), ``--n 2000 --rounds 2`` to 4,
-same-run ratios over 5 runs: nbjobs enqueue 0.42-0.66x huey, claim+finish 0.55-0.77x.  The code
-before `finish_and_claim` and the leaner Python, each run right after one of those: 0.43-0.63x and
-0.46-0.54x (13.7 pages a job for its claim and end).  The claim+finish gain shows in every pair; the
-enqueue's (about 10 us of Python a submit) is smaller than the machine's noise.  Before v14: 0.16x
-and 0.31x, 15 pages a commit.
+Runs on a 2-core machine, ``--n 2000 --rounds 4``, four runs of schema v15 alternated with four of
+the code before it (v14, events and attempts keyed by the random job ID: 5.6 and 10.1 pages):
+nbjobs enqueue 0.49-0.56x huey against 0.40-0.60x, claim+finish 0.54-0.70x against 0.52-0.55x.  The
+machine's noise (up to 1.5x between runs) is larger than such a change; the pages are not noisy.
+Before `finish_and_claim`: 13.7 pages a job for its claim and end.  Before v14: 0.16x and 0.31x,
+15 pages a commit.
 
     python benchmarks/bench_queue.py [--n 5000] [--rounds 3]
 """

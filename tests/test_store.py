@@ -995,3 +995,27 @@ def test_migration_v15_keys_history_by_seq_and_keeps_every_row(tmp_path):
     assert s.conn.execute("SELECT count(*) FROM event_log").fetchone()[0] == 4  # ids[0]: 3, ids[3]: 1
     assert s.conn.execute("PRAGMA foreign_key_check").fetchall() == []
     s.close()
+
+
+def test_the_writes_of_v14_code_still_land_in_the_v15_history(store):
+    """A worker still running the code of v14 when a newer nbjobs migrates its home writes to
+    ``events`` and ``attempts``, now views: their INSTEAD OF triggers put its rows in the logs.
+    The statements are v14's own (`records._event`, `queue._ATTEMPT_INSERT`, the end of an attempt)."""
+    job = add(store, name="old-code")
+    conn = store.conn
+    conn.execute("INSERT INTO events (job_id, id, at, from_state, to_state, reason, actor) VALUES "
+                 "(?1, (SELECT COALESCE(MAX(id), 0) + 1 FROM events WHERE job_id = ?1), ?2, ?3, ?4, ?5, ?6)",
+                 (job, 5.0, "queued", "running", "attempt 1", "worker:old"))
+    conn.execute("INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, kernel, code_hash) "
+                 "VALUES (?,?,?,?,?,?,?,?)", (job, 1, "old", "h", 42, 5.0, "python3", None))
+    conn.execute("UPDATE attempts SET finished_at = ?, outcome = ?, error_type = ?, log_tail = ? "
+                 "WHERE job_id = ? AND number = ?", (6.0, "error", "ValueError", "boom", job, 1))
+    conn.execute("INSERT INTO events (job_id, at, to_state) VALUES (?, 7.0, 'failed')", (job,))  # id left out
+    assert [(e["id"], e["to_state"], e["actor"]) for e in store.events(job)] == \
+        [(1, "queued", ACTOR), (2, "running", "worker:old"), (3, "failed", None)]
+    [a] = store.attempts(job)
+    assert (a["number"], a["worker_id"], a["pid"], a["outcome"], a["error_type"], a["log_tail"], a["finished_at"]) == \
+        (1, "old", 42, "error", "ValueError", "boom", 6.0)
+    with pytest.raises(sqlite3.IntegrityError):  # an unknown job: no seq, refused
+        conn.execute("INSERT INTO attempts (job_id, number, started_at) VALUES ('nope', 1, 0)")
+    assert conn.execute("SELECT count(*) FROM attempt_log").fetchone()[0] == 1

@@ -20,14 +20,14 @@ _STATES = {s.value: s for s in State}
 _VALUES = {s.value: s.value for s in State}
 #: `RecordsMixin._move`'s statements, by (sets, where, returning): built once
 _MOVE_SQL: dict[tuple[str, str, bool], str] = {}
+#: the ``seq`` of the job whose full ID is the statement's next parameter: the key of its history rows
+SEQ_OF = "(SELECT seq FROM jobs WHERE id = ?)"
 #: one line of a job's history, numbered after its last: ``event_log`` is keyed by the job's ``seq``,
 #: given (``?1``) or looked up by its ID (`RecordsMixin._event`)
 _EVENT_INSERT = ("INSERT INTO event_log (job, id, at, from_state, to_state, reason, actor) VALUES "
                  "({job}, COALESCE((SELECT MAX(id) FROM event_log WHERE job = {job}), 0) + 1, ?2, ?3, ?4, ?5, ?6)")
 _EVENT_BY_SEQ = _EVENT_INSERT.format(job="?1")
-_EVENT_BY_ID = _EVENT_INSERT.format(job="(SELECT seq FROM jobs WHERE id = ?1)")
-#: the ``seq`` of the job whose full ID is the statement's next parameter: the key of its history rows
-SEQ_OF = "(SELECT seq FROM jobs WHERE id = ?)"
+_EVENT_BY_ID = _EVENT_INSERT.format(job=SEQ_OF.replace("?", "?1"))
 #: per column list of a row (``row.keys()``): the (field, position) pairs of a `JobRecord`
 _LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
 
@@ -100,8 +100,9 @@ class RecordsMixin:
         `IllegalTransition` and the caller's transaction rolls back).  The row is updated only while
         it is still ``old`` (and matches ``where``, SQL with ``where_params``); ``updated_at``
         becomes ``now`` and ``sets`` (SQL assignments with ``params``) apply too; the move is
-        recorded in ``events`` (``seq``: the job's, if the caller has read it).  Returns True, or False when no row was in ``old`` any more; with
-        ``returning``, the updated row (`sqlite3.Row`) or None.
+        recorded in ``events`` (``seq``: the job's, if the caller has read it).  Returns True, or
+        False when no row was in ``old`` any more; with ``returning``, the updated row
+        (`sqlite3.Row`) or None.
         """
         old, new = _VALUES.get(old) or State(old).value, _VALUES.get(new) or State(new).value
         check_transition(old, new)

@@ -483,21 +483,25 @@ END""")
 # - ``jobs.seq`` (INTEGER PRIMARY KEY: the rowid, made explicit, so a VACUUM never renumbers it) is
 #   the key of ``event_log (job, id)`` and ``attempt_log (job, number)``.  A new job's rows go to the
 #   right edge of each b-tree, and the job a worker ends and the next one it claims (submitted one
-#   after the other) share a page: a claim+finish commit writes about 7 pages, not 10, and a submit's
-#   event no longer lands on a random page (which split pages half full).
-# - ``events`` and ``attempts`` are views over them with the columns they had (``job_id`` first):
-#   every reader, and a user's own SQL, reads them as before.  The store writes the logs.
+#   after the other) share leaves: a claim+finish commit writes about 8.4 pages, not 10.1, and a
+#   submit's event no longer lands on a random leaf (which split leaves half full).
+# - ``events`` and ``attempts`` are views over them with the columns they had, in their order:
+#   every reader, and a user's own SQL, reads them as before.  The store writes the logs.  The views
+#   also take writes (INSTEAD OF triggers: insert into both, update attempts), so a worker still
+#   running the code of v14 when a newer nbjobs migrates its home goes on recording its jobs.
 # - The logs reference ``jobs (seq) ON DELETE CASCADE``: deleting a job still deletes its history.
 
-#: `migrate_v15_history_by_seq`'s new tables: their columns after the key, from v14's tables
-_LOGS = {"event_log": ("events", "job_id, id", "job, id"), "attempt_log": ("attempts", "job_id, number", "job, number")}
+#: `migrate_v15_history_by_seq`: each log, the view with its old table's name, and the column that
+#: numbers a job's rows
+_LOGS = {"event_log": ("events", "id"), "attempt_log": ("attempts", "number")}
 
 
 def migrate_v15_history_by_seq(conn: sqlite3.Connection) -> None:
     """v15: ``jobs`` rebuilt with ``seq INTEGER PRIMARY KEY`` (equal to each row's rowid, which the
     search index follows), ``events`` and ``attempts`` moved to ``event_log`` and ``attempt_log``
-    keyed by ``seq``, and views with their old names and columns.  Needs ``PRAGMA foreign_keys=OFF``
-    (`ConnMixin.migrate`): dropping the old ``jobs`` must not cascade to the tables that reference it."""
+    keyed by ``seq``, and writable views with their old names and columns.  Needs ``PRAGMA
+    foreign_keys=OFF`` (`ConnMixin.migrate`): dropping the old ``jobs`` must not cascade to the
+    tables that reference it."""
     sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()[0]
     table = sql.replace("CREATE TABLE jobs (", "CREATE TABLE jobs_v15 (\n    seq              INTEGER PRIMARY KEY,", 1)
     table = table.replace("id               TEXT PRIMARY KEY", "id               TEXT NOT NULL UNIQUE", 1)
@@ -508,7 +512,7 @@ def migrate_v15_history_by_seq(conn: sqlite3.Connection) -> None:
     conn.execute(table)
     conn.execute(f"INSERT INTO jobs_v15 (seq, {cols}) SELECT rowid, {cols} FROM jobs")
     views = []
-    for log, (old, old_key, key) in _LOGS.items():
+    for log, (old, number) in _LOGS.items():
         info = conn.execute(f"PRAGMA table_info({old})").fetchall()
         rest = [c for c in info if c[1] != "job_id"]
         defs = ["job INTEGER NOT NULL REFERENCES jobs (seq) ON DELETE CASCADE"]
@@ -516,18 +520,42 @@ def migrate_v15_history_by_seq(conn: sqlite3.Connection) -> None:
             d = f"{name} {ctype}".strip() + (" NOT NULL" if notnull or pk else "")
             defs.append(d + (f" DEFAULT {default}" if default is not None else ""))
         names = ", ".join(c[1] for c in rest)
-        conn.execute(f"CREATE TABLE {log} ({', '.join(defs)}, PRIMARY KEY ({key})) WITHOUT ROWID")
+        conn.execute(f"CREATE TABLE {log} ({', '.join(defs)}, PRIMARY KEY (job, {number})) WITHOUT ROWID")
         conn.execute(f"INSERT INTO {log} (job, {names}) SELECT j.seq, {', '.join('o.' + c[1] for c in rest)} "
-                     f"FROM {old} o JOIN jobs_v15 j ON j.id = o.job_id ORDER BY j.seq, o.{old_key.split(', ')[1]}")
+                     f"FROM {old} o JOIN jobs_v15 j ON j.id = o.job_id ORDER BY j.seq, o.{number}")
         conn.execute(f"DROP TABLE {old}")
-        shown = ", ".join("j.id AS job_id" if c[1] == "job_id" else f"l.{c[1]} AS {c[1]}" for c in info)
-        views.append(f"CREATE VIEW {old} AS SELECT {shown} FROM {log} l JOIN jobs j ON j.seq = l.job")
+        views += _history_view(log, old, number, info)
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_v15 RENAME TO jobs")
     for (statement,) in kept:
         conn.execute(statement)
     for statement in views:
         conn.execute(statement)
+
+
+def _history_view(log: str, view: str, number: str, info: list) -> list[str]:
+    """The statements of v15's view ``view`` over ``log`` (the columns ``info`` of the table it
+    replaces, in their order) and its INSTEAD OF triggers: an inserted row goes to the log under its
+    job's ``seq`` (its number, if left out, after the job's last; the log's defaults for what else
+    is left out); an update of ``attempts`` changes the log's row."""
+    shown = ", ".join("j.id AS job_id" if c[1] == "job_id" else f"l.{c[1]} AS {c[1]}" for c in info)
+    rest = [c for c in info if c[1] != "job_id"]
+    seq = "(SELECT seq FROM jobs WHERE id = NEW.job_id)"
+    values = []
+    for _cid, name, _type, _notnull, default, _pk in rest:
+        if name == number:
+            values.append(f"COALESCE(NEW.{name}, (SELECT COALESCE(MAX({number}), 0) + 1 FROM {log} WHERE job = {seq}))")
+        else:
+            values.append(f"COALESCE(NEW.{name}, {default})" if default is not None else f"NEW.{name}")
+    names = ", ".join(c[1] for c in rest)
+    out = [f"CREATE VIEW {view} AS SELECT {shown} FROM {log} l JOIN jobs j ON j.seq = l.job",
+           f"CREATE TRIGGER {view}_insert INSTEAD OF INSERT ON {view} BEGIN "
+           f"INSERT INTO {log} (job, {names}) VALUES ({seq}, {', '.join(values)}); END"]
+    if view == "attempts":
+        sets = ", ".join(f"{c[1]} = NEW.{c[1]}" for c in rest if c[1] != number)
+        out.append(f"CREATE TRIGGER {view}_update INSTEAD OF UPDATE ON {view} BEGIN UPDATE {log} SET {sets} "
+                   f"WHERE job = (SELECT seq FROM jobs WHERE id = OLD.job_id) AND {number} = OLD.{number}; END")
+    return out
 
 
 #: MIGRATIONS[n] moves a database from user_version n to n + 1.  Append only; never edit.

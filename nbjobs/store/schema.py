@@ -540,7 +540,8 @@ def _history_view(log: str, view: str, number: str, info: list) -> list[str]:
     is left out); an update of ``attempts`` changes the log's row."""
     shown = ", ".join("j.id AS job_id" if c[1] == "job_id" else f"l.{c[1]} AS {c[1]}" for c in info)
     rest = [c for c in info if c[1] != "job_id"]
-    seq = "(SELECT seq FROM jobs WHERE id = NEW.job_id)"
+    seq_of = "(SELECT seq FROM jobs WHERE id = {}.job_id)"  # the seq of the view's NEW or OLD row
+    seq = seq_of.format("NEW")
     values = []
     for _cid, name, _type, _notnull, default, _pk in rest:
         if name == number:
@@ -554,7 +555,7 @@ def _history_view(log: str, view: str, number: str, info: list) -> list[str]:
     if view == "attempts":
         sets = ", ".join(f"{c[1]} = NEW.{c[1]}" for c in rest if c[1] != number)
         out.append(f"CREATE TRIGGER {view}_update INSTEAD OF UPDATE ON {view} BEGIN UPDATE {log} SET {sets} "
-                   f"WHERE job = (SELECT seq FROM jobs WHERE id = OLD.job_id) AND {number} = OLD.{number}; END")
+                   f"WHERE job = {seq_of.format('OLD')} AND {number} = OLD.{number}; END")
     return out
 
 
